@@ -1,0 +1,55 @@
+# Backend Fundamentals — every command a learner or contributor needs.
+# The only prerequisites are Python 3.11+, make and git: the first target that
+# needs them creates .venv from requirements.lock (pinned) and reuses it after.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-from-lock
+UV     := uv==0.13.8
+# Tests and snippets find the venv's tools (python, mkdocs) first.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help serve test build lint format run outputs lock clean
+
+help:  ## list the commands
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(UV)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	@touch $@
+
+serve: $(STAMP)  ## serve the site on http://127.0.0.1:8000 with live reload (pages and snippets)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000 --livereload
+
+build: $(STAMP)  ## build the site into site/ (strict: any warning fails)
+	$(BIN)/mkdocs build --strict
+
+test: $(STAMP) lint  ## everything CI runs: snippets, behaviour tests, docs blocks, notebooks, site, browser
+	$(BIN)/python -m pytest -n auto --dist loadgroup --codeblocks --nbmake tests docs $(ARGS)
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+run: $(STAMP)  ## run one snippet: make run S=protocols/tcp_echo
+	@test -n "$(S)" || { echo "usage: make run S=<chapter>/<snippet>  (e.g. S=protocols/tcp_echo)"; exit 2; }
+	$(BIN)/python snippets/$(S).py
+
+outputs: $(STAMP)  ## re-record the output shown on pages (snippets/<chapter>/output/*.txt) from real runs
+	$(BIN)/python -m tests.snippet_output --record $(S)
+
+lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --quiet -o requirements.lock
+
+clean:  ## remove the built site and caches (keeps .venv)
+	rm -rf site .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

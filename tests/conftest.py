@@ -1,0 +1,45 @@
+"""Shared test helpers: load a snippet as a module, the codeblock rule, services."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.services import chromium  # noqa: F401  (a fixture, shared by every test)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_snippet(name: str) -> ModuleType:
+    """Import snippets/<chapter>/<file>.py by its path, e.g. load_snippet("protocols/tcp_echo").
+
+    Snippets are not a package (each runs alone), so tests import them by path."""
+    path = ROOT / "snippets" / f"{name}.py"
+    module_name = "snippet_" + name.replace("/", "_")
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader, f"no snippet at {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_include_only(code: str) -> bool:
+    """A fence holding only `--8<--` includes is filled in at build time, not Python."""
+    lines = [line.strip() for line in code.splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith("--8<--") for line in lines)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        block = getattr(item, "obj", None)
+        if type(item).__name__ == "TestBlock" and is_include_only(getattr(block, "code", "")):
+            item.add_marker(
+                pytest.mark.skip(reason="include-only fence: its snippet is run by test_snippets")
+            )

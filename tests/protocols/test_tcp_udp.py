@@ -1,0 +1,109 @@
+"""TCP vs UDP (docs/protocols/tcp-udp.md): each test asserts the lesson a snippet shows."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from tests.conftest import load_snippet
+
+tcp_echo = load_snippet("protocols/tcp_echo")
+tcp_framing = load_snippet("protocols/tcp_framing")
+udp_boundaries = load_snippet("protocols/udp_boundaries")
+udp_reliability = load_snippet("protocols/udp_reliability")
+tcp_setup_cost = load_snippet("protocols/tcp_setup_cost")
+tcp_nagle = load_snippet("protocols/tcp_nagle")
+
+
+def test_echo_server_returns_every_byte_in_order():
+    payload = bytes(range(256)) * 400  # 100 KiB: more than one segment and one recv()
+    with tcp_echo.echo_server() as address:
+        assert address[0] == "127.0.0.1" and address[1] != 0
+        assert tcp_echo.echo_once(address, payload) == payload
+
+
+def test_two_sends_can_arrive_as_one_read_and_one_send_as_many():
+    merged, split_sizes = tcp_framing.show_the_bug()
+    assert merged == [b"helloworld"]  # two messages, one recv(): the boundary is gone
+    assert len(split_sizes) > 1 and sum(split_sizes) == 300_000
+
+
+def test_length_prefix_restores_message_boundaries():
+    messages = [b"", b"a", b"hello", bytes(300_000), b"world"]
+    assert tcp_framing.show_the_fix(messages) == messages
+
+
+def test_length_prefix_rejects_an_oversized_announcement_without_allocating_it():
+    client, server = tcp_framing.connected_pair()
+    with client, server:
+        client.sendall(struct.pack("!I", 2**32 - 1))  # a hostile or corrupt length
+        with pytest.raises(ValueError, match="limit"):
+            tcp_framing.recv_message(server)
+
+
+def test_length_prefix_reports_a_peer_that_closes_mid_message():
+    client, server = tcp_framing.connected_pair()
+    with server:
+        client.sendall(struct.pack("!I", 10) + b"abc")  # promises 10 bytes, sends 3
+        client.close()
+        with pytest.raises(EOFError, match="3 of 10"):
+            tcp_framing.recv_message(server)
+
+
+def test_length_prefix_times_out_on_a_peer_that_stalls_mid_message():
+    client, server = tcp_framing.connected_pair()
+    with client, server:
+        server.settimeout(0.2)
+        client.sendall(struct.pack("!I", 10) + b"abc")  # and then nothing
+        with pytest.raises(TimeoutError):
+            tcp_framing.recv_message(server)
+
+
+def test_udp_keeps_boundaries_and_truncates_rather_than_splitting():
+    messages = [b"a", b"bb", b"c" * 1000]
+    assert udp_boundaries.send_and_receive(messages) == messages
+    assert udp_boundaries.send_and_receive([b"x" * 1000], bufsize=100) == [b"x" * 100]
+
+
+def test_lossy_relay_drops_and_reorders_a_seeded_fraction():
+    arrived = udp_reliability.count_arrivals(n=100, drop=0.1, reorder=0.05, seed=7)
+    assert 70 < len(arrived) < 100  # some lost, most arrived
+    assert len(set(arrived)) == len(arrived)  # nothing duplicated by the relay
+    assert arrived != sorted(arrived)  # some overtaken
+    assert arrived == udp_reliability.count_arrivals(n=100, drop=0.1, reorder=0.05, seed=7)
+
+
+def test_stop_and_wait_delivers_everything_in_order_over_the_lossy_relay():
+    messages = [f"m{i}".encode() for i in range(30)]
+    delivered, retransmissions, stats = udp_reliability.deliver_over_lossy_link(
+        messages, drop=0.15, reorder=0.05, seed=7
+    )
+    assert delivered == messages  # all, in order, no duplicates delivered
+    lost = stats["up dropped"] + stats["down dropped"]
+    assert lost > 0 and retransmissions >= lost  # every loss was repaired by a resend
+
+
+def test_stop_and_wait_gives_up_with_an_error_when_the_link_is_dead():
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as black_hole,
+    ):
+        black_hole.bind(("127.0.0.1", 0))  # bound, but nobody ever answers
+        with pytest.raises(TimeoutError, match="not acknowledged"):
+            udp_reliability.send_reliably(
+                sender, black_hole.getsockname(), [b"x"], rto=0.01, max_tries=3
+            )
+
+
+def test_reusing_a_connection_is_faster_than_a_new_one_per_request():
+    new, reused = tcp_setup_cost.compare(n=100, rounds=5)
+    assert new > 1.3 * reused, f"new {new * 1e6:.0f} µs vs reused {reused * 1e6:.0f} µs"
+
+
+def test_nagle_and_delayed_ack_stall_write_write_read_and_nodelay_fixes_it():
+    medians = tcp_nagle.compare(n=12)
+    stalled = medians["two writes, Nagle on (default)"]
+    assert stalled > 5 * medians["two writes, TCP_NODELAY"]
+    assert stalled > 5 * medians["one write, Nagle on"]  # or send the request in one write

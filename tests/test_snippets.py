@@ -1,0 +1,40 @@
+"""Every snippet runs alone, like a learner runs it: exit 0, within budget, nothing left
+running, and printing what its page shows (DESIGN.md §3, §5.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.snippet_output import (
+    BUDGET_SECONDS,
+    ROOT,
+    all_snippets,
+    normalise,
+    output_file,
+    run_snippet,
+)
+
+SNIPPETS = all_snippets()
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_snippet_runs_alone_and_prints_what_its_page_shows(snippet):
+    run = run_snippet(snippet)
+    name = snippet.relative_to(ROOT / "snippets").with_suffix("").as_posix()
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stderr}"
+    assert not run.leftover, "a process it started was still running after it exited"
+    assert run.seconds < BUDGET_SECONDS, f"took {run.seconds:.1f} s, budget {BUDGET_SECONDS} s"
+    recorded = output_file(snippet)
+    assert recorded.exists(), f"no recorded output: run `make outputs S={name}`"
+    assert normalise(run.stdout) == normalise(recorded.read_text(encoding="utf-8")), (
+        f"output differs from {recorded.relative_to(ROOT)}; if the change is intended,"
+        f" re-record it with `make outputs S={name}`\n--- now ---\n{run.stdout}"
+    )
+
+
+def test_normalise_keeps_counts_and_hides_only_what_varies():
+    a = "listening on 127.0.0.1:50123; reuse was 3.1x faster; ~7 reads; 87 arrived"
+    b = "listening on 127.0.0.1:40999; reuse was 12.0x faster; ~5 reads; 87 arrived"
+    assert normalise(a) == normalise(b)
+    assert normalise(a) != normalise(a.replace("87 arrived", "86 arrived"))
+    assert normalise(a) != normalise(a.replace("faster", "slower"))

@@ -1,0 +1,136 @@
+"""Structure invariants (DESIGN.md §5.6): the repository reads like the table of contents
+and nothing is orphaned — every snippet is on a page and under a test, every include
+resolves, every page is in the nav, every chapter is on a learning path."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.snippet_output import ROOT, all_snippets, output_file
+
+CHAPTERS = [
+    "protocols", "servers", "databases", "proxies", "messaging",
+    "formats", "security", "design", "operations",
+]
+INCLUDE = re.compile(r'--8<--\s+"([^":]+)(?::([\w-]+))?"')
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+NOTEBOOKS = sorted(DOCS.rglob("*.ipynb"))
+SNIPPETS = all_snippets()
+TOPIC_SECTIONS = [
+    "What you will learn", "Run it", "What to notice", "Break it",
+    "Check yourself", "Further reading",
+]
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def includes() -> list[tuple[Path, str, str | None]]:
+    return [(page, m[1], m[2] or None)
+            for page in PAGES for m in INCLUDE.finditer(page.read_text(encoding="utf-8"))]
+
+
+def load_mkdocs() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+
+
+def nav_files(node) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, list):
+        return [f for item in node for f in nav_files(item)]
+    if isinstance(node, dict):
+        return [f for value in node.values() for f in nav_files(value)]
+    return []
+
+
+def topic_pages() -> list[Path]:
+    return [p for p in PAGES if p.parent.name in CHAPTERS and p.name != "index.md"]
+
+
+def test_chapters_use_the_same_slug_in_docs_snippets_and_tests():
+    not_chapters = {"docs": {"paths", "assets"}, "snippets": set(), "tests": {"site"}}
+    for top, others in not_chapters.items():
+        for folder in (ROOT / top).iterdir():
+            if folder.is_dir() and folder.name not in others | {"__pycache__"}:
+                assert folder.name in CHAPTERS, f"{rel(folder)} is not a chapter slug"
+    for snippet in SNIPPETS:
+        chapter = snippet.parent.name
+        assert (DOCS / chapter / "index.md").exists(), f"{chapter} has no docs/{chapter}/index.md"
+        assert (ROOT / "tests" / chapter).is_dir(), f"{chapter} has no tests/{chapter}/"
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=rel)
+def test_snippet_is_included_by_a_page_and_named_by_a_behaviour_test(snippet):
+    name = snippet.relative_to(ROOT / "snippets").as_posix()
+    assert any(target == name for _, target, _ in includes()), f"no page includes {name}"
+    out = output_file(snippet).relative_to(ROOT / "snippets").as_posix()
+    assert any(target == out for _, target, _ in includes()), f"no page shows its output {out}"
+    chapter_tests = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "tests" / snippet.parent.name).glob("test_*.py")
+    )
+    assert re.search(rf"\b{snippet.stem}\b", chapter_tests), (
+        f"no test in tests/{snippet.parent.name}/ names {snippet.stem}"
+    )
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=rel)
+def test_snippet_follows_the_contract(snippet):
+    text = snippet.read_text(encoding="utf-8")
+    assert text.startswith('"""'), "a snippet starts with its docstring"
+    assert f"Run: python {rel(snippet)}" in text, "the docstring says how to run it"
+    assert 'if __name__ == "__main__":' in text
+    assert "0.0.0.0" not in text, "bind 127.0.0.1"
+    # A snippet must not shadow a module a reader has installed (its folder is on sys.path).
+    assert snippet.stem not in sys.stdlib_module_names, f"{snippet.stem} shadows the stdlib"
+    assert importlib.util.find_spec(snippet.stem) is None, f"{snippet.stem} shadows a package"
+    assert len({s.stem for s in SNIPPETS}) == len(SNIPPETS), "snippet names are unique"
+
+
+def test_every_include_resolves_to_a_file_and_a_section():
+    for page, target, section in includes():
+        path = ROOT / "snippets" / target
+        assert path.exists(), f"{rel(page)} includes missing {target}"
+        if section:
+            text = path.read_text(encoding="utf-8")
+            assert f"[start:{section}]" in text and f"[end:{section}]" in text, (
+                f"{rel(page)} includes {target}:{section}, which has no such section"
+            )
+
+
+def test_every_page_and_notebook_is_in_the_nav():
+    listed = set(nav_files(load_mkdocs()["nav"]))
+    for page in [*PAGES, *NOTEBOOKS]:
+        assert page.relative_to(DOCS).as_posix() in listed, f"{rel(page)} is not in the nav"
+
+
+def test_every_chapter_is_on_the_broad_path():
+    broad = (DOCS / "paths" / "broad.md").read_text(encoding="utf-8")
+    for chapter in sorted({p.parent.name for p in PAGES if p.parent.name in CHAPTERS}):
+        assert f"../{chapter}/" in broad, f"chapter {chapter} is not on the broad path"
+        for page in topic_pages():
+            if page.parent.name == chapter:
+                assert f"../{chapter}/{page.name}" in broad, f"{rel(page)} not on the broad path"
+
+
+@pytest.mark.parametrize("page", topic_pages(), ids=rel)
+def test_topic_page_follows_the_page_contract(page):
+    text = page.read_text(encoding="utf-8")
+    headings = re.findall(r"^##\s+(.+)$", text, flags=re.M)
+    for section in TOPIC_SECTIONS:
+        assert any(h.startswith(section) for h in headings), f"missing '## {section}'"
+    assert 3 <= len(re.findall(r"^\?\?\? question", text, flags=re.M)) <= 5, "3-5 questions"
+    assert re.search(r"RFC \d+|docs\.|documentation", text), "cites a primary source"

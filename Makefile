@@ -44,8 +44,9 @@ run: $(STAMP)  ## run one snippet: make run S=protocols/tcp_echo
 	@test -n "$(S)" || { echo "usage: make run S=<chapter>/<snippet>  (e.g. S=protocols/tcp_echo)"; exit 2; }
 	$(BIN)/python snippets/$(S).py
 
-outputs: $(STAMP)  ## re-record the output shown on pages (snippets/<chapter>/output/*.txt) from real runs
-	$(BIN)/python -m tests.snippet_output --record $(S)
+outputs: $(STAMP)  ## re-record page output from real runs: make outputs [S=protocols/tcp_echo]
+	$(BIN)/python -m pytest -q -p no:randomly tests/test_snippets.py --record-outputs \
+		-k "$(if $(S),snippets/$(S).py,test_snippet_runs)"
 
 lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --quiet -o requirements.lock

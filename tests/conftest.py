@@ -9,7 +9,10 @@ from types import ModuleType
 
 import pytest
 
-from tests.services import chromium  # noqa: F401  (a fixture, shared by every test)
+from tests.services import service_modules
+
+# Every module in tests/services/ is a plugin: its fixtures are available to every test.
+pytest_plugins = service_modules()
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +37,14 @@ def is_include_only(code: str) -> bool:
     """A fence holding only `--8<--` includes is filled in at build time, not Python."""
     lines = [line.strip() for line in code.splitlines() if line.strip()]
     return bool(lines) and all(line.startswith("--8<--") for line in lines)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-outputs",
+        action="store_true",
+        help="write each snippet's real output to snippets/<chapter>/output/ (make outputs)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

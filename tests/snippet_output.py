@@ -9,8 +9,10 @@ run is normalised (see normalise()):
   - "~N":    an integer the snippet itself marks as run-dependent with "~" -> ~N
 Integers without "~" (counts from seeded runs) must match exactly.
 
-Re-record after changing a snippet:  make outputs            (all)
+Re-record after changing a snippet:  make outputs                        (all)
                                      make outputs S=protocols/tcp_echo   (one)
+(`make outputs` runs tests/test_snippets.py with --record-outputs, so snippets that need
+a real server get it from the same fixtures as in the tests.)
 """
 
 from __future__ import annotations
@@ -91,19 +93,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def record(names: list[str]) -> None:
-    chosen = [SNIPPETS / f"{n}.py" for n in names] if names else all_snippets()
-    for snippet in chosen:
-        run = run_snippet(snippet)
-        if run.returncode != 0:
-            sys.exit(f"{snippet.relative_to(ROOT)} failed:\n{run.stderr}")
-        out = output_file(snippet)
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(run.stdout, encoding="utf-8")
-        print(f"recorded {out.relative_to(ROOT)} ({run.seconds:.2f} s)")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["--record"]:
-        sys.exit("usage: python -m tests.snippet_output --record [chapter/name ...]")
-    record([a for a in sys.argv[2:] if a])
+def needs(snippet: Path) -> list[str]:
+    """Environment variables a snippet declares with a `Needs: A, B` docstring line."""
+    match = re.search(r"^Needs:\s*(.+)$", snippet.read_text(encoding="utf-8"), flags=re.M)
+    return [v.strip() for v in match[1].split(",")] if match else []

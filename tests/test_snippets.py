@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.services import env_fixtures
 from tests.snippet_output import (
     BUDGET_SECONDS,
     ROOT,
     all_snippets,
+    needs,
     normalise,
     output_file,
     run_snippet,
@@ -18,13 +20,21 @@ SNIPPETS = all_snippets()
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_snippet_runs_alone_and_prints_what_its_page_shows(snippet):
-    run = run_snippet(snippet)
+def test_snippet_runs_alone_and_prints_what_its_page_shows(snippet, request):
+    providers = env_fixtures()
+    missing = [var for var in needs(snippet) if var not in providers]
+    assert not missing, f"no module in tests/services/ provides {missing}"
+    env = {var: request.getfixturevalue(providers[var]) for var in needs(snippet)}
+
+    run = run_snippet(snippet, env=env)
     name = snippet.relative_to(ROOT / "snippets").with_suffix("").as_posix()
     assert run.returncode == 0, f"exit {run.returncode}\n{run.stderr}"
     assert not run.leftover, "a process it started was still running after it exited"
     assert run.seconds < BUDGET_SECONDS, f"took {run.seconds:.1f} s, budget {BUDGET_SECONDS} s"
     recorded = output_file(snippet)
+    if request.config.getoption("--record-outputs"):
+        recorded.parent.mkdir(exist_ok=True)
+        recorded.write_text(run.stdout, encoding="utf-8")
     assert recorded.exists(), f"no recorded output: run `make outputs S={name}`"
     assert normalise(run.stdout) == normalise(recorded.read_text(encoding="utf-8")), (
         f"output differs from {recorded.relative_to(ROOT)}; if the change is intended,"

@@ -17,6 +17,7 @@ a real server get it from the same fixtures as in the tests.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -87,10 +88,8 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, 9)
-    except ProcessLookupError:
-        pass
 
 
 def needs(snippet: Path) -> list[str]:

@@ -32,6 +32,8 @@ def echo_server() -> Iterator[tuple[str, int]]:
             yield server.server_address
         finally:
             server.shutdown()
+
+
 # --8<-- [end:server]
 
 
@@ -47,6 +49,8 @@ def echo_once(address: tuple[str, int], message: bytes) -> bytes:
                 raise ConnectionError("server closed early")
             received += chunk
         return received
+
+
 # --8<-- [end:client]
 
 

@@ -51,6 +51,8 @@ def show_the_bug() -> tuple[list[bytes], list[int]]:
         split = naive_reads(server, len(big))  # ... arrives in several reads
         sender.join()
     return merged, [len(chunk) for chunk in split]
+
+
 # --8<-- [end:bug]
 
 
@@ -80,6 +82,8 @@ def recv_message(sock: socket.socket) -> bytes:
     if length > MAX_MESSAGE:
         raise ValueError(f"peer announced {length} bytes, limit is {MAX_MESSAGE}")
     return recv_exactly(sock, length)
+
+
 # --8<-- [end:fix]
 
 

@@ -43,8 +43,9 @@ def request_server() -> Iterator[tuple[str, int]]:
 
 
 # --8<-- [start:measure]
-def request_latencies(address: tuple[str, int], nodelay: bool, two_writes: bool = True,
-                      n: int = 15) -> list[float]:
+def request_latencies(
+    address: tuple[str, int], nodelay: bool, two_writes: bool = True, n: int = 15
+) -> list[float]:
     """Seconds per request for n requests on one connection."""
     latencies = []
     with socket.create_connection(address, timeout=5) as sock:
@@ -62,6 +63,8 @@ def request_latencies(address: tuple[str, int], nodelay: bool, two_writes: bool 
                 raise ConnectionError("unexpected reply")
             latencies.append(time.perf_counter() - start)
     return latencies
+
+
 # --8<-- [end:measure]
 
 
@@ -70,11 +73,14 @@ def compare(n: int = 15) -> dict[str, float]:
     with request_server() as address:
         return {
             "two writes, Nagle on (default)": statistics.median(
-                request_latencies(address, nodelay=False, n=n)),
+                request_latencies(address, nodelay=False, n=n)
+            ),
             "two writes, TCP_NODELAY": statistics.median(
-                request_latencies(address, nodelay=True, n=n)),
+                request_latencies(address, nodelay=True, n=n)
+            ),
             "one write, Nagle on": statistics.median(
-                request_latencies(address, nodelay=False, two_writes=False, n=n)),
+                request_latencies(address, nodelay=False, two_writes=False, n=n)
+            ),
         }
 
 

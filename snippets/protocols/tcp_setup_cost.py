@@ -68,6 +68,8 @@ def compare(n: int = 200, rounds: int = 5) -> tuple[float, float]:
             new.append(new_connection_each(address, n))
             reused.append(one_reused_connection(address, n))
     return statistics.median(new), statistics.median(reused)
+
+
 # --8<-- [end:measure]
 
 

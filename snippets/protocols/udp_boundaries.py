@@ -21,6 +21,8 @@ def send_and_receive(messages: list[bytes], bufsize: int = 65535) -> list[bytes]
             sender.sendto(message, receiver.getsockname())  # no connection, no handshake
         # Each recvfrom() returns exactly one datagram; bytes beyond bufsize are discarded.
         return [receiver.recvfrom(bufsize)[0] for _ in messages]
+
+
 # --8<-- [end:boundaries]
 
 

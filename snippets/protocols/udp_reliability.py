@@ -85,6 +85,8 @@ class LossyRelay:
         self.running = False
         self.thread.join()
         self.sock.close()
+
+
 # --8<-- [end:relay]
 
 
@@ -109,6 +111,8 @@ def count_arrivals(n: int, drop: float, reorder: float, seed: int) -> list[int]:
             return [SEQ.unpack(receiver.recv(64))[0] for _ in range(arrived)]
         finally:
             relay.close()
+
+
 # --8<-- [end:count]
 
 
@@ -129,8 +133,13 @@ def receive_in_order(sock: socket.socket, delivered: list[bytes], stop: threadin
             sock.sendto(SEQ.pack(seq), peer)
 
 
-def send_reliably(sock: socket.socket, to: tuple[str, int], messages: list[bytes],
-                  rto: float = 0.03, max_tries: int = 30) -> int:
+def send_reliably(
+    sock: socket.socket,
+    to: tuple[str, int],
+    messages: list[bytes],
+    rto: float = 0.03,
+    max_tries: int = 30,
+) -> int:
     """Sender: send one message, wait up to rto for its ACK, resend on timeout.
     Returns the number of retransmissions; raises if a message never gets through."""
     retransmissions = 0
@@ -147,11 +156,14 @@ def send_reliably(sock: socket.socket, to: tuple[str, int], messages: list[bytes
         else:
             raise TimeoutError(f"message {seq} not acknowledged after {max_tries} tries")
     return retransmissions
+
+
 # --8<-- [end:arq]
 
 
-def deliver_over_lossy_link(messages: list[bytes], drop: float, reorder: float,
-                            seed: int) -> tuple[list[bytes], int, Counter[str]]:
+def deliver_over_lossy_link(
+    messages: list[bytes], drop: float, reorder: float, seed: int
+) -> tuple[list[bytes], int, Counter[str]]:
     """Run both ends of stop-and-wait through a LossyRelay; return what was delivered."""
     delivered: list[bytes] = []
     stop = threading.Event()
@@ -171,14 +183,18 @@ def deliver_over_lossy_link(messages: list[bytes], drop: float, reorder: float,
 def main() -> None:
     arrived = count_arrivals(n=100, drop=0.1, reorder=0.05, seed=7)
     late = sum(1 for i, seq in enumerate(arrived) if seq < max(arrived[: i + 1]))
-    print(f"plain UDP: sent 100, arrived {len(arrived)}, lost {100 - len(arrived)},"
-          f" out of order {late}")
+    print(
+        f"plain UDP: sent 100, arrived {len(arrived)}, lost {100 - len(arrived)},"
+        f" out of order {late}"
+    )
     messages = [f"message {i}".encode() for i in range(30)]
     delivered, retransmissions, stats = deliver_over_lossy_link(messages, 0.15, 0.05, seed=7)
     print(f"stop-and-wait: sent 30, delivered {len(delivered)}, in order: {delivered == messages}")
-    print(f"  the relay dropped {stats['up dropped']} data and {stats['down dropped']} ACKs,"
-          f" reordered {stats['up reordered'] + stats['down reordered']};"
-          f" the sender retransmitted {retransmissions} times")
+    print(
+        f"  the relay dropped {stats['up dropped']} data and {stats['down dropped']} ACKs,"
+        f" reordered {stats['up reordered'] + stats['down reordered']};"
+        f" the sender retransmitted {retransmissions} times"
+    )
 
 
 if __name__ == "__main__":

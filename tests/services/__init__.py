@@ -36,7 +36,8 @@ SERVICES_DIR = Path(__file__).parent
 
 
 def service_modules() -> list[str]:
-    return sorted(f"tests.services.{p.stem}" for p in SERVICES_DIR.glob("*.py") if p.stem != "__init__")
+    modules = [p.stem for p in SERVICES_DIR.glob("*.py") if p.stem != "__init__"]
+    return sorted(f"tests.services.{name}" for name in modules)
 
 
 def env_fixtures() -> dict[str, str]:

@@ -1,0 +1,123 @@
+"""The built site, served on loopback, and Chromium driving it.
+
+Every test in tests/site/ is in the xdist group "site", so one worker builds the site
+once (session fixture) and runs them all.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.services.chromium import CHROMIUM_FLAGS
+from tests.snippet_output import ROOT
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/site/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("site"))
+
+
+@dataclass
+class Build:
+    directory: Path
+    returncode: int
+    log: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """`mkdocs build --strict` into a temp dir, exactly as the Pages workflow runs it."""
+    out = tmp_path_factory.mktemp("site")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    return Build(out, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url(built_site: Build) -> Iterator[str]:
+    """The built site over HTTP on 127.0.0.1 (an ephemeral port), like GitHub Pages serves it."""
+    assert built_site.returncode == 0, built_site.log
+    handler = functools.partial(QuietHandler, directory=str(built_site.directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Visit:
+    """A browser tab that records every request and every console error."""
+
+    page: object
+    base: str
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def off_origin(self) -> list[str]:
+        local = ("data:", "blob:", "about:")
+        return [u for u in self.requests if not u.startswith(self.base) and not u.startswith(local)]
+
+
+# Material draws Mermaid diagrams into a *closed* shadow root; open it so tests can look.
+OPEN_SHADOW_ROOTS = """
+const attach = Element.prototype.attachShadow;
+Element.prototype.attachShadow = function (init) {
+  return attach.call(this, {...init, mode: "open"});
+};
+"""
+
+
+@pytest.fixture
+def visit(browser, site_url: str) -> Iterator[Visit]:
+    context = browser.new_context(color_scheme="light")
+    context.add_init_script(OPEN_SHADOW_ROOTS)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    tab = Visit(page, site_url)
+    page.on("request", lambda request: tab.requests.append(request.url))
+    page.on("console", lambda msg: tab.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    try:
+        yield tab
+    finally:
+        context.close()

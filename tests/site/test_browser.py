@@ -1,0 +1,91 @@
+"""The built site in a real browser (Debian's Chromium via Playwright): pages render,
+search works, diagrams draw, the copy button copies, dark mode toggles — and nothing is
+requested from any origin but the local server, with no console errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.site.conftest import Visit
+
+PAGES = ["", "paths/", "paths/broad/", "protocols/", "protocols/tcp-udp/", "protocols/nagle-lab/"]
+MERMAID_SVG = """() => {
+  const diagram = document.querySelector("div.mermaid");
+  return diagram && diagram.shadowRoot && diagram.shadowRoot.querySelector("svg") !== null;
+}"""
+
+
+def clean(visit: Visit) -> None:
+    assert visit.off_origin() == [], "requests left the origin"
+    assert visit.errors == [], "console errors"
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders_from_the_local_server_only(visit: Visit, path: str):
+    response = visit.page.goto(visit.base + path, wait_until="networkidle")
+    assert response and response.status == 200
+    assert visit.page.locator("article h1").first.is_visible()
+    assert visit.page.title().endswith("Backend Fundamentals")
+    clean(visit)
+
+
+def test_search_finds_handshake(visit: Visit):
+    visit.page.goto(visit.base, wait_until="networkidle")
+    search = visit.page.locator("input.md-search__input")
+    search.click()
+    search.press_sequentially("handshake", delay=20)  # search reacts to key events
+    result = visit.page.locator(".md-search-result__item a").first
+    result.wait_for()
+    assert "protocols/tcp-udp/" in result.get_attribute("href")
+    assert visit.page.locator(".md-search-result mark", has_text="handshake").count() > 0
+    clean(visit)
+
+
+def test_mermaid_sequence_diagram_renders_as_svg_from_the_vendored_library(visit: Visit):
+    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
+    visit.page.wait_for_function(MERMAID_SVG)
+    svg_text = visit.page.evaluate(
+        "() => document.querySelector('div.mermaid').shadowRoot.querySelector('svg').textContent"
+    )
+    assert "SYN" in svg_text and "FIN" in svg_text
+    assert any(u.endswith("vendor/mermaid-11.12.0.min.js") for u in visit.requests)
+    clean(visit)
+
+
+def test_mermaid_renders_after_instant_navigation_from_a_page_without_diagrams(visit: Visit):
+    visit.page.goto(visit.base + "paths/broad/", wait_until="networkidle")
+    assert not any("mermaid-11" in u for u in visit.requests)  # not loaded where not needed
+    visit.page.locator("article a[href*='tcp-udp']").first.click()
+    visit.page.wait_for_url("**/protocols/tcp-udp/")
+    visit.page.wait_for_function(MERMAID_SVG)
+    clean(visit)
+
+
+def test_copy_button_copies_the_code_block(visit: Visit):
+    visit.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
+    block = visit.page.locator("div.highlight").filter(has_text="class EchoHandler").first
+    block.hover()
+    block.locator("button[title='Copy to clipboard']").click()
+    copied = visit.page.evaluate("() => navigator.clipboard.readText()")
+    assert "class EchoHandler(socketserver.BaseRequestHandler):" in copied
+    clean(visit)
+
+
+def test_dark_mode_toggles_and_follows_the_system(visit: Visit, browser, site_url: str):
+    page = visit.page
+    page.goto(visit.base, wait_until="networkidle")
+    scheme = "() => document.body.getAttribute('data-md-color-scheme')"
+    assert page.evaluate(scheme) == "default"  # the system prefers light
+    for _ in range(2):  # auto -> light -> dark
+        page.locator("form[data-md-component='palette'] label:visible").first.click()
+    assert page.evaluate(scheme) == "slate"
+    clean(visit)
+
+    dark = browser.new_context(color_scheme="dark")  # a system that prefers dark
+    try:
+        tab = dark.new_page()
+        tab.goto(site_url, wait_until="networkidle")
+        assert tab.evaluate(scheme) == "slate"
+    finally:
+        dark.close()

@@ -1,0 +1,68 @@
+"""CI and deployment configuration, validated offline: the workflow files against the
+GitHub schemas vendored in check-jsonschema, and the security rules of DESIGN.md §7."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.snippet_output import ROOT
+
+GITHUB = ROOT / ".github"
+SCHEMAS = {
+    "vendor.github-workflows": sorted((GITHUB / "workflows").glob("*.yml")),
+    "vendor.dependabot": [GITHUB / "dependabot.yml"],
+    "vendor.github-issue-forms": sorted(
+        p for p in (GITHUB / "ISSUE_TEMPLATE").glob("*.yml") if p.name != "config.yml"
+    ),
+    "vendor.github-issue-config": [GITHUB / "ISSUE_TEMPLATE" / "config.yml"],
+}
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_github_files_match_their_schema(schema):
+    files = [str(p) for p in SCHEMAS[schema]]
+    assert files, f"no files for {schema}"
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *files],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((GITHUB / "workflows" / name).read_text(encoding="utf-8"))
+
+
+def test_workflows_run_with_least_privilege():
+    for path in (GITHUB / "workflows").glob("*.yml"):
+        workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert workflow["permissions"] == {"contents": "read"}, f"{path.name}: top level"
+    pages = load("pages.yml")
+    assert pages["jobs"]["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert "permissions" not in pages["jobs"]["build"]  # the build gets contents: read only
+    assert pages["concurrency"]["group"] == "pages"
+
+
+def test_pages_deploys_a_strict_build_with_the_official_actions():
+    pages = load("pages.yml")
+    build_steps = pages["jobs"]["build"]["steps"]
+    assert any(step.get("run") == "make build" for step in build_steps)  # mkdocs build --strict
+    uses = [s.get("uses", "") for job in pages["jobs"].values() for s in job["steps"]]
+    assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
+    assert any(u.startswith("actions/deploy-pages@") for u in uses)
+    assert "mkdocs build --strict" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def test_ci_runs_the_readme_test_command_with_every_service_required():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "export REQUIRE_SERVICES=1" in ci and ci.rstrip().endswith("make test")
+    assert "make test" in (ROOT / "README.md").read_text(encoding="utf-8")
+    workflow = load("ci.yml")
+    assert {"pull_request", "push"} <= set(workflow[True] if True in workflow else workflow["on"])
+    assert any(s.get("run") == "bash .ci/run" for s in workflow["jobs"]["test"]["steps"])

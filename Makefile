@@ -11,7 +11,7 @@ UV     := uv==0.13.8
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test build lint format run outputs lock clean
+.PHONY: help serve test build lint format run outputs lab lock clean
 
 help:  ## list the commands
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -30,7 +30,8 @@ build: $(STAMP)  ## build the site into site/ (strict: any warning fails)
 	$(BIN)/mkdocs build --strict
 
 test: $(STAMP) lint  ## everything CI runs: snippets, behaviour tests, docs blocks, notebooks, site, browser
-	$(BIN)/python -m pytest -n auto --dist loadgroup --codeblocks --nbmake tests docs $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadgroup --codeblocks --nbmake tests docs -m "not exclusive" $(ARGS)
+	$(BIN)/python -m pytest -p no:xdist tests -m exclusive $(ARGS)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -47,6 +48,9 @@ run: $(STAMP)  ## run one snippet: make run S=protocols/tcp_echo
 outputs: $(STAMP)  ## re-record page output from real runs: make outputs [S=protocols/tcp_echo]
 	$(BIN)/python -m pytest -q -p no:randomly tests/test_snippets.py --record-outputs \
 		-k "$(if $(S),snippets/$(S).py,test_snippet_runs)"
+
+lab: $(STAMP)  ## grade your lab, stage by stage: make lab LAB=http-server [FILE=my.py] [SEED=n]
+	@$(BIN)/python labs/run.py $(LAB) $(if $(FILE),--file "$(FILE)") $(if $(SEED),--seed $(SEED))
 
 lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --quiet -o requirements.lock

@@ -7,6 +7,7 @@ run is normalised (see normalise()):
   - ports:   127.0.0.1:54321 -> 127.0.0.1:<port>
   - timings: any number with a decimal point (12.3 ms, 4.5x) -> #.#
   - "~N":    an integer the snippet itself marks as run-dependent with "~" -> ~N
+  - spacing: runs of spaces collapse to one (a padded number may gain a digit)
 Integers without "~" (counts from seeded runs) must match exactly.
 
 Re-record after changing a snippet:  make outputs                        (all)
@@ -43,7 +44,7 @@ def normalise(text: str) -> str:
     text = re.sub(r"(127\.0\.0\.1|localhost|\[::1\]):\d+", r"\1:<port>", text)
     text = re.sub(r"(?<![\d.])\d+\.\d+(?![\d.])", "#.#", text)
     text = re.sub(r"~\d+", "~N", text)
-    return text
+    return re.sub(r"[ \t]+", " ", text)
 
 
 @dataclass

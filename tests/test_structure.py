@@ -15,8 +15,15 @@ import yaml
 from tests.snippet_output import ROOT, all_snippets, output_file
 
 CHAPTERS = [
-    "protocols", "servers", "databases", "proxies", "messaging",
-    "formats", "security", "design", "operations",
+    "protocols",
+    "servers",
+    "databases",
+    "proxies",
+    "messaging",
+    "formats",
+    "security",
+    "design",
+    "operations",
 ]
 INCLUDE = re.compile(r'--8<--\s+"([^":]+)(?::([\w-]+))?"')
 DOCS = ROOT / "docs"
@@ -24,8 +31,12 @@ PAGES = sorted(DOCS.rglob("*.md"))
 NOTEBOOKS = sorted(DOCS.rglob("*.ipynb"))
 SNIPPETS = all_snippets()
 TOPIC_SECTIONS = [
-    "What you will learn", "Run it", "What to notice", "Break it",
-    "Check yourself", "Further reading",
+    "What you will learn",
+    "Run it",
+    "What to notice",
+    "Break it",
+    "Check yourself",
+    "Further reading",
 ]
 
 
@@ -34,8 +45,11 @@ def rel(path: Path) -> str:
 
 
 def includes() -> list[tuple[Path, str, str | None]]:
-    return [(page, m[1], m[2] or None)
-            for page in PAGES for m in INCLUDE.finditer(page.read_text(encoding="utf-8"))]
+    return [
+        (page, m[1], m[2] or None)
+        for page in PAGES
+        for m in INCLUDE.finditer(page.read_text(encoding="utf-8"))
+    ]
 
 
 def load_mkdocs() -> dict:
@@ -62,7 +76,11 @@ def topic_pages() -> list[Path]:
 
 
 def test_chapters_use_the_same_slug_in_docs_snippets_and_tests():
-    not_chapters = {"docs": {"paths", "assets"}, "snippets": set(), "tests": {"site"}}
+    not_chapters = {
+        "docs": {"paths", "assets"},
+        "snippets": set(),
+        "tests": {"site", "services", "labs"},
+    }
     for top, others in not_chapters.items():
         for folder in (ROOT / top).iterdir():
             if folder.is_dir() and folder.name not in others | {"__pycache__"}:
@@ -79,9 +97,8 @@ def test_snippet_is_included_by_a_page_and_named_by_a_behaviour_test(snippet):
     assert any(target == name for _, target, _ in includes()), f"no page includes {name}"
     out = output_file(snippet).relative_to(ROOT / "snippets").as_posix()
     assert any(target == out for _, target, _ in includes()), f"no page shows its output {out}"
-    chapter_tests = "\n".join(
-        p.read_text(encoding="utf-8") for p in (ROOT / "tests" / snippet.parent.name).glob("test_*.py")
-    )
+    tests_dir = ROOT / "tests" / snippet.parent.name
+    chapter_tests = "\n".join(p.read_text(encoding="utf-8") for p in tests_dir.glob("test_*.py"))
     assert re.search(rf"\b{snippet.stem}\b", chapter_tests), (
         f"no test in tests/{snippet.parent.name}/ names {snippet.stem}"
     )

@@ -1,0 +1,233 @@
+"""Reference solution of the HTTP/1.1 server lab (docs/protocols/lab-http-server.md).
+
+Try the lab before reading this. It passes every stage:
+
+Run: python labs/run.py http-server --file labs/http-server/solution.py
+Serve: python labs/http-server/solution.py --port 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+HOST = "127.0.0.1"
+MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (RFC 6585 §5)
+MAX_BODY_BYTES = 1024 * 1024  # a larger Content-Length gets 413 (RFC 9110 §15.5.14)
+TIMEOUT = 1.0  # seconds of silence while we wait for (the rest of) a request
+
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    505: "HTTP Version Not Supported",
+}
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
+VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+
+
+class HttpError(Exception):
+    """A request we refuse: the status to answer with, then close the connection."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    version: tuple[int, int]
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+    body: bytes = b""
+
+    @property
+    def keep_alive(self) -> bool:
+        """RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with keep-alive."""
+        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
+        if self.version >= (1, 1):
+            return "close" not in tokens
+        return "keep-alive" in tokens
+
+
+def parse_head(head: bytes) -> Request:
+    """Parse the request line and header fields (RFC 9112 §3 and §5)."""
+    request_line, *field_lines = head.split(b"\r\n")
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not parts[1].startswith(b"/"):
+        raise HttpError(400, f"malformed request line {request_line[:80]!r}")
+    version = VERSION.fullmatch(parts[2])
+    if not version:
+        raise HttpError(400, f"malformed HTTP version {parts[2][:20]!r}")
+    if version[1] != b"1":
+        raise HttpError(505, "only HTTP/1.x is supported")
+    request = Request(parts[0].decode(), parts[1].decode("latin-1"), (1, int(version[2])))
+    for line in field_lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not TOKEN.fullmatch(name):  # also rejects "Name :" and obs-fold
+            raise HttpError(400, f"malformed header field {line[:80]!r}")
+        key = name.decode().lower()
+        text = value.strip(b" \t").decode("latin-1")
+        if key in request.headers and key != "content-length":
+            request.headers[key] += ", " + text  # repeated fields combine (RFC 9110 §5.3)
+        elif key in request.headers and request.headers[key] != text:
+            raise HttpError(400, "conflicting Content-Length values")
+        else:
+            request.headers[key] = text
+    if request.version >= (1, 1) and "host" not in request.headers:
+        raise HttpError(400, "HTTP/1.1 request without Host (RFC 9112 §3.2)")
+    return request
+
+
+def body_length(request: Request) -> int:
+    """RFC 9112 §6: how many body bytes follow the head."""
+    if "transfer-encoding" in request.headers:
+        # Never guess between two framings: that is how request smuggling starts.
+        status = 400 if "content-length" in request.headers else 501
+        raise HttpError(status, "Transfer-Encoding is not supported")
+    value = request.headers.get("content-length", "0")
+    if not value.isdigit() or not value.isascii():
+        raise HttpError(400, f"invalid Content-Length {value[:20]!r}")
+    if int(value) > MAX_BODY_BYTES:
+        raise HttpError(413, f"body of {value} bytes is over {MAX_BODY_BYTES}")
+    return int(value)
+
+
+class Connection:
+    """The reading side of one client connection, with a buffer that survives requests."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def _fill(self) -> bool:
+        """Read more bytes; False at end of stream."""
+        chunk = self.sock.recv(65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def read_request(self) -> Request | None:
+        """The next request, or None when the client closed cleanly between requests."""
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            if len(self.buffer) > MAX_HEAD_BYTES:
+                raise HttpError(431, "request head too large")
+            try:
+                more = self._fill()
+            except TimeoutError:
+                if not self.buffer:
+                    return None  # an idle keep-alive connection: just close it
+                raise HttpError(408, "incomplete request head") from None
+            if not more:
+                if self.buffer:
+                    raise HttpError(400, "connection closed mid-request")
+                return None
+        if end > MAX_HEAD_BYTES:
+            raise HttpError(431, "request head too large")
+        head = bytes(self.buffer[:end])
+        del self.buffer[: end + 4]
+        request = parse_head(head)
+        length = body_length(request)
+        while len(self.buffer) < length:
+            try:
+                if not self._fill():
+                    raise HttpError(400, "connection closed mid-body")
+            except TimeoutError:
+                raise HttpError(408, "incomplete request body") from None
+        request.body = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        return request
+
+
+def route(request: Request) -> tuple[int, bytes, dict[str, str]]:
+    """The application: (status, body, extra headers)."""
+    path = request.target.split("?", 1)[0]
+    if path == "/":
+        allowed, body = "GET", b"Hello, world!\n"
+    elif path.startswith("/echo/"):
+        allowed, body = "GET", path.removeprefix("/echo/").encode("latin-1")
+    elif path == "/user-agent":
+        allowed, body = "GET", request.headers.get("user-agent", "").encode("latin-1")
+    elif path == "/echo":
+        allowed, body = "POST", request.body
+    else:
+        return 404, b"not found\n", {}
+    if request.method != allowed:
+        return 405, b"method not allowed\n", {"Allow": allowed}
+    return 200, body, {}
+
+
+def response_bytes(status: int, body: bytes, headers: dict[str, str], close: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {REASONS[status]}",
+        f"Date: {formatdate(usegmt=True)}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def lingering_close(sock: socket.socket) -> None:
+    """Stop sending, then drain briefly: closing with unread input would send a RST that
+    can destroy the error response before the client reads it."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(0.2)
+        for _ in range(64):
+            if not sock.recv(65536):
+                break
+    except OSError:
+        pass
+
+
+def handle_connection(sock: socket.socket) -> None:
+    with sock:
+        sock.settimeout(TIMEOUT)
+        conn = Connection(sock)
+        try:
+            while (request := conn.read_request()) is not None:
+                status, body, headers = route(request)
+                sock.sendall(response_bytes(status, body, headers, not request.keep_alive))
+                if not request.keep_alive:
+                    return
+        except HttpError as error:
+            detail = f"{error}\n".encode("latin-1", "replace")
+            try:
+                sock.sendall(response_bytes(error.status, detail, {}, close=True))
+                lingering_close(sock)
+            except OSError:
+                pass  # the client is gone already
+        except OSError:
+            pass  # the client went away or stalled mid-response: nothing to answer
+
+
+def serve(port: int) -> None:
+    with socket.create_server((HOST, port)) as listener:
+        print(f"listening on {HOST}:{listener.getsockname()[1]}", flush=True)
+        while True:
+            sock, _ = listener.accept()
+            threading.Thread(target=handle_connection, args=(sock,), daemon=True).start()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(parser.parse_args().port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Reference solution: a crash-safe key-value store (docs/databases/lab-kv-store.md).
+
+Serve: python labs/kv-store/solution.py --port 0 --data /tmp/kv
+Run:   make lab LAB=kv-store FILE=labs/kv-store/solution.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socketserver
+import struct
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+HOST = "127.0.0.1"
+LOG_NAME = "kv.log"
+MAX_LINE = 64 * 1024  # a longer command line is refused and the connection closed
+MAX_KEY = 256
+IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent between commands
+HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
+MAX_RECORD = MAX_LINE + 1024
+COMPACT_MIN = 64 * 1024  # never bother compacting a log smaller than this
+
+
+class CorruptLog(Exception):
+    pass
+
+
+def encode(op: dict[str, str]) -> bytes:
+    payload = json.dumps(op).encode()
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def scan(data: bytes) -> tuple[list[dict[str, str]], int]:
+    """Records from the start, and where the valid ones end (a torn tail after that)."""
+    records, offset = [], 0
+    while offset + HEADER.size <= len(data):
+        length, crc = HEADER.unpack_from(data, offset)
+        end = offset + HEADER.size + length
+        if length > MAX_RECORD or end > len(data):
+            break  # torn: the writer died mid-record
+        payload = data[offset + HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            if end < len(data) and _valid_after(data, end):
+                raise CorruptLog(f"damaged record at byte {offset} with valid records after it")
+            break  # a damaged last record: torn
+        records.append(json.loads(payload))
+        offset = end
+    return records, offset
+
+
+def _valid_after(data: bytes, offset: int) -> bool:
+    if offset + HEADER.size > len(data):
+        return False
+    length, crc = HEADER.unpack_from(data, offset)
+    end = offset + HEADER.size + length
+    return end <= len(data) and zlib.crc32(data[offset + HEADER.size : end]) == crc
+
+
+class Store:
+    """A dict in memory, every change appended to a log before it is acknowledged."""
+
+    def __init__(self, directory: Path, fsync: bool = False) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir, self.path, self.fsync = directory, directory / LOG_NAME, fsync
+        self.lock = threading.Lock()
+        self.data: dict[str, str] = {}
+        self._recover()
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _recover(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        records, valid_end = scan(data)
+        if valid_end < len(data):  # cut the torn tail, so new records follow valid ones
+            with self.path.open("r+b") as f:
+                f.truncate(valid_end)
+                os.fsync(f.fileno())
+        for op in records:
+            if op["op"] == "put":
+                self.data[op["key"]] = op["value"]
+            else:
+                self.data.pop(op["key"], None)
+
+    def _append(self, op: dict[str, str]) -> None:
+        record = memoryview(encode(op))
+        while record:  # os.write may write less than asked
+            record = record[os.write(self.fd, record) :]
+        if self.fsync:
+            os.fsync(self.fd)
+
+    def get(self, key: str) -> str | None:
+        with self.lock:
+            return self.data.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        with self.lock:
+            self._append({"op": "put", "key": key, "value": value})
+            self.data[key] = value
+            self._maybe_compact()
+
+    def delete(self, key: str) -> bool:
+        with self.lock:
+            if key not in self.data:
+                return False
+            self._append({"op": "del", "key": key})
+            del self.data[key]
+            self._maybe_compact()
+            return True
+
+    def _maybe_compact(self) -> None:
+        size = os.fstat(self.fd).st_size
+        live = sum(len(k) + len(v) + 40 for k, v in self.data.items())
+        if size > COMPACT_MIN and size > 4 * live:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Write the live data to a new log, make it durable, then swap it in atomically."""
+        tmp = self.dir / (LOG_NAME + ".tmp")
+        with tmp.open("wb") as f:
+            for key, value in self.data.items():
+                f.write(encode({"op": "put", "key": key, "value": value}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)  # atomic: a crash leaves the old log or the new one
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+        os.close(self.fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def execute(store: Store, line: str) -> str:
+    """One command line -> one response line (without the newline)."""
+    command, _, rest = line.partition(" ")
+    if command == "GET" and rest and " " not in rest:
+        value = store.get(rest)
+        return "NOT_FOUND" if value is None else f"VALUE {value}"
+    if command == "PUT":
+        key, _, value = rest.partition(" ")
+        if not key or not value:
+            return "ERROR usage: PUT <key> <value>"
+        if len(key.encode()) > MAX_KEY:
+            return f"ERROR key longer than {MAX_KEY} bytes"
+        store.put(key, value)
+        return "OK"
+    if command == "DEL" and rest and " " not in rest:
+        return "OK" if store.delete(rest) else "NOT_FOUND"
+    return "ERROR unknown command or wrong arguments (GET k | PUT k v | DEL k)"
+
+
+class Handler(socketserver.StreamRequestHandler):
+    timeout = IDLE_TIMEOUT
+    store: Store
+
+    def handle(self) -> None:
+        while True:
+            try:
+                raw = self.rfile.readline(MAX_LINE + 1)
+            except (TimeoutError, ConnectionError):
+                return
+            if not raw:
+                return  # the client closed
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_LINE:
+                    self.wfile.write(b"ERROR line too long\n")
+                return  # oversized, or the client closed mid-line
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                reply = execute(self.store, line)
+            except UnicodeDecodeError:
+                reply = "ERROR not UTF-8"
+            self.wfile.write(reply.encode() + b"\n")
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--data", type=Path, required=True, help="directory of the log")
+    parser.add_argument("--fsync", action="store_true", help="fsync every write (power loss)")
+    args = parser.parse_args()
+    Handler.store = store = Store(args.data, fsync=args.fsync)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean stop: finally runs
+    with Server((HOST, args.port), Handler) as server:
+        print(f"listening on {HOST}:{server.server_address[1]}", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Time series in PostgreSQL: a BRIN index, downsampling with date_bin, retention by partition.
+
+Run: python snippets/databases/model_timeseries.py
+Needs: DATABASE_URL
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+DAYS = 7
+STEP_SECONDS = 10  # one reading every 10 s for a week: 60 480 rows
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit(
+            "set DATABASE_URL to a PostgreSQL server, e.g. "
+            "postgresql://postgres:pw@127.0.0.1:5432/postgres (docs/databases/index.md)"
+        )
+    return url
+
+
+@contextmanager
+def scratch_schema(url: str) -> Iterator[psycopg.Connection]:
+    schema = f"ts_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path = {schema}")
+        try:
+            yield conn
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# --8<-- [start:load]
+READINGS = f"""
+    SELECT ts, 20 + 5 * sin(2 * pi() * extract(epoch FROM ts) / 86400)  -- a daily cycle
+    FROM generate_series(timestamptz '2024-01-01 00:00+00',
+                         timestamptz '2024-01-01 00:00+00' + interval '{DAYS} days'
+                             - interval '{STEP_SECONDS} seconds',
+                         interval '{STEP_SECONDS} seconds') AS ts
+"""
+
+
+def load(conn: psycopg.Connection) -> None:
+    """The same readings twice: a plain table, and one partitioned by day."""
+    conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, celsius float8 NOT NULL)")
+    conn.execute(f"INSERT INTO readings {READINGS}")  # arrives in time order, like real data
+    conn.execute("CREATE INDEX readings_btree ON readings USING btree (ts)")
+    conn.execute("CREATE INDEX readings_brin ON readings USING brin (ts)")
+    conn.execute("""CREATE TABLE readings_by_day (ts timestamptz NOT NULL,
+                                                  celsius float8 NOT NULL)
+                    PARTITION BY RANGE (ts)""")
+    for day in range(DAYS):
+        conn.execute(f"""CREATE TABLE readings_day{day} PARTITION OF readings_by_day
+            FOR VALUES FROM ('2024-01-01 00:00+00'::timestamptz + interval '{day} days')
+                         TO ('2024-01-01 00:00+00'::timestamptz + interval '{day + 1} days')""")
+    conn.execute(f"INSERT INTO readings_by_day {READINGS}")
+    conn.execute("ANALYZE readings; ANALYZE readings_by_day")
+
+
+# --8<-- [end:load]
+
+
+def one(conn: psycopg.Connection, sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# --8<-- [start:brin]
+def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
+    return {
+        name: one(conn, f"SELECT pg_relation_size('{name}')")
+        for name in ("readings", "readings_btree", "readings_brin")
+    }
+
+
+def plan_nodes(node: dict[str, Any]) -> list[str]:
+    name = node["Node Type"] + (f" on {node['Index Name']}" if "Index Name" in node else "")
+    return [name] + [n for child in node.get("Plans", []) for n in plan_nodes(child)]
+
+
+def range_query_plan(conn: psycopg.Connection) -> list[str]:
+    """Plan nodes for one hour out of the week when only the BRIN index exists."""
+    with conn.transaction(force_rollback=True):  # the DROP INDEX is undone afterwards
+        conn.execute("DROP INDEX readings_btree")
+        plan = one(
+            conn,
+            """EXPLAIN (FORMAT JSON) SELECT avg(celsius) FROM readings
+                            WHERE ts >= '2024-01-03 10:00+00' AND ts < '2024-01-03 11:00+00'""",
+        )
+    return plan_nodes(plan[0]["Plan"])
+
+
+# --8<-- [end:brin]
+
+
+# --8<-- [start:downsample]
+def downsample(conn: psycopg.Connection, limit: int = 4) -> list[tuple[str, int, float, float]]:
+    """Hourly buckets (date_bin), each with a 3-hour moving average (a window function)."""
+    return conn.execute(
+        """SELECT to_char(bucket AT TIME ZONE 'UTC', 'MM-DD HH24:MI'), n,
+                  round(hourly::numeric, 2)::float8,
+                  round(avg(hourly) OVER (ORDER BY bucket ROWS BETWEEN 2 PRECEDING
+                                                         AND CURRENT ROW)::numeric, 2)::float8
+           FROM (SELECT date_bin('1 hour', ts, timestamptz '2024-01-01 00:00+00') AS bucket,
+                        count(*) AS n, avg(celsius) AS hourly
+                 FROM readings GROUP BY bucket) AS hours
+           ORDER BY bucket LIMIT %s""",
+        (limit,),
+    ).fetchall()
+
+
+# --8<-- [end:downsample]
+
+
+# --8<-- [start:retention]
+def retention(conn: psycopg.Connection, days: int = 5) -> dict[str, tuple[int, int, float]]:
+    """Forget the oldest `days`, one day at a time like a nightly job: DELETE a day's rows
+    vs DROP a day's partition, interleaved so both see the same machine load.
+    Returns, per method: (rows left, bytes on disk afterwards, median seconds per day)."""
+    seconds: dict[str, list[float]] = {"DELETE": [], "DROP PARTITION": []}
+    for day in range(days):
+        start = time.perf_counter()
+        conn.execute(  # marks every row of the day dead; the space waits for VACUUM
+            "DELETE FROM readings WHERE ts < timestamptz '2024-01-01 00:00+00' + %s",
+            (timedelta(days=day + 1),),
+        )
+        seconds["DELETE"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        conn.execute(f"DROP TABLE readings_day{day}")  # unlinks the day's files
+        seconds["DROP PARTITION"].append(time.perf_counter() - start)
+    partitions = """SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
+                    WHERE inhparent = 'readings_by_day'::regclass"""
+    return {
+        "DELETE": (
+            one(conn, "SELECT count(*) FROM readings"),
+            one(conn, "SELECT pg_total_relation_size('readings')"),
+            statistics.median(seconds["DELETE"]),
+        ),
+        "DROP PARTITION": (
+            one(conn, "SELECT count(*) FROM readings_by_day"),
+            one(conn, partitions),
+            statistics.median(seconds["DROP PARTITION"]),
+        ),
+    }
+
+
+# --8<-- [end:retention]
+
+
+def main() -> None:
+    url = database_url()
+    with scratch_schema(url) as conn:
+        load(conn)
+        sizes = index_sizes(conn)
+        rows = one(conn, "SELECT count(*) FROM readings")
+        print(f"{rows} readings, table ~{sizes['readings'] // 1024} kB")
+        print(f"  B-tree index on ts: ~{sizes['readings_btree'] // 1024} kB")
+        print(
+            f"  BRIN index on ts:   ~{sizes['readings_brin'] // 1024} kB"
+            f" ({sizes['readings_btree'] / sizes['readings_brin']:.1f}x smaller)"
+        )
+        print("  one hour, BRIN only:", " -> ".join(range_query_plan(conn)))
+        print("hourly averages with a 3-hour moving average:")
+        for bucket, n, hourly, moving in downsample(conn):
+            print(f"  {bucket}  {n} readings  avg {hourly:.2f}  moving {moving:.2f}")
+        before = one(conn, "SELECT pg_total_relation_size('readings')")
+        print(f"retention, forget the first 5 days (table + indexes were ~{before // 1024} kB):")
+        results = retention(conn)
+        for method, (left, size, seconds) in results.items():
+            print(
+                f"  {method:15} {left} rows left, ~{size // 1024} kB on disk,"
+                f" median {seconds * 1000:.2f} ms per day"
+            )
+        ratio = results["DELETE"][2] / results["DROP PARTITION"][2]
+        print(f"dropping partitions was {ratio:.1f}x faster and gave the space back at once")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Data models (docs/databases/data-models.md): documents, time series and graphs in SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+from collections import deque
+
+from tests.conftest import load_snippet
+
+model_documents = load_snippet("databases/model_documents")
+model_documents_sqlite = load_snippet("databases/model_documents_sqlite")
+model_timeseries = load_snippet("databases/model_timeseries")
+model_graph = load_snippet("databases/model_graph")
+
+
+def test_postgres_answers_every_question_the_same_both_ways(database_url):
+    with model_documents.scratch_schema(database_url) as conn:
+        orders = model_documents.sample_orders()
+        model_documents.load_both(conn, orders)
+        for question, (relational, document) in model_documents.ask_both(conn).items():
+            assert relational == document and relational, question
+        expected = sum(any(i["sku"] == "MN-3" for i in o["items"]) for o in orders)
+        # renaming a product: one row normalized, every copy in the documents
+        assert model_documents.rename_product(conn) == (1, expected)
+        names = conn.execute("""SELECT DISTINCT item->>'name' FROM order_docs,
+            jsonb_array_elements(doc->'items') item WHERE item->>'sku' = 'MN-3'""").fetchall()
+        assert names == [("display",)]
+
+
+def test_sqlite_json_gives_the_same_answers_as_postgres_jsonb(database_url):
+    conn = sqlite3.connect(":memory:")
+    model_documents_sqlite.load_both(conn, model_documents_sqlite.sample_orders())
+    answers = model_documents_sqlite.ask_both(conn)
+    for relational, document in answers.values():
+        assert relational == document
+    with model_documents.scratch_schema(database_url) as pg:
+        model_documents.load_both(pg, model_documents.sample_orders())
+        pg_answers = model_documents.ask_both(pg)
+    assert answers["revenue per product"][1] == pg_answers["revenue per product"][1]
+
+
+def test_brin_is_far_smaller_than_btree_and_serves_a_range_query(database_url):
+    with model_timeseries.scratch_schema(database_url) as conn:
+        model_timeseries.load(conn)
+        sizes = model_timeseries.index_sizes(conn)
+        assert sizes["readings_btree"] > 20 * sizes["readings_brin"]
+        assert "Bitmap Index Scan on readings_brin" in model_timeseries.range_query_plan(conn)
+        hours = model_timeseries.downsample(conn, limit=6)
+        assert [n for _, n, _, _ in hours] == [360] * 6  # 3600 s / 10 s per bucket
+        third = hours[2]
+        assert abs(third[3] - statistics.mean(h[2] for h in hours[:3])) < 0.01
+
+
+def test_dropping_partitions_frees_space_and_beats_delete(database_url):
+    with model_timeseries.scratch_schema(database_url) as conn:
+        model_timeseries.load(conn)
+        before = model_timeseries.one(conn, "SELECT pg_total_relation_size('readings')")
+        results = model_timeseries.retention(conn, days=5)  # median of 5 interleaved days
+        deleted, dropped = results["DELETE"], results["DROP PARTITION"]
+        assert deleted[0] == dropped[0] == 2 * 8640  # the same rows left
+        assert deleted[1] == before  # DELETE leaves dead rows: nothing given back yet
+        assert dropped[1] < 0.4 * before  # five files of seven unlinked
+        assert deleted[2] > 2 * dropped[2], results
+
+
+def bfs_hops(start: str, goal: str) -> int | None:
+    graph: dict[str, set[str]] = {}
+    for a, b in model_graph.FRIENDSHIPS:
+        graph.setdefault(a, set()).add(b)
+        graph.setdefault(b, set()).add(a)
+    seen, queue = {start: 0}, deque([start])
+    while queue:
+        node = queue.popleft()
+        for nxt in graph[node]:
+            if nxt not in seen:
+                seen[nxt] = seen[node] + 1
+                queue.append(nxt)
+    return seen.get(goal)
+
+
+def test_recursive_cte_finds_shortest_paths_like_bfs():
+    conn = model_graph.connect()
+    people = sorted({n for pair in model_graph.FRIENDSHIPS for n in pair})
+    for goal in people:
+        path = model_graph.shortest_path(conn, "ada", goal, max_hops=10)
+        hops = bfs_hops("ada", goal)
+        if hops is None:
+            assert path is None
+        else:
+            assert len(path) - 1 == hops and path[0] == "ada" and path[-1] == goal
+            for a, b in zip(path, path[1:], strict=False):  # every step is a real friendship
+                assert (a, b) in model_graph.FRIENDSHIPS or (b, a) in model_graph.FRIENDSHIPS
+
+
+def test_friends_of_friends_excludes_self_and_direct_friends():
+    conn = model_graph.connect()
+    assert model_graph.friends_of_friends(conn, "ada") == ["cy", "hal"]
+    assert model_graph.friends_of_friends(conn, "ivy") == []

@@ -1,0 +1,96 @@
+"""Durability and the WAL (docs/databases/durability.md): each test asserts the lesson."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import load_snippet
+
+wal_log = load_snippet("databases/wal_log")
+wal_power_loss = load_snippet("databases/wal_power_loss")
+
+
+def test_sigkill_mid_record_leaves_a_torn_tail_that_recovery_truncates(tmp_path):
+    log = tmp_path / "wal.log"
+    acked = wal_log.kill_mid_write(log, pause_at=50)
+    assert acked == [f"k{i}" for i in range(50)]
+    state, dropped = wal_log.recover(log)
+    assert dropped > 0  # half of record 50 was on disk
+    assert set(acked) <= set(state) and "k50" not in state
+    assert wal_log.recover(log) == (state, 0)  # truncated: the next recovery finds it clean
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_point_loses_no_acknowledged_write(tmp_path, seed):
+    log = tmp_path / "wal.log"
+    acked = wal_log.kill_mid_write(log, kill_after=random.Random(seed).randrange(1, 300))
+    state, _ = wal_log.recover(log)
+    assert acked and all(key in state for key in acked), f"seed {seed}"
+
+
+def test_a_damaged_record_in_the_middle_is_an_error_not_a_silent_truncation():
+    good = wal_log.encode({"op": "put", "key": "a", "value": "1"})
+    data = bytearray(good * 3)
+    data[len(good) + wal_log.HEADER.size] ^= 0x01  # one bit in the second record's payload
+    with pytest.raises(wal_log.CorruptLogError, match="checksum"):
+        wal_log.scan(bytes(data))
+
+
+def test_a_garbage_length_field_is_refused_instead_of_allocated():
+    data = wal_log.HEADER.pack(2**31, 0) + b"x" * 100
+    with pytest.raises(wal_log.CorruptLogError, match="claims"):
+        wal_log.scan(data)
+
+
+def test_a_damaged_last_record_is_a_torn_tail():
+    good = wal_log.encode({"op": "put", "key": "a", "value": "1"})
+    data = bytearray(good * 2)
+    data[-1] ^= 0xFF
+    records, end = wal_log.scan(bytes(data))
+    assert len(records) == 1 and end == len(good)
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["put", "delete"]), st.text(max_size=5), st.text(max_size=20)),
+    max_size=20,
+)
+
+
+@given(ops=ops, cut=st.integers(min_value=0))
+def test_a_log_cut_at_any_byte_recovers_a_prefix_of_its_records(ops, cut):
+    records = [{"op": op, "key": k, "value": v} for op, k, v in ops]
+    data = b"".join(wal_log.encode(r) for r in records)
+    cut = cut % (len(data) + 1)
+    decoded, end = wal_log.scan(data[:cut])
+    assert decoded == records[: len(decoded)] and end <= cut
+    assert end == sum(len(wal_log.encode(r)) for r in decoded)  # stops at a record boundary
+
+
+def test_power_loss_loses_acknowledged_writes_only_without_fsync():
+    no_fsync = wal_power_loss.count_losses("no fsync")
+    assert no_fsync["lost on kill"] == 0  # the kernel still had them
+    assert no_fsync["lost on power loss"] > 0 and no_fsync["fsyncs"] == 0
+    for policy in ["fsync each", "group commit"]:
+        totals = wal_power_loss.count_losses(policy)
+        assert totals["lost on kill"] == totals["lost on power loss"] == 0, policy
+
+
+def test_group_commit_needs_a_tenth_of_the_fsyncs():
+    each = wal_power_loss.count_losses("fsync each")
+    group = wal_power_loss.count_losses("group commit")
+    assert each["fsyncs"] == each["acked"]
+    assert group["fsyncs"] * 10 == group["acked"]
+
+
+def test_the_forgetful_disk_keeps_fsynced_bytes_through_power_loss():
+    disk = wal_power_loss.ForgetfulDisk()
+    disk.write(b"durable")
+    disk.fsync()
+    disk.write(b"volatile")
+    survivors = {disk.after_power_loss(random.Random(s)) for s in range(50)}
+    assert all(s.startswith(b"durable") for s in survivors)
+    assert b"durable" in survivors and disk.after_process_crash() == b"durablevolatile"

@@ -1,0 +1,57 @@
+"""N+1 queries and connection pooling (docs/databases/n-plus-one.md), on real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import load_snippet
+
+nplus1_queries = load_snippet("databases/nplus1_queries")
+pool_connections = load_snippet("databases/pool_connections")
+
+
+def test_n_plus_1_sends_one_query_per_row_and_the_fixes_one_or_two(database_url):
+    with nplus1_queries.blog(database_url) as conn:
+        results = nplus1_queries.measure(conn, rounds=5)
+        assert results["N+1"][0] == nplus1_queries.POSTS + 1
+        assert results["join"][0] == 1
+        assert results["batched (IN / ANY)"][0] == 2
+        answers = [method(conn) for method in nplus1_queries.METHODS.values()]
+        assert answers[0] == answers[1] == answers[2] and len(answers[0]) == nplus1_queries.POSTS
+
+
+def test_the_join_is_much_faster_than_n_plus_1(database_url):
+    with nplus1_queries.blog(database_url) as conn:
+        results = nplus1_queries.measure(conn, rounds=5)
+        assert results["N+1"][1] > 5 * results["join"][1], results
+
+
+def test_query_count_check_catches_n_plus_1_and_passes_the_join(database_url):
+    with nplus1_queries.blog(database_url) as conn:
+        with nplus1_queries.at_most(conn, 1):
+            nplus1_queries.titles_with_authors_join(conn)
+        with (
+            pytest.raises(AssertionError, match="201 queries"),
+            nplus1_queries.at_most(conn, 3),
+        ):
+            nplus1_queries.titles_with_authors_n_plus_1(conn)
+
+
+def test_a_pool_is_much_faster_than_a_new_connection_per_request(database_url):
+    new, pooled = pool_connections.compare(database_url, n=20, rounds=3)
+    assert new > 3 * pooled, f"new {new * 1e3:.2f} ms vs pooled {pooled * 1e3:.2f} ms"
+
+
+def test_an_exhausted_pool_raises_pool_timeout_after_its_timeout(database_url):
+    outcome, waited = pool_connections.exhaust(database_url, size=2, timeout=0.3)
+    assert outcome.startswith("PoolTimeout")
+    assert 0.25 < waited < 3  # it waited for the timeout, and not much longer
+
+
+def test_a_pool_with_a_free_connection_does_not_wait(database_url):
+    from psycopg_pool import ConnectionPool
+
+    with ConnectionPool(database_url, min_size=1, max_size=2, timeout=5, open=True) as pool:
+        held = pool.getconn()
+        assert pool_connections.request_with_pool(pool) == 1  # the second slot is used
+        pool.putconn(held)

@@ -1,0 +1,142 @@
+"""HTTP/1.1 (docs/protocols/http1.md): each test asserts the lesson a snippet shows."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import load_snippet
+
+http1_raw = load_snippet("protocols/http1_raw")
+http1_parser = load_snippet("protocols/http1_parser")
+http1_keepalive = load_snippet("protocols/http1_keepalive")
+http1_pipelining = load_snippet("protocols/http1_pipelining")
+http1_chunked = load_snippet("protocols/http1_chunked")
+
+
+def test_a_request_written_by_hand_gets_a_parsed_response_from_a_real_server():
+    with http1_raw.http_server() as address:
+        status, headers, body, head = http1_raw.get(address, "/x")
+    assert status == 200 and head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert body == b"hello, by-hand/1.0, you asked for /x\n"
+    assert int(headers["content-length"]) == len(body)
+
+
+def test_hand_written_request_has_crlf_lines_host_and_an_empty_line():
+    request = http1_raw.build_request("127.0.0.1", 8080, "/")
+    assert request.endswith(b"\r\n\r\n") and request.count(b"\r\n\r\n") == 1
+    assert b"\r\nHost: 127.0.0.1:8080\r\n" in request
+
+
+def test_response_reader_refuses_a_head_that_never_ends():
+    client, server = socket.socketpair()
+    with client, server:
+        client.settimeout(5)
+        server.sendall(b"HTTP/1.1 200 OK\r\nX: " + b"a" * (http1_raw.MAX_HEAD + 10))
+        with pytest.raises(ValueError, match="head over"):
+            http1_raw.read_response(client)
+
+
+def test_hand_parser_agrees_with_h11_except_where_h11_leaves_policy_to_the_server():
+    results = http1_parser.compare()
+    differ = {name for name, (mine, theirs) in results.items() if mine != theirs}
+    assert differ == {
+        "a 10 KB head, complete",
+        "HTTP/2.0 on the line",
+        "target not a path",
+        "obs-fold continuation",
+    }
+    assert results["no Host"] == ("error 400", "error 400")
+    assert results["a head that never ends"] == ("error 431", "error 431")
+    assert results["half a body"] == ("need more", "need more")
+
+
+def test_hand_parser_reads_exactly_content_length_bytes():
+    data = b"POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n"
+    request = http1_parser.parse_request(data)
+    assert request.body == b"abc"  # the next request's bytes are not part of this body
+    assert ("host", "x") in request.headers
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"\x00\xff garbage\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    ],
+)
+def test_hand_parser_answers_bad_input_with_the_right_status(data, status):
+    with pytest.raises(http1_parser.ParseError) as error:
+        http1_parser.parse_request(data)
+    assert error.value.status == status
+
+
+field_value = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    path=st.text(st.sampled_from("abcxyz/-_.~0123"), max_size=20),
+    fields=st.dictionaries(st.from_regex(r"X-[A-Za-z]{1,8}", fullmatch=True), field_value),
+    body=st.binary(max_size=50),
+)
+def test_hand_parser_and_h11_read_well_formed_requests_the_same(method, path, fields, body):
+    head = f"{method} /{path} HTTP/1.1\r\nHost: example\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+    data = head.encode() + b"\r\n" + body
+    assert http1_parser.parse_request(data) == http1_parser.parse_with_h11(data)
+
+
+def test_keep_alive_is_faster_than_a_new_connection_per_request():
+    new, kept = http1_keepalive.compare(n=100, rounds=5)
+    assert new > 1.5 * kept, f"new {new * 1e6:.0f} µs vs keep-alive {kept * 1e6:.0f} µs"
+
+
+def test_pipelined_responses_come_back_in_order_behind_the_slow_one():
+    paths = ["/slow", "/fast1", "/fast2"]
+    with http1_pipelining.http_server() as address:
+        piped = http1_pipelining.pipelined(address, paths)
+        apart = http1_pipelining.one_connection_each(address, paths)
+    assert [body for body, _ in piped] == [p.encode() for p in paths]  # in request order
+    slow = http1_pipelining.SLOW
+    assert piped[1][1] > 0.9 * slow and piped[2][1] > 0.9 * slow  # blocked behind /slow
+    assert apart[1][1] < slow / 2 and apart[2][1] < slow / 2  # not blocked on their own
+
+
+def test_chunks_arrive_as_they_are_produced_and_decode_like_http_client():
+    with http1_chunked.http_server() as address:
+        head, chunks = http1_chunked.stream_by_hand(address)
+        library = http1_chunked.stream_with_http_client(address)
+    assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
+    assert [data for data, _ in chunks] == http1_chunked.PARTS
+    first, last = chunks[0][1], chunks[-1][1]
+    assert last - first > 1.5 * http1_chunked.PAUSE  # streamed, not buffered to the end
+    assert b"".join(http1_chunked.PARTS) == library
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (b"zz\r\nhello\r\n0\r\n\r\n", "bad chunk size"),
+        (b"-5\r\nhello\r\n0\r\n\r\n", "bad chunk size"),
+        (b"5\r\nhelloXX0\r\n\r\n", "not followed by CRLF"),
+        (b"5\r\nhel", "truncated"),
+        (b"fffffff\r\n", "over"),
+        (b"5" * 2000, "not terminated"),
+    ],
+)
+def test_chunk_decoder_rejects_malformed_and_oversized_chunks(wire, error):
+    with pytest.raises(ValueError, match=error):
+        list(http1_chunked.read_chunks(io.BytesIO(wire)))
+
+
+def test_chunk_decoder_accepts_extensions_and_trailers():
+    wire = b"3;name=value\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n"
+    assert list(http1_chunked.read_chunks(io.BytesIO(wire))) == [b"abc"]

@@ -1,0 +1,143 @@
+"""HTTP/2 (docs/protocols/http2.md): each test asserts the lesson a snippet shows."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+
+from hyperframe.frame import Frame, GoAwayFrame
+
+from tests.conftest import load_snippet
+
+http2_frames = load_snippet("protocols/http2_frames")
+http2_multiplex = load_snippet("protocols/http2_multiplex")
+http2_hpack = load_snippet("protocols/http2_hpack")
+http2_hol = load_snippet("protocols/http2_hol")
+
+PROTOCOL_ERROR, FRAME_SIZE_ERROR, NO_ERROR = 0x1, 0x6, 0x0
+
+
+def read_frames_until_closed(sock: socket.socket) -> list[Frame]:
+    data = b""
+    while chunk := sock.recv(65535):
+        data += chunk
+    frames = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
+
+
+def test_each_request_gets_its_own_odd_stream_on_one_connection():
+    client_log, server_log = http2_frames.FrameLog(), http2_frames.FrameLog()
+    with http2_frames.h2_server(server_log) as address:
+        bodies = http2_frames.get_many(address, ["/a", "/b", "/c", "/d"], client_log)
+    assert list(bodies) == [1, 3, 5, 7]
+    assert bodies[5] == b"you asked for /c on stream 5"
+    sent = http2_frames.frame_names(client_log.data)
+    assert sent[0] == "connection preface" and sent[1].startswith("SETTINGS")
+    assert sum(name.startswith("HEADERS") for name in sent) == 4
+    assert sent[-1].startswith("GOAWAY")
+
+
+def test_a_client_that_does_not_speak_http2_is_disconnected_without_an_answer():
+    with (
+        http2_frames.h2_server(http2_frames.FrameLog()) as address,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")  # no preface
+        frames = read_frames_until_closed(sock)  # closed, not left hanging
+    assert [type(f).__name__ for f in frames] == ["SettingsFrame"]  # sent before it read
+
+
+def test_a_bad_frame_after_the_preface_gets_goaway_protocol_error():
+    ping_on_stream_1 = b"\x00\x00\x08\x06\x00" + (1).to_bytes(4, "big") + bytes(8)
+    with (
+        http2_frames.h2_server(http2_frames.FrameLog()) as address,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
+        sock.sendall(
+            http2_frames.PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + ping_on_stream_1
+        )  # PING belongs on stream 0 (RFC 9113 §6.7)
+        frames = read_frames_until_closed(sock)
+    goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaway and goaway[0].error_code == PROTOCOL_ERROR
+
+
+def test_a_frame_larger_than_the_advertised_maximum_gets_frame_size_error():
+    oversized = (2**24 - 1).to_bytes(3, "big") + b"\x01\x04" + (1).to_bytes(4, "big")
+    with (
+        http2_frames.h2_server(http2_frames.FrameLog()) as address,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
+        sock.sendall(http2_frames.PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + oversized)
+        frames = read_frames_until_closed(sock)  # the server must not wait for 16 MiB
+    goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaway and goaway[0].error_code == FRAME_SIZE_ERROR
+
+
+def test_a_silent_client_is_sent_goaway_after_the_idle_timeout():
+    with (
+        http2_frames.h2_server(http2_frames.FrameLog(), idle_timeout=0.2) as address,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
+        frames = read_frames_until_closed(sock)  # we send nothing at all
+    assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == NO_ERROR
+
+
+def test_multiplexing_beats_one_request_at_a_time_on_one_connection():
+    results = asyncio.run(http2_multiplex.compare(n=100, rounds=3))
+    (h1, h1_peak), (h2, h2_peak) = results["HTTP/1.1"], results["HTTP/2"]
+    assert h1_peak == 1 and h2_peak > 50  # the server really worked on them at once
+    assert h1 > 2 * h2, f"HTTP/1.1 {h1 * 1000:.0f} ms vs HTTP/2 {h2 * 1000:.0f} ms"
+
+
+def test_the_http1_server_rejects_a_request_that_is_not_get_with_400():
+    async def scenario() -> bytes:
+        server = await asyncio.start_server(
+            lambda r, w: http2_multiplex.http1_connection(r, w, http2_multiplex.InFlight()),
+            "127.0.0.1",
+            0,
+        )
+        async with server:
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+            writer.write(b"\x16\x03\x01 not http\r\n\r\n")
+            async with asyncio.timeout(5):
+                reply = await reader.read()
+            writer.close()
+            return reply
+
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 400 ")
+
+
+def test_hpack_shrinks_repeated_headers_and_the_server_decodes_them_all():
+    paths = http2_hpack.paths(100)
+    h1 = http2_hpack.http1_bytes(paths)
+    h2, decoded = http2_hpack.http2_bytes(paths)
+    assert sum(h1) > 3 * sum(h2)
+    assert h2[1] < h2[0] / 2  # the second request refers to the dynamic table
+    assert [dict(headers)[":path"] for headers in decoded] == paths
+    assert all(dict(headers)["cookie"] == dict(http2_hpack.COMMON)["cookie"] for headers in decoded)
+
+
+def test_hpack_never_indexes_the_authorization_header():
+    paths = http2_hpack.paths(10)
+    with_auth, _ = http2_hpack.http2_bytes(paths)
+    no_auth, _ = http2_hpack.http2_bytes(
+        paths, [h for h in http2_hpack.COMMON if h[0] != "authorization"]
+    )
+    # Every repeat still carries the token (Huffman-coded, ~3/4 of its 53 characters).
+    assert all(a - b > 30 for a, b in zip(with_auth[1:], no_auth[1:], strict=True))
+
+
+def test_one_late_tcp_segment_stalls_every_http2_stream():
+    hold = 0.2
+    baseline = asyncio.run(http2_hol.through_proxy(n=10, hold=0.0))
+    done = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
+    others = [t for stream_id, t in done.items() if stream_id != 1]
+    assert len(others) == 9
+    assert min(others) >= hold  # none of them got past stream 1's hole
+    assert statistics.median(others) > 3 * max(baseline.values())

@@ -1,0 +1,82 @@
+"""HTTP/3 and QUIC (docs/protocols/http3.md): each test asserts the lesson a snippet shows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+
+import pytest
+
+from tests.conftest import load_snippet
+
+http3_request = load_snippet("protocols/http3_request")
+quic_loss = load_snippet("protocols/quic_loss")
+http2_hol = load_snippet("protocols/http2_hol")
+
+
+def test_http3_requests_run_on_client_bidirectional_streams_0_4_8():
+    alpn, results = asyncio.run(http3_request.demo())
+    assert alpn == "h3"
+    assert [(stream_id, status) for stream_id, status, _ in results] == [
+        (0, 200),
+        (4, 200),
+        (8, 200),
+    ]
+    assert results[1][2] == b"you asked for /b on stream 4"
+
+
+def test_a_client_that_does_not_trust_the_ca_refuses_the_handshake():
+    async def scenario() -> None:
+        with http3_request.certificates() as files:
+            async with (
+                http3_request.h3_server(files) as address,
+                http3_request.h3_client(address, ca_file=None),  # system CAs only
+            ):
+                pass
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(scenario())
+
+
+def test_the_server_ignores_garbage_datagrams_and_keeps_serving():
+    async def scenario() -> tuple[int, int, bytes]:
+        with http3_request.certificates() as files:
+            async with http3_request.h3_server(files) as address:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+                    for payload in [
+                        b"",
+                        b"\x00",
+                        b"GET / HTTP/1.1\r\n\r\n",
+                        os.urandom(1200),
+                        b"\xc0" + os.urandom(1300),
+                    ]:  # a fake long-header Initial
+                        junk.sendto(payload, address)
+                async with http3_request.h3_client(address, files["ca"]) as client:
+                    async with asyncio.timeout(5):
+                        return await client.get("/still-there")
+
+    stream_id, status, body = asyncio.run(scenario())
+    assert status == 200 and body.endswith(b"/still-there on stream 0")
+
+
+def test_quic_loss_delays_only_the_stream_that_lost_packets():
+    window = 0.2
+    done, dropped = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
+    others = [t for stream_id, t in done.items() if stream_id != 0]
+    assert dropped > 0 and done[0] >= window  # stream 0 really waited for its data
+    assert sum(t < done[0] / 2 for t in others) >= 8  # the others did not wait for it
+    assert statistics.median(others) < done[0] / 2  # typically ~10 ms vs ~300 ms
+
+
+def test_the_same_loss_stalls_every_stream_over_http2_but_only_one_over_quic():
+    hold = 0.2
+    h2 = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
+    quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=hold))
+    h2_others = statistics.median(t for stream_id, t in h2.items() if stream_id != 1)
+    quic_others = statistics.median(t for stream_id, t in quic.items() if stream_id != 0)
+    assert h2_others >= hold  # behind the hole in TCP's byte stream
+    assert quic_others < hold  # not behind stream 0's loss
+    # typically 200 ms vs 10 ms; a generous margin for a loaded machine
+    assert h2_others > 1.5 * quic_others, f"HTTP/2 {h2_others:.3f} s vs QUIC {quic_others:.3f} s"

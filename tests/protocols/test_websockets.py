@@ -1,0 +1,129 @@
+"""WebSockets and SSE (docs/protocols/websockets.md): each test asserts a snippet's lesson."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+
+import httpx
+
+from tests.conftest import load_snippet
+
+websocket_handshake = load_snippet("protocols/websocket_handshake")
+websocket_chat = load_snippet("protocols/websocket_chat")
+websocket_keepalive = load_snippet("protocols/websocket_keepalive")
+sse_stream = load_snippet("protocols/sse_stream")
+
+
+def test_accept_key_matches_the_example_in_rfc_6455():
+    assert (
+        websocket_handshake.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    )
+
+
+def test_the_hand_computed_accept_matches_the_real_server_and_frames_echo():
+    key = base64.b64encode(os.urandom(16)).decode()
+
+    def client(address):
+        sock, status, headers = websocket_handshake.open_websocket(address, key)
+        with sock:
+            websocket_handshake.send_frame(sock, websocket_handshake.TEXT, b"ping me back")
+            echoed = websocket_handshake.recv_frame(sock)
+            return status, headers, echoed, websocket_handshake.close_websocket(sock)
+
+    status, headers, echoed, code = asyncio.run(websocket_handshake.with_echo_server(client))
+    assert status.startswith("HTTP/1.1 101")
+    assert headers["Sec-WebSocket-Accept"] == websocket_handshake.accept_key(key)
+    assert echoed == (websocket_handshake.TEXT, b"ping me back")
+    assert code == 1000
+
+
+def test_a_handshake_with_a_missing_or_wrong_key_is_rejected_with_400():
+    def client(address):
+        statuses = []
+        for key in [None, "", "too-short", base64.b64encode(b"15 bytes only!!").decode()]:
+            sock, status, _ = websocket_handshake.open_websocket(address, key)
+            sock.close()
+            statuses.append(status)
+        return statuses
+
+    statuses = asyncio.run(websocket_handshake.with_echo_server(client))
+    assert all(status.startswith("HTTP/1.1 400") for status in statuses), statuses
+
+
+def test_the_chat_broadcasts_every_message_to_every_member_present():
+    seen = asyncio.run(websocket_chat.chat(websocket_chat.SCRIPT))
+    for name in ["alice", "bob", "carol"]:
+        assert "alice: hi all" in seen[name] and "carol: hey alice" in seen[name]
+    assert seen["alice"][-1] == "* bob left" and seen["carol"][-1] == "* bob left"
+    assert "* alice joined" not in seen["bob"]  # bob was not there yet
+    assert "* bob left" not in seen["bob"]  # and is gone when it is announced
+
+
+def test_keepalive_measures_latency_and_drops_a_peer_that_never_answers_pings():
+    latencies, (opcodes, code, elapsed) = asyncio.run(
+        websocket_keepalive.demo(interval=0.1, timeout=0.1)
+    )
+    assert len(latencies) == 20 and max(latencies) < 1.0
+    assert websocket_keepalive.PING in opcodes  # it was asked
+    assert opcodes[-1] == websocket_keepalive.CLOSE and code == 1011  # then dropped
+    assert 0.15 < elapsed < 3.0  # after interval + timeout, not never
+    assert "keepalive ping timeout" in websocket_keepalive.SERVER_LOG[-1]
+
+
+def test_sse_client_resumes_from_last_event_id_after_the_server_drops_it():
+    received = asyncio.run(sse_stream.demo())
+    assert [data for _, _, data in received] == sse_stream.EVENTS  # none lost, none repeated
+    assert {connection for connection, _, _ in received} == {1, 2}
+    assert [event_id for _, event_id, _ in received] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_sse_server_answers_a_malformed_request_with_400():
+    async def scenario() -> list[bytes]:
+        server = await asyncio.start_server(sse_stream.sse_connection, "127.0.0.1", 0)
+        async with server:
+            host, port = server.sockets[0].getsockname()
+            replies = []
+            for request in [
+                b"POST /events HTTP/1.1\r\n\r\n",
+                b"\x16\x03\x01garbage\r\n\r\n",
+                b"GET /events HTTP/1.1\r\nlast-event-id: x\r\n\r\n",
+            ]:
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(request)
+                async with asyncio.timeout(5):
+                    replies.append(await reader.read())
+                writer.close()
+            async with httpx.AsyncClient(timeout=5) as client:
+                response = await client.get(f"http://{host}:{port}/other")
+                replies.append(f"HTTP/1.1 {response.status_code} ".encode())
+            return replies
+
+    assert all(reply.startswith(b"HTTP/1.1 400 ") for reply in asyncio.run(scenario()))
+
+
+def test_sse_server_drops_a_client_that_never_finishes_its_request(monkeypatch):
+    monkeypatch.setattr(sse_stream, "REQUEST_TIMEOUT", 0.2)
+
+    async def scenario() -> bytes:
+        server = await asyncio.start_server(sse_stream.sse_connection, "127.0.0.1", 0)
+        async with server:
+            with socket.create_connection(server.sockets[0].getsockname(), timeout=10) as sock:
+                sock.sendall(b"GET /events HTTP/1.1\r\n")  # and never the blank line
+                return await asyncio.to_thread(sock.recv, 1024)
+
+    reply = asyncio.run(scenario())  # the server's timeout fires long before ours
+    assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+def test_an_unmasked_client_frame_is_a_protocol_error_1002():
+    def client(address):
+        sock, _, _ = websocket_handshake.open_websocket(address, "dGhlIHNhbXBsZSBub25jZQ==")
+        with sock:
+            sock.sendall(b"\x81\x05hello")  # mask bit clear: only servers may do that
+            return websocket_handshake.recv_frame(sock)
+
+    opcode, payload = asyncio.run(websocket_handshake.with_echo_server(client))
+    assert opcode == websocket_handshake.CLOSE and int.from_bytes(payload[:2]) == 1002

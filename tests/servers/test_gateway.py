@@ -1,0 +1,131 @@
+"""API gateway (docs/servers/api-gateway.md): routing, API keys, token-bucket rate limits,
+concurrent aggregation, backend failures and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import load_snippet
+
+gateway_api = load_snippet("servers/gateway_api")
+KEY = {"X-API-Key": "key-1"}
+
+
+def with_gateway(test, **options):
+    """Run `test(client, gateway)` against services + gateway started for it."""
+
+    async def run():
+        servers, url, gateway = await gateway_api.start_all(**options)
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+                return await test(client, gateway)
+        finally:
+            await gateway_api.stop_all(servers, gateway)
+
+    return asyncio.run(run())
+
+
+def test_requests_without_a_known_api_key_get_401():
+    async def test(client, gateway):
+        for headers in ({}, {"X-API-Key": "guess"}):
+            r = await client.get("/api/users/1", headers=headers)
+            assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+
+    with_gateway(test)
+
+
+def test_the_gateway_routes_by_path_prefix():
+    async def test(client, gateway):
+        users = await client.get("/api/users/7", headers=KEY)
+        orders = await client.get("/api/orders?user=7", headers=KEY)
+        missing = await client.get("/api/payments/7", headers=KEY)
+        assert users.json() == {"id": "7", "name": "Ada"}
+        assert orders.json() == {"user": "7", "orders": [17, 42]}
+        assert missing.status_code == 404
+
+    with_gateway(test)
+
+
+def test_token_bucket_allows_a_burst_then_refills_at_its_rate():
+    now = [0.0]
+    bucket = gateway_api.TokenBucket(rate=2, burst=3, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [0, 0, 0]
+    assert bucket.take() == pytest.approx(0.5)  # one token every 1/rate seconds
+    now[0] = 0.5
+    assert bucket.take() == 0 and bucket.take() > 0
+    now[0] = 1000.0  # a long idle time does not bank more than the burst
+    assert [bucket.take() for _ in range(4)].count(0) == 3
+
+
+def test_over_the_limit_gets_429_with_retry_after_and_keys_are_limited_separately():
+    async def test(client, gateway):
+        burst = await asyncio.gather(*(client.get("/api/users/1", headers=KEY) for _ in range(8)))
+        codes = sorted(r.status_code for r in burst)
+        assert codes == [200] * 5 + [429] * 3
+        assert {r.headers["Retry-After"] for r in burst if r.status_code == 429} == {"5"}
+        other = await client.get("/api/users/1", headers={"X-API-Key": "key-2"})
+        assert other.status_code == 200
+
+    with_gateway(test)
+
+
+def test_concurrent_aggregation_takes_the_max_not_the_sum():
+    async def test(client, gateway):
+        r = await client.get("/api/profile/3", headers=KEY)
+        assert r.json() == {
+            "user": {"id": "3", "name": "Ada"},
+            "orders": {"user": "3", "orders": [17, 42]},
+        }
+        sequential = await gateway_api.aggregation_seconds(gateway, concurrent=False, rounds=5)
+        concurrent = await gateway_api.aggregation_seconds(gateway, concurrent=True, rounds=5)
+        assert concurrent >= gateway_api.BACKEND_SECONDS
+        assert concurrent < 0.75 * sequential, (concurrent, sequential)  # 0.5 in theory
+
+    with_gateway(test)
+
+
+def test_a_slow_backend_gets_504_and_a_dead_one_502():
+    async def test(client, gateway):
+        slow = await client.get("/api/users/slow", headers=KEY)
+        with socket.socket() as s:  # a port with nobody listening
+            s.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+        gateway.routes["/api/orders"] = dead
+        down = await client.get("/api/orders?user=1", headers=KEY)
+        profile = await client.get("/api/profile/1", headers=KEY)
+        assert (slow.status_code, down.status_code, profile.status_code) == (504, 502, 502)
+
+    with_gateway(test, timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", b"400"),
+        (b"GET /api HTTP/1.1\r\nbad header\r\n\r\n", b"400"),
+        (b"GET /api HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+        (b"GET /api HTTP/1.1\r\n", b"408"),
+    ],
+)
+def test_bad_requests_get_4xx_and_a_silent_client_408(raw, status):
+    async def run():
+        gateway = gateway_api.Gateway({}, {"key-1"})
+        server, url = await gateway_api.start_http(gateway, read_timeout=0.3)
+        try:
+            parts = urlsplit(url)
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+            writer.write(raw)
+            reply = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return reply
+        finally:
+            await gateway.client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(run()).startswith(b"HTTP/1.1 " + status + b" ")

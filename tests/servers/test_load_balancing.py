@@ -1,0 +1,135 @@
+"""Load balancing (docs/servers/load-balancing.md): algorithms on tail latency, health checks,
+and real NGINX upstreams."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.conftest import load_snippet
+
+lb_algorithms = load_snippet("servers/lb_algorithms")
+lb_health = load_snippet("servers/lb_health")
+lb_nginx = load_snippet("servers/lb_nginx")
+
+
+# --- algorithms (seeded simulation: deterministic, so exact where it can be) ---------------
+
+
+def test_round_robin_sends_the_slow_backend_its_full_share_and_ruins_p99():
+    results = lb_algorithms.compare()
+    rr_p50, rr_p99, rr_served = results["round robin"]
+    _, lc_p99, lc_served = results["least connections"]
+    _, p2c_p99, p2c_served = results["power of two choices"]
+    assert rr_served == [5000] * 4  # blind to speed
+    assert lc_served[3] < min(lc_served[:3]) and p2c_served[3] < min(p2c_served[:3])
+    assert rr_p99 > 3 * lc_p99  # the slow backend's queue is the tail
+    assert p2c_p99 < 1.5 * lc_p99  # two random choices get nearly all of the benefit
+    assert results == lb_algorithms.compare()  # seeded: the same every run
+
+
+def test_with_equal_backends_the_algorithms_barely_differ(monkeypatch):
+    monkeypatch.setattr(lb_algorithms, "MEAN_SERVICE_MS", [10.0] * 4)
+    rr = lb_algorithms.simulate(lb_algorithms.round_robin())[0]
+    lc = lb_algorithms.simulate(lb_algorithms.least_connections())[0]
+    ratio = lb_algorithms.percentile(rr, 99) / lb_algorithms.percentile(lc, 99)
+    assert 0.8 < ratio < 2.0  # the 5x gap above comes from the uneven backend
+
+
+def test_backend_model_queues_requests_first_come_first_served():
+    backend = lb_algorithms.Backend(mean_ms=10.0)
+    assert backend.accept(now=0.0, work=1.0) == 10.0
+    assert backend.accept(now=0.0, work=1.0) == 20.0  # waits for the first
+    assert backend.outstanding(5.0) == 2 and backend.outstanding(10.0) == 1
+    assert backend.outstanding(20.0) == 0
+
+
+# --- active health checks (real HTTP backends in threads) ----------------------------------
+
+
+@pytest.fixture
+def pool():
+    backends = [lb_health.start_backend(name) for name in ("b1", "b2", "b3")]
+    pool = lb_health.Pool([lb_health.Member(b.server_address) for b in backends])
+    yield pool, backends
+    for backend in backends:
+        lb_health.crash(backend)
+
+
+def test_without_health_checks_a_dead_backend_fails_its_share_of_requests(pool):
+    pool, backends = pool
+    lb_health.crash(backends[1])
+    counts = lb_health.send(pool, 30)
+    assert counts["errors"] == 10 and "b2" not in counts
+
+
+def test_health_checks_take_a_dead_backend_out_and_put_it_back(pool):
+    pool, backends = pool
+    member = pool.members[1]
+    with pool.checking():
+        lb_health.crash(backends[1])
+        pool.wait_until(member, healthy=False, timeout=3)
+        counts = lb_health.send(pool, 30)
+        assert counts == {"b1": 15, "b3": 15}  # no errors, nothing to b2
+        backends[1] = lb_health.start_backend("b2", port=member.address[1])
+        pool.wait_until(member, healthy=True, timeout=3)
+        assert lb_health.send(pool, 30) == {"b1": 10, "b2": 10, "b3": 10}
+
+
+def test_a_hung_backend_fails_its_check_by_timeout():
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as hung:  # listens, never answers
+        pool = lb_health.Pool([lb_health.Member(hung.getsockname())], timeout=0.05, fall=2)
+        pool.check_once()
+        assert pool.members[0].healthy  # one failure is not enough (fall=2)
+        pool.check_once()
+        assert not pool.members[0].healthy
+        with pytest.raises(ConnectionError, match="no healthy backend"):
+            pool.request("/")
+
+
+def test_one_good_check_does_not_put_a_backend_back(pool):
+    pool, backends = pool
+    member = pool.members[0]
+    member.healthy = False
+    pool.check_once()
+    assert not member.healthy  # rise=2: one success is not enough to trust it again
+    pool.check_once()
+    assert member.healthy
+
+
+# --- real NGINX upstreams ------------------------------------------------------------------
+
+
+@pytest.fixture
+def backends(nginx_bin, monkeypatch):
+    monkeypatch.setenv("NGINX_BIN", nginx_bin)
+    started = [lb_nginx.start_backend(name) for name in ("b1", "b2", "b3")]
+    yield started
+    for backend in started:
+        lb_nginx.stop(backend)
+
+
+def test_nginx_round_robin_spreads_requests_evenly(backends):
+    upstreams = lb_nginx.addresses(backends)
+    with lb_nginx.running_nginx(lb_nginx.CONF, BALANCE="", **upstreams) as (base, _):
+        assert lb_nginx.sequential(base, 30) == {"b1": 10, "b2": 10, "b3": 10}
+
+
+def test_nginx_least_conn_avoids_the_slow_backend_round_robin_does_not(backends):
+    backends[2].delay = 0.1
+    rr_counts, rr_mean = lb_nginx.uneven(backends, "")
+    lc_counts, lc_mean = lb_nginx.uneven(backends, "least_conn;")
+    assert rr_counts["b3"] == 20  # a third, however slow it is
+    assert lc_counts["b3"] < 8
+    assert rr_mean > 2 * lc_mean, (rr_mean, lc_mean)
+
+
+def test_nginx_passive_health_check_takes_a_killed_backend_out_and_back(backends):
+    result = lb_nginx.failover(backends)
+    assert result.after_kill["b2"] == 0 and sum(result.after_kill.values()) == 30
+    assert set(result.after_kill) == {"b1", "b3"}  # every request answered: no 502
+    assert any("Connection refused" in line for line in result.logged)
+    assert any("temporarily disabled" in line for line in result.logged)
+    assert 0.5 < result.back_after < 3.5  # fail_timeout=1s, in NGINX's whole seconds: 1-2 s
+    assert result.after_restart["b2"] >= 9

@@ -1,0 +1,145 @@
+"""NGINX for real (docs/servers/nginx.md): real NGINX and Apache processes from the Debian
+packages, started by the snippets' own functions with the configs the page shows."""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_snippet
+
+nginx_proxy = load_snippet("servers/nginx_proxy")
+apache_mpm = load_snippet("servers/apache_mpm")
+
+
+@pytest.fixture
+def www() -> Iterator[Path]:
+    """A document root NGINX's and Apache's workers can read: as root they run as nobody,
+    and pytest's tmp_path sits under a directory only its owner may enter."""
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)
+        (Path(root) / "index.html").write_text("static!\n")
+        (Path(root) / "index.html").chmod(0o644)
+        yield Path(root)
+
+
+@pytest.fixture(scope="module")
+def stack(nginx_bin: str) -> Iterator[tuple]:
+    """The app and NGINX in front of it with snippets/servers/nginx/proxy.conf."""
+    with (
+        tempfile.TemporaryDirectory() as root,
+        pytest.MonkeyPatch.context() as mp,
+        nginx_proxy.running_app() as app,
+    ):
+        Path(root).chmod(0o755)
+        (Path(root) / "index.html").write_text("static!\n")
+        (Path(root) / "index.html").chmod(0o644)
+        mp.setenv("NGINX_BIN", nginx_bin)
+        upstream = f"127.0.0.1:{app.server_address[1]}"
+        with nginx_proxy.running_nginx(nginx_proxy.CONF, ROOT=str(root), APP=upstream) as nginx:
+            yield nginx, app
+
+
+def test_static_files_are_served_by_nginx_and_never_reach_the_app(stack):
+    nginx, app = stack
+    before = app.hits
+    status, headers, body = nginx_proxy.get(nginx.url, "/index.html")
+    assert (status, body) == (200, b"static!\n")
+    assert headers["Server"].startswith("nginx") and "ETag" in headers
+    status, _, _ = nginx_proxy.get(nginx.url, "/missing.html")
+    assert status == 404
+    assert app.hits == before
+
+
+def test_proxy_passes_the_client_address_and_appends_to_a_forwarded_for_chain(stack):
+    nginx, _ = stack
+    status, _, body = nginx_proxy.get(nginx.url, "/api/whoami")
+    seen = json.loads(body)
+    assert status == 200
+    assert seen["peer"] == "127.0.0.1"  # the TCP peer of the app is NGINX
+    assert seen["x-real-ip"] == seen["x-forwarded-for"] == "127.0.0.1"
+    _, _, body = nginx_proxy.get(nginx.url, "/api/whoami", {"X-Forwarded-For": "198.51.100.9"})
+    assert json.loads(body)["x-forwarded-for"] == "198.51.100.9, 127.0.0.1"
+
+
+def test_an_app_slower_than_proxy_read_timeout_gets_504_at_the_timeout(stack):
+    nginx, _ = stack
+    status, _, _ = nginx_proxy.get(nginx.url, "/api/slow?delay=0.02")
+    assert status == 200
+    start = time.perf_counter()
+    status, _, _ = nginx_proxy.get(nginx.url, "/api/slow?delay=3")
+    elapsed = time.perf_counter() - start
+    assert status == 504
+    assert 0.25 < elapsed < 2.0, elapsed  # proxy_read_timeout 300ms, not the app's 3 s
+    assert any("upstream timed out" in line for line in nginx.log)
+
+
+def test_malformed_and_oversized_requests_get_400_and_never_reach_the_app(stack):
+    nginx, app = stack
+    before = app.hits
+    assert nginx_proxy.raw_request(nginx.url, b"HELLO?\r\n\r\n") == "400 Bad Request"
+    huge = b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n"
+    assert nginx_proxy.raw_request(nginx.url, huge) == "400 Request Header Or Cookie Too Large"
+    assert app.hits == before
+
+
+def test_a_client_trickling_its_headers_is_dropped_after_client_header_timeout(stack):
+    nginx, _ = stack
+    host, port = nginx.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as slow:
+        slow.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")  # never the final CRLF
+        start = time.perf_counter()
+        # Meanwhile other clients are served at once: one event loop, no thread held.
+        assert nginx_proxy.get(nginx.url, "/index.html")[0] == 200
+        assert time.perf_counter() - start < 0.5
+        assert slow.recv(1024) == b""  # NGINX closes it (1 s in proxy.conf)
+        assert 0.8 < time.perf_counter() - start < 3.0
+
+
+def test_a_stopped_app_gives_502(nginx_bin, monkeypatch, www):
+    monkeypatch.setenv("NGINX_BIN", nginx_bin)
+    with nginx_proxy.running_app() as app:
+        upstream = f"127.0.0.1:{app.server_address[1]}"
+        with nginx_proxy.running_nginx(nginx_proxy.CONF, ROOT=str(www), APP=upstream) as n:
+            assert nginx_proxy.get(n.url, "/api/whoami")[0] == 200
+            app.shutdown()
+            app.server_close()
+            assert nginx_proxy.get(n.url, "/api/whoami")[0] == 502
+
+
+def test_running_nginx_retries_when_another_process_took_the_port(nginx_bin, monkeypatch):
+    monkeypatch.setenv("NGINX_BIN", nginx_bin)
+    with socket.create_server(("127.0.0.1", 0)) as squatter:  # holds the first port offered
+        ports = iter([squatter.getsockname()[1]])
+        real_free_port = nginx_proxy.free_port
+        monkeypatch.setattr(nginx_proxy, "free_port", lambda: next(ports, None) or real_free_port())
+        with nginx_proxy.running_nginx(
+            nginx_proxy.CONF, ROOT="/nonexistent", APP="127.0.0.1:9"
+        ) as n:
+            assert n.port != squatter.getsockname()[1]
+            assert nginx_proxy.get(n.url, "/index.html")[0] == 404  # NGINX answers, not squatter
+    assert n.proc.poll() is not None  # stopped on exit
+
+
+def test_idle_keepalive_connections_hold_prefork_processes_but_not_event_or_nginx(
+    apache2_bin, nginx_bin, monkeypatch, www: Path
+):
+    monkeypatch.setenv("APACHE2_BIN", apache2_bin)
+    monkeypatch.setenv("NGINX_BIN", nginx_bin)
+    (www / "index.html").write_text("hello\n")  # what apache_mpm.request() waits for
+    prefork, event, nginx = (apache_mpm.measure(k, str(www)) for k in ("prefork", "event", "nginx"))
+    # prefork: a process per connection, 8 of them plus the parent, one thread each
+    assert prefork["processes"] == 9 and prefork["threads"] == 9
+    # event: one child process with worker threads; NGINX: master + 1 single-threaded worker
+    assert event["processes"] == 2 and event["threads"] > 8
+    assert nginx["processes"] == 2 and nginx["threads"] == 2
+    # the 9th client waits for an idle connection's KeepAliveTimeout (1 s) on prefork only
+    assert prefork["loaded"] > 0.5
+    assert prefork["loaded"] > 10 * max(event["loaded"], nginx["loaded"])
+    assert prefork["unloaded"] < 0.1  # with no idle clients prefork is as quick as the rest

@@ -1,0 +1,174 @@
+"""Static files (docs/servers/static-files.md): validators, ranges, traversal, bad input,
+and sendfile's CPU saving."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from tests.conftest import load_snippet
+
+static_server = load_snippet("servers/static_server")
+static_sendfile = load_snippet("servers/static_sendfile")
+
+SIZE = 256 * 4096  # the site() file: bytes(range(256)) * 4096
+
+
+@pytest.fixture(scope="module")
+def served():
+    with static_server.site() as root, static_server.static_server(root) as address:
+        yield root, address
+
+
+def raw(address: tuple[str, int], request: bytes, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        return reply
+
+
+def test_full_get_sends_the_file_with_validators(served):
+    root, address = served
+    status, headers, body = static_server.get(address, "/video.bin")
+    assert status == 200 and body == (root / "video.bin").read_bytes()
+    assert headers["ETag"].startswith('"') and headers["Accept-Ranges"] == "bytes"
+    assert headers["Last-Modified"].endswith("GMT")
+
+
+@pytest.mark.parametrize("form", ["{}", "W/{}", '"other", {}', "*"])
+def test_if_none_match_with_the_current_etag_gets_304_and_no_body(served, form):
+    _, address = served
+    etag = static_server.get(address, "/video.bin")[1]["ETag"]
+    status, headers, body = static_server.get(
+        address, "/video.bin", If_None_Match=form.format(etag)
+    )
+    assert (status, body) == (304, b"") and headers["ETag"] == etag
+
+
+def test_a_changed_file_gets_a_new_etag_and_the_old_one_no_longer_matches(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+    with static_server.static_server(tmp_path) as address:
+        old = static_server.get(address, "/a.txt")[1]["ETag"]
+        (tmp_path / "a.txt").write_text("two, longer")
+        status, headers, body = static_server.get(address, "/a.txt", If_None_Match=old)
+        assert (status, body) == (200, b"two, longer") and headers["ETag"] != old
+
+
+def test_revalidation_saves_almost_every_byte_on_the_wire(served):
+    _, address = served
+    etag = static_server.get(address, "/video.bin")[1]["ETag"]
+    full = raw(address, b"GET /video.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    revalidated = raw(
+        address, f"GET /video.bin HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n".encode()
+    )
+    assert len(full) > SIZE and len(revalidated) < 300  # headers only
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-99", 0, 99),
+        ("bytes=-100", SIZE - 100, SIZE - 1),
+        ("bytes=1000-", 1000, SIZE - 1),
+        ("bytes=10-99999999", 10, SIZE - 1),
+        ("bytes=-99999999", 0, SIZE - 1),
+    ],
+)
+def test_a_satisfiable_range_gets_206_with_exactly_those_bytes(served, header, first, last):
+    root, address = served
+    status, headers, body = static_server.get(address, "/video.bin", Range=header)
+    assert status == 206
+    assert body == (root / "video.bin").read_bytes()[first : last + 1]
+    assert headers["Content-Range"] == f"bytes {first}-{last}/{SIZE}"
+
+
+@pytest.mark.parametrize("header", [f"bytes={SIZE}-", "bytes=99999999-", "bytes=-0"])
+def test_an_unsatisfiable_range_gets_416_with_the_size(served, header):
+    _, address = served
+    status, headers, body = static_server.get(address, "/video.bin", Range=header)
+    assert (status, body) == (416, b"") and headers["Content-Range"] == f"bytes */{SIZE}"
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=oops", "items=0-5", "bytes=5-1", "bytes=0-1,5-9", "bytes=-", "bytes 0-5", ""]
+)
+def test_a_malformed_or_unsupported_range_is_ignored_per_rfc_9110(served, header):
+    _, address = served
+    status, headers, body = static_server.get(address, "/video.bin", Range=header)
+    assert status == 200 and len(body) == SIZE and "Content-Range" not in headers
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/a/../../secret.txt",
+        "/%2E%2E/%2E%2E/etc/passwd",
+        "/video.bin%00.txt",
+        "/link-out",
+        "/nope",
+        "secret.txt",
+    ],
+)
+def test_paths_outside_the_root_or_missing_get_404(served, target):
+    root, address = served
+    link = root / "link-out"
+    if not link.exists():
+        link.symlink_to(root.parent / "secret.txt")  # a symlink pointing outside the root
+    reply = raw(address, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 404 ") and b"not for the web" not in reply
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"HELLO\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", b"400"),
+        (b"DELETE /video.bin HTTP/1.1\r\n\r\n", b"405"),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+    ],
+)
+def test_bad_requests_get_4xx(served, request_bytes, status):
+    _, address = served
+    assert raw(address, request_bytes).startswith(b"HTTP/1.1 " + status + b" ")
+
+
+def test_a_silent_client_gets_408(monkeypatch, tmp_path):
+    monkeypatch.setattr(static_server.StaticHandler, "timeout", 0.3)
+    with static_server.static_server(tmp_path) as address:
+        assert raw(address, b"GET / HTTP/1.1\r\n", timeout=3).startswith(b"HTTP/1.1 408 ")
+
+
+def test_the_server_sends_file_bodies_with_sendfile(served, monkeypatch):
+    _, address = served
+    calls = []
+    real = os.sendfile
+
+    def counting_sendfile(*args):
+        calls.append(real(*args))  # bytes the kernel moved, without passing through Python
+        return calls[-1]
+
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    status, _, body = static_server.get(address, "/video.bin", Range="bytes=100-")
+    assert status == 206 and len(body) == SIZE - 100 and sum(calls) == SIZE - 100
+
+
+def test_sendfile_uses_less_cpu_than_copying_through_python():
+    copies, zero_copy = static_sendfile.compare(rounds=5)
+    assert copies > 1.3 * zero_copy, (
+        f"read+send {copies * 1e3:.1f} ms, sendfile {zero_copy * 1e3:.1f} ms"
+    )
+
+
+def test_byte_range_unit():
+    assert static_server.byte_range(None, 10) is None
+    assert static_server.byte_range("bytes=2-4", 10) == (2, 4)
+    with pytest.raises(static_server.HttpError):
+        static_server.byte_range("bytes=10-", 10)

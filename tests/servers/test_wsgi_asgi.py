@@ -1,0 +1,122 @@
+"""WSGI and ASGI (docs/servers/wsgi-asgi.md): the interfaces by hand, checked against the
+specs, then the same apps under real gunicorn and uvicorn processes."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import io
+import socket
+import wsgiref.util
+import wsgiref.validate
+
+import pytest
+
+from tests.conftest import load_snippet
+
+wsgi_app = load_snippet("servers/wsgi_app")
+asgi_app = load_snippet("servers/asgi_app")
+
+
+def wsgi_call(method: str, path: str, body: bytes = b"", validate: bool = True, **environ: str):
+    env: dict = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        **environ,
+    }
+    wsgiref.util.setup_testing_defaults(env)
+    started = []
+    # The validator asserts PEP 3333 on every step, for the server and the app alike.
+    app = wsgiref.validate.validator(wsgi_app.app) if validate else wsgi_app.app
+    result = app(env, lambda status, headers, exc_info=None: started.append(status))
+    try:
+        return started[0], b"".join(result)
+    finally:
+        getattr(result, "close", lambda: None)()
+
+
+def test_the_wsgi_app_follows_pep_3333_and_refuses_bad_bodies():
+    assert wsgi_call("GET", "/")[0] == "200 OK"
+    assert wsgi_call("POST", "/echo", b"abc") == ("200 OK", b"3 bytes: b'abc'\n")
+    assert wsgi_call("GET", "/nope")[0] == "404 Not Found"
+    assert wsgi_call("POST", "/echo", validate=False, CONTENT_LENGTH="ten")[0] == "400 Bad Request"
+    assert wsgi_call("POST", "/echo", CONTENT_LENGTH=str(10**9))[0] == "413 Content Too Large"
+    assert wsgi_call("POST", "/echo", CONTENT_LENGTH="")[1] == b"0 bytes: b''\n"
+    assert wsgi_app.call_by_hand("POST", "/echo", b"hi")[2] == b"2 bytes: b'hi'\n"
+
+
+def test_the_asgi_app_reassembles_a_streamed_body_and_refuses_a_huge_one():
+    sent = asyncio.run(asgi_app.call_by_hand("POST", "/echo", [b"a", b"b", b"c"]))
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"3 bytes: b'abc'\n"
+    huge = [b"x" * 65536] * 20  # 1.25 MiB in 20 events: refused before the end
+    assert asyncio.run(asgi_app.call_by_hand("POST", "/echo", huge))[0]["status"] == 413
+    assert asyncio.run(asgi_app.call_by_hand("POST", "/echo", [])) == []  # client went away
+    assert asyncio.run(asgi_app.call_by_hand("GET", "/nope", [b""]))[0]["status"] == 404
+
+
+def test_the_asgi_app_completes_lifespan_startup_and_shutdown():
+    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict] = []
+
+    async def receive():
+        return events.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(asgi_app.app({"type": "lifespan"}, receive, send))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+@pytest.fixture(scope="module")
+def gunicorn():
+    with wsgi_app.serve(wsgi_app.gunicorn(workers=2)) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def uvicorn():
+    with asgi_app.serve(asgi_app.uvicorn()) as address:
+        yield address
+
+
+def raw(address, data: bytes) -> bytes:
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+            if b"\r\n\r\n" in reply:
+                break
+        return reply
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_real_servers_serve_the_apps_and_answer_malformed_requests_with_400(server, request):
+    address = request.getfixturevalue(server)
+    assert wsgi_app.get(address, "/")[0] == 200
+    assert wsgi_app.get(address, "/nope")[0] == 404
+    conn = http.client.HTTPConnection(*address, timeout=5)
+    conn.request("POST", "/echo", body=b"x" * 1000)
+    assert conn.getresponse().read() == b"1000 bytes: " + repr(b"x" * 40).encode() + b"\n"
+    conn.close()
+    assert raw(address, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")  # the server's parser
+
+
+def test_one_asgi_process_overlaps_waits_that_tie_up_sync_wsgi_workers(gunicorn, uvicorn):
+    wsgi_seconds, wsgi_pids = wsgi_app.concurrent(gunicorn, "/wait")
+    asgi_seconds, asgi_pids = asgi_app.concurrent(uvicorn, "/wait")
+    # 20 requests x 50 ms over 2 sync workers cannot take less than 0.5 s ...
+    assert wsgi_seconds >= 0.45 and 1 <= len(wsgi_pids) <= 2
+    # ... while one uvicorn process waits for all 20 at once.
+    assert len(asgi_pids) == 1 and asgi_seconds * 2 < wsgi_seconds, (asgi_seconds, wsgi_seconds)
+
+
+def test_serve_stops_the_server_process():
+    with asgi_app.serve(asgi_app.uvicorn()) as address:
+        assert asgi_app.get(address, "/")[0] == 200
+    assert asgi_app.get(address, "/", timeout=0.5) is None  # nobody listens any more

@@ -151,3 +151,12 @@ def test_topic_page_follows_the_page_contract(page):
         assert any(h.startswith(section) for h in headings), f"missing '## {section}'"
     assert 3 <= len(re.findall(r"^\?\?\? question", text, flags=re.M)) <= 5, "3-5 questions"
     assert re.search(r"RFC \d+|docs\.|documentation", text), "cites a primary source"
+
+
+def test_mermaid_diagrams_have_no_statement_separator_in_their_text():
+    """In Mermaid, ";" ends a statement: "Note over A: busy; waiting" breaks the diagram."""
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for diagram in re.findall(r"```mermaid\n(.*?)```", text, flags=re.S):
+            for line in diagram.splitlines():
+                assert ";" not in line, f"{rel(page)}: ';' in Mermaid line {line.strip()!r}"

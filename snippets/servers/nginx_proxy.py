@@ -220,6 +220,7 @@ def main() -> None:
                     f"GET /api/slow (app takes {delay} s) -> {status}"
                     f" after {time.perf_counter() - start:.2f} s"
                 )
+            nginx.wait_for("timed out")  # the log line can trail the 504 by a moment
             logged = next(line for line in nginx.log if "timed out" in line)
             print("  NGINX logged:", re.sub(r".*\*\d+ (.*?),.*", r"\1", logged))
 

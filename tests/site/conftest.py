@@ -1,7 +1,7 @@
 """The built site, served on loopback, and Chromium driving it.
 
-Every test in tests/site/ is in the xdist group "site", so one worker builds the site
-once (session fixture) and runs them all.
+Each pytest-xdist worker that runs site tests builds the site once (a session fixture,
+about 3 s) into its own temp dir, so the browser tests spread over every worker.
 """
 
 from __future__ import annotations
@@ -21,12 +21,6 @@ import pytest
 
 from tests.services.chromium import CHROMIUM_FLAGS
 from tests.snippet_output import ROOT
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/site/" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("site"))
 
 
 @dataclass

@@ -7,11 +7,34 @@ from __future__ import annotations
 import pytest
 
 from tests.site.conftest import Visit
+from tests.snippet_output import ROOT
 
-PAGES = ["", "paths/", "paths/broad/", "protocols/", "protocols/tcp-udp/", "protocols/nagle-lab/"]
+
+def page_urls() -> list[str]:
+    """Every page of the site, as its path under the site root (index.md -> its folder)."""
+    docs = ROOT / "docs"
+    urls = []
+    for source in sorted([*docs.rglob("*.md"), *docs.rglob("*.ipynb")]):
+        path = source.relative_to(docs).with_suffix("").as_posix()
+        urls.append(
+            ""
+            if path == "index"
+            else path.removesuffix("index")
+            if path.endswith("/index")
+            else f"{path}/"
+        )
+    return urls
+
+
+PAGES = page_urls()
 MERMAID_SVG = """() => {
   const diagram = document.querySelector("div.mermaid");
   return diagram && diagram.shadowRoot && diagram.shadowRoot.querySelector("svg") !== null;
+}"""
+ALL_MERMAID_SVG = """() => {
+  const fences = document.querySelectorAll("pre.mermaid").length;  // not yet drawn
+  const drawn = [...document.querySelectorAll("div.mermaid")];
+  return fences === 0 && drawn.every(d => d.shadowRoot && d.shadowRoot.querySelector("svg"));
 }"""
 
 
@@ -26,6 +49,7 @@ def test_page_renders_from_the_local_server_only(visit: Visit, path: str):
     assert response and response.status == 200
     assert visit.page.locator("article h1").first.is_visible()
     assert visit.page.title().endswith("Backend Fundamentals")
+    visit.page.wait_for_function(ALL_MERMAID_SVG)  # every diagram on the page is drawn
     clean(visit)
 
 
@@ -34,9 +58,10 @@ def test_search_finds_handshake(visit: Visit):
     search = visit.page.locator("input.md-search__input")
     search.click()
     search.press_sequentially("handshake", delay=20)  # search reacts to key events
-    result = visit.page.locator(".md-search-result__item a").first
-    result.wait_for()
-    assert "protocols/tcp-udp/" in result.get_attribute("href")
+    results = visit.page.locator(".md-search-result__item a")
+    results.first.wait_for()
+    hrefs = [results.nth(i).get_attribute("href") for i in range(results.count())]
+    assert any("protocols/tcp-udp/" in href for href in hrefs), hrefs
     assert visit.page.locator(".md-search-result mark", has_text="handshake").count() > 0
     clean(visit)
 

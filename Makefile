@@ -30,7 +30,7 @@ build: $(STAMP)  ## build the site into site/ (strict: any warning fails)
 	$(BIN)/mkdocs build --strict
 
 test: $(STAMP) lint  ## everything CI runs: snippets, behaviour tests, docs blocks, notebooks, site, browser
-	$(BIN)/python -m pytest -n auto --dist loadgroup --codeblocks --nbmake tests docs -m "not exclusive" $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist load --codeblocks --nbmake tests docs -m "not exclusive" $(ARGS)
 	$(BIN)/python -m pytest -p no:xdist tests -m exclusive $(ARGS)
 
 lint: $(STAMP)  ## ruff check and format check

@@ -15,6 +15,7 @@ udp_boundaries = load_snippet("protocols/udp_boundaries")
 udp_reliability = load_snippet("protocols/udp_reliability")
 tcp_setup_cost = load_snippet("protocols/tcp_setup_cost")
 tcp_nagle = load_snippet("protocols/tcp_nagle")
+tcp_flow_control = load_snippet("protocols/tcp_flow_control")
 
 
 def test_echo_server_returns_every_byte_in_order():
@@ -107,3 +108,18 @@ def test_nagle_and_delayed_ack_stall_write_write_read_and_nodelay_fixes_it():
     stalled = medians["two writes, Nagle on (default)"]
     assert stalled > 5 * medians["two writes, TCP_NODELAY"]
     assert stalled > 5 * medians["one write, Nagle on"]  # or send the request in one write
+
+
+def test_a_reader_that_stops_reading_stops_the_writer_after_a_bounded_amount():
+    run = tcp_flow_control.stalled_writer(16 << 10)
+    assert 0 < run["accepted"] < 1 << 20  # bounded by two small buffers, not by the sender
+    assert run["stalled"] == 0  # nothing read: the window stays shut
+    assert run["timed_out"]  # a blocking writer waits until its timeout
+    assert run["drained"] == run["accepted"]  # nothing was lost while it waited
+    assert run["resumed"] > 0  # reading opened the window again
+
+
+def test_a_larger_receive_window_lets_the_writer_get_further_ahead():
+    small = tcp_flow_control.stalled_writer(16 << 10)["accepted"]
+    large = tcp_flow_control.stalled_writer(256 << 10)["accepted"]
+    assert large > 2 * small

@@ -1,0 +1,130 @@
+"""TCP flow control: a reader that stops reading stops the writer, after a bounded amount.
+
+Run: python snippets/protocols/tcp_flow_control.py
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+
+CHUNK = 4096
+
+
+SNDBUF = 16 << 10  # small and fixed, so the reader's buffer decides how much fits
+
+
+def connected_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
+    """A TCP connection on loopback with fixed buffer sizes (no autotuning).
+
+    SO_RCVBUF is set on the listener so the accepted socket has it before the handshake
+    advertises its window. Linux doubles both values for its bookkeeping (socket(7)).
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        writer = socket.socket()
+        writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        writer.settimeout(5)
+        writer.connect(listener.getsockname())
+        reader, _ = listener.accept()
+        reader.settimeout(5)
+        return writer, reader
+
+
+# --8<-- [start:fill]
+def fill_until_blocked(writer: socket.socket, limit: int = 64 << 20) -> int:
+    """Write without blocking until the kernel refuses more; return the bytes it took.
+
+    The bytes taken sit in the writer's send buffer and the reader's receive buffer.
+    Once the reader's window is zero and the send buffer is full, send() would block:
+    that refusal is TCP flow control (RFC 9293 §3.8.6) reaching the application.
+    """
+    writer.setblocking(False)
+    accepted = 0
+    try:
+        while accepted < limit:  # a bound, in case flow control did not stop us
+            accepted += writer.send(bytes(CHUNK))
+    except BlockingIOError:
+        pass  # EAGAIN: the pipe is full
+    finally:
+        writer.settimeout(5)
+    return accepted
+
+
+# --8<-- [end:fill]
+
+
+# --8<-- [start:drain]
+def drain(reader: socket.socket, nbytes: int) -> int:
+    """Read nbytes: the receive window opens again and the writer may go on."""
+    got = 0
+    while got < nbytes:
+        chunk = reader.recv(min(65536, nbytes - got))
+        if not chunk:
+            break
+        got += len(chunk)
+    return got
+
+
+def writable_within(writer: socket.socket, timeout: float) -> bool:
+    """Wait for the kernel to say the writer may write again (the window update came)."""
+    _, ready, _ = select.select([], [writer], [], timeout)
+    return bool(ready)
+
+
+def blocked_send_times_out(writer: socket.socket, timeout: float) -> bool:
+    """A blocking send to a peer that does not read waits; a timeout bounds the wait."""
+    writer.settimeout(timeout)
+    try:
+        writer.sendall(bytes(1 << 20))
+    except TimeoutError:
+        return True
+    finally:
+        writer.settimeout(5)
+    return False
+
+
+# --8<-- [end:drain]
+
+
+# --8<-- [start:story]
+def stalled_writer(rcvbuf: int) -> dict[str, int | bool]:
+    """One connection: fill, stay stalled, time out, then the reader reads and it resumes."""
+    writer, reader = connected_pair(rcvbuf)
+    with writer, reader:
+        accepted = fill_until_blocked(writer)
+        stalled = fill_until_blocked(writer)  # nothing read yet: still refused
+        timed_out = blocked_send_times_out(writer, 0.2)
+        drained = drain(reader, accepted)  # the reader catches up ...
+        writable = writable_within(writer, 5.0)  # ... its window update reaches the writer
+        resumed = fill_until_blocked(writer) if writable else 0
+    return {
+        "accepted": accepted,
+        "stalled": stalled,
+        "timed_out": timed_out,
+        "drained": drained,
+        "resumed": resumed,
+    }
+
+
+# --8<-- [end:story]
+
+
+def main() -> None:
+    runs = {rcvbuf: stalled_writer(rcvbuf) for rcvbuf in (16 << 10, 256 << 10)}
+    for rcvbuf, run in runs.items():
+        print(f"writer's SO_SNDBUF {SNDBUF >> 10} KiB, reader's SO_RCVBUF {rcvbuf >> 10} KiB:")
+        # "~" marks a number that depends on the kernel's buffer accounting.
+        kib, drained = run["accepted"] >> 10, run["drained"] >> 10
+        print(f"  reader not reading: writer refused (EAGAIN) after ~{kib} KiB")
+        print(f"  a second try, still nothing read: {run['stalled']} bytes accepted")
+        print(f"  a blocking sendall() with a 0.2 s timeout timed out: {run['timed_out']}")
+        print(f"  reader read ~{drained} KiB; writer could write again: {run['resumed'] > 0}")
+    small, large = (run["accepted"] for run in runs.values())
+    print(f"a 16x larger receive buffer let the writer get ~{large / small:.1f}x further ahead")
+
+
+if __name__ == "__main__":
+    main()

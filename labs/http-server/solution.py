@@ -13,13 +13,14 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
 HOST = "127.0.0.1"
 MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (RFC 6585 §5)
 MAX_BODY_BYTES = 1024 * 1024  # a larger Content-Length gets 413 (RFC 9110 §15.5.14)
-TIMEOUT = 1.0  # seconds of silence while we wait for (the rest of) a request
+TIMEOUT = 1.0  # seconds a request may take from its first byte to its last (and idle time)
 
 REASONS = {
     200: "OK",
@@ -34,6 +35,7 @@ REASONS = {
 }
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
 VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")  # RFC 9110 §5.5: reject, never pass on
 
 
 class HttpError(Exception):
@@ -77,8 +79,12 @@ def parse_head(head: bytes) -> Request:
         name, colon, value = line.partition(b":")
         if not colon or not TOKEN.fullmatch(name):  # also rejects "Name :" and obs-fold
             raise HttpError(400, f"malformed header field {line[:80]!r}")
+        if FORBIDDEN_IN_VALUE.search(value):  # a bare CR or LF, or NUL
+            raise HttpError(400, f"CR, LF or NUL in the value of {name[:40]!r}")
         key = name.decode().lower()
         text = value.strip(b" \t").decode("latin-1")
+        if key == "host" and key in request.headers:
+            raise HttpError(400, "more than one Host field (RFC 9112 §3.2)")
         if key in request.headers and key != "content-length":
             request.headers[key] += ", " + text  # repeated fields combine (RFC 9110 §5.3)
         elif key in request.headers and request.headers[key] != text:
@@ -111,27 +117,36 @@ class Connection:
         self.sock = sock
         self.buffer = bytearray()
 
-    def _fill(self) -> bool:
-        """Read more bytes; False at end of stream."""
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes; False at end of stream, TimeoutError once the deadline passes.
+
+        The timeout of each recv() is what is left of one deadline, not a fresh TIMEOUT:
+        a client that sends a byte just before every timeout (slowloris) would otherwise
+        hold the connection, and its thread, for as long as it likes."""
+        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
         chunk = self.sock.recv(65536)
         self.buffer += chunk
         return bool(chunk)
 
     def read_request(self) -> Request | None:
-        """The next request, or None when the client closed cleanly between requests."""
+        """The next request, or None when the client closed (or idled) between requests."""
+        deadline = time.monotonic() + TIMEOUT
+        if not self.buffer:  # a kept-alive connection between requests: wait for a byte
+            try:
+                if not self._fill(deadline):
+                    return None  # the client closed cleanly
+            except TimeoutError:
+                return None  # idle for TIMEOUT: just close it
+            deadline = time.monotonic() + TIMEOUT  # the request's clock starts at its first byte
         while (end := self.buffer.find(b"\r\n\r\n")) < 0:
             if len(self.buffer) > MAX_HEAD_BYTES:
                 raise HttpError(431, "request head too large")
             try:
-                more = self._fill()
+                more = self._fill(deadline)
             except TimeoutError:
-                if not self.buffer:
-                    return None  # an idle keep-alive connection: just close it
-                raise HttpError(408, "incomplete request head") from None
+                raise HttpError(408, f"request head not complete within {TIMEOUT} s") from None
             if not more:
-                if self.buffer:
-                    raise HttpError(400, "connection closed mid-request")
-                return None
+                raise HttpError(400, "connection closed mid-request")
         if end > MAX_HEAD_BYTES:
             raise HttpError(431, "request head too large")
         head = bytes(self.buffer[:end])
@@ -140,10 +155,10 @@ class Connection:
         length = body_length(request)
         while len(self.buffer) < length:
             try:
-                if not self._fill():
+                if not self._fill(deadline):
                     raise HttpError(400, "connection closed mid-body")
             except TimeoutError:
-                raise HttpError(408, "incomplete request body") from None
+                raise HttpError(408, f"request not complete within {TIMEOUT} s") from None
         request.body = bytes(self.buffer[:length])
         del self.buffer[:length]
         return request
@@ -195,17 +210,18 @@ def lingering_close(sock: socket.socket) -> None:
 
 def handle_connection(sock: socket.socket) -> None:
     with sock:
-        sock.settimeout(TIMEOUT)
         conn = Connection(sock)
         try:
             while (request := conn.read_request()) is not None:
                 status, body, headers = route(request)
+                sock.settimeout(TIMEOUT)  # a client that does not read its response is let go
                 sock.sendall(response_bytes(status, body, headers, not request.keep_alive))
                 if not request.keep_alive:
                     return
         except HttpError as error:
             detail = f"{error}\n".encode("latin-1", "replace")
             try:
+                sock.settimeout(TIMEOUT)
                 sock.sendall(response_bytes(error.status, detail, {}, close=True))
                 lingering_close(sock)
             except OSError:

@@ -10,6 +10,7 @@ Run: make lab LAB=http-server FILE=path/to/your_server.py
 from __future__ import annotations
 
 import re
+import select
 import socket
 import threading
 import time
@@ -31,8 +32,10 @@ STAGES = {
 }
 READY = r"listening on 127\.0\.0\.1:(\d+)"
 TIMEOUT = 1.5  # seconds the client waits for any response; a correct server takes ~1 ms
-SERVER_TIMEOUT = 1.0  # what the lab asks: close a connection stalled mid-request after 1 s
-STALL_LIMIT = 3.0  # ... and the most we wait for that to happen (margin for a busy machine)
+SERVER_TIMEOUT = 1.0  # what the lab asks: a request must be complete 1 s after its first byte
+STALL_LIMIT = 3.0  # ... and the most we wait for the 408 and close (margin for a busy machine)
+TRICKLE = 0.3  # seconds between the bytes of a slowloris client: well inside any recv() timeout
+MAX_BODY = 1024 * 1024  # what the lab asks: a larger Content-Length gets 413
 MAX_HEAD = 64 * 1024  # the client's own limit on a response head
 
 
@@ -191,6 +194,14 @@ class Client:
                     raise AssertionError(f"the connection closed inside a chunk of {what}")
             body += self._take(size)
             self._take(2)
+
+    def answered_within(self, within: float) -> bool:
+        """Wait (without reading) until the server sends something or closes; False if
+        neither happened within `within` seconds."""
+        if self.buffer or self.eof:
+            return True
+        readable, _, _ = select.select([self.sock], [], [], within)
+        return bool(readable)
 
     def closed_by_server(self, within: float) -> bool:
         """Read (discarding) until the server closes; False if it is still open after `within`."""
@@ -385,7 +396,7 @@ def test_several_requests_on_one_connection(server: Server, rng: Random) -> None
 
 @pytest.mark.stage(4)
 def test_pipelined_requests_are_answered_in_order(server: Server, rng: Random) -> None:
-    """two requests sent in one write get two responses, in order"""
+    """three requests sent in one write get three responses, in order"""
     texts = [word(rng) for _ in range(3)]
     with server.client() as client:
         client.send(b"".join(client.request_bytes("GET", f"/echo/{t}") for t in texts))
@@ -507,13 +518,19 @@ def test_malformed_request_lines_get_400(server: Server, rng: Random) -> None:
 
 @pytest.mark.stage(6)
 def test_malformed_headers_get_400(server: Server) -> None:
-    """a missing Host, a header without a colon, or a bad Content-Length gets 400"""
+    """a missing or repeated Host, a bad field line or value, or ambiguous framing gets 400"""
     cases = {
         "no Host header (RFC 9112 §3.2)": b"GET / HTTP/1.1\r\n\r\n",
+        "two Host headers (RFC 9112 §3.2)": b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        "a NUL in a value (RFC 9110 §5.5)": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        "a bare CR in a value (RFC 9110 §5.5)": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+        "a bare LF in a value (RFC 9110 §5.5)": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\nb\r\n\r\n",
         "a header line without a colon": b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
         "space before the colon (RFC 9112 §5.1)": b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
         "Content-Length: abc": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
         "Content-Length: -5": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        "Transfer-Encoding and Content-Length (RFC 9112 §6.1)": b"POST /echo HTTP/1.1\r\n"
+        b"Host: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
     }
     for what, data in cases.items():
         response, _ = send_raw(server, data, f"a request with {what}")
@@ -539,6 +556,20 @@ def test_oversized_headers_get_431(server: Server) -> None:
 
 
 @pytest.mark.stage(6)
+def test_an_oversized_body_gets_413(server: Server) -> None:
+    """a Content-Length over 1 MiB gets 413 at once, before any of the body is sent"""
+    what = f"POST /echo with Content-Length: {MAX_BODY + 1} and no body yet"
+    data = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1)
+    response, closed = send_raw(server, data, what)
+    expect_status(response, 413, f"{what} (refuse it from the head: do not wait for the body)")
+    assert closed, (
+        f"after answering {what} with 413, the server must close: the unread body would "
+        "otherwise be read as the next request"
+    )
+    server.assert_still_serves()
+
+
+@pytest.mark.stage(6)
 def test_a_stalled_client_is_timed_out_without_blocking_others(server: Server) -> None:
     """half a request, then silence: the server closes it after ~1 s and serves others meanwhile"""
     with server.client() as stalled:
@@ -557,4 +588,55 @@ def test_a_stalled_client_is_timed_out_without_blocking_others(server: Server) -
         f"the server closed the stalled connection after only {waited:.2f} s: a request may "
         f"arrive in pieces; wait {SERVER_TIMEOUT} s of silence before giving up"
     )
+    server.assert_still_serves()
+
+
+def expect_408_and_close(client: Client, what: str) -> None:
+    response = client.read_response(what)
+    expect_status(response, 408, what)
+    assert client.eof or client.closed_by_server(within=TIMEOUT), (
+        f"{what}: the server answered 408 but kept the connection open"
+    )
+
+
+@pytest.mark.stage(6)
+def test_a_stalled_body_gets_408(server: Server) -> None:
+    """a body that stops short of its Content-Length gets 408 and the close after ~1 s"""
+    what = "POST /echo with Content-Length: 100 and only 10 bytes of body"
+    with server.client() as client:
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        started = time.monotonic()
+        answered = client.answered_within(STALL_LIMIT)
+        waited = time.monotonic() - started
+        assert answered, (
+            f"{what}: the server was still waiting for the body after {waited:.1f} s. "
+            f"Give the body the same deadline as the head ({SERVER_TIMEOUT} s), then 408"
+        )
+        expect_408_and_close(client, what)
+    server.assert_still_serves()
+
+
+@pytest.mark.stage(6)
+def test_a_client_trickling_its_head_is_timed_out(server: Server) -> None:
+    """a head sent one byte every 0.3 s gets 408 and the close: one deadline per request"""
+    what = f"a request head trickled one byte every {TRICKLE} s (slowloris)"
+    with server.client() as slow:
+        slow.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started, sent = time.monotonic(), 0
+        while not (answered := slow.answered_within(TRICKLE)):  # waits, does not sleep
+            if time.monotonic() - started > STALL_LIMIT:
+                break
+            try:
+                slow.send(b"a")
+                sent += 1
+            except OSError:
+                break  # the server closed: read what it said
+        waited = time.monotonic() - started
+        assert answered, (
+            f"{what}: after {waited:.1f} s and {sent} more bytes the server was still reading. "
+            "Every byte came well within a per-recv() timeout, so that timeout never fires: "
+            f"give the whole request one deadline ({SERVER_TIMEOUT} s from its first byte), "
+            "set each recv()'s timeout to what is left of it, and answer 408"
+        )
+        expect_408_and_close(slow, what)
     server.assert_still_serves()

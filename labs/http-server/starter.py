@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
 MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 6)
-TIMEOUT = 1.0  # seconds of silence mid-request before the server gives up (stage 6)
+MAX_BODY_BYTES = 1024 * 1024  # a larger Content-Length gets 413 (stage 6)
+TIMEOUT = 1.0  # seconds a request may take from its first byte before 408 (stage 6)
 
 
 class HttpError(Exception):
@@ -52,9 +53,13 @@ def read_request(sock: socket.socket, buffer: bytearray) -> Request | None:
     # TODO stage 3: parse "Name: value" lines into request.headers (names lower-cased);
     #   then read exactly Content-Length more bytes as the body.
     # TODO stage 6: raise HttpError(400, ...) for a malformed request line or header,
-    #   a missing Host in HTTP/1.1, or a Content-Length that is not digits;
+    #   a missing Host in HTTP/1.1 or more than one Host, CR, LF or NUL in a field value,
+    #   a Content-Length that is not digits, or Transfer-Encoding with Content-Length;
+    #   HttpError(413, ...) for a Content-Length over MAX_BODY_BYTES (before reading it);
     #   HttpError(431, ...) once the buffer holds more than MAX_HEAD_BYTES without the end
-    #   of the head; and handle socket.timeout (TimeoutError) from recv().
+    #   of the head; and HttpError(408, ...) when the request is not complete TIMEOUT s
+    #   after its first byte: one deadline for the whole request, so before each recv(),
+    #   sock.settimeout(what is left of it), and catch TimeoutError.
     raise NotImplementedError("stage 1: read the request")
 
 
@@ -83,7 +88,7 @@ def handle_connection(sock: socket.socket) -> None:
         #   route it; sock.sendall(response_bytes(...)); return.
         # TODO stage 4: loop: serve requests until the client closes, sends
         #   Connection: close, or speaks HTTP/1.0 without Connection: keep-alive.
-        # TODO stage 6: sock.settimeout(TIMEOUT); catch HttpError: answer it and close.
+        # TODO stage 6: catch HttpError: answer it with Connection: close, and close.
         raise NotImplementedError("stage 1: serve the connection")
 
 

@@ -14,6 +14,7 @@ import h11
 MAX_HEAD = 8 * 1024
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
 VERSION = re.compile(rb"HTTP/1\.[01]")
+FORBIDDEN = re.compile(rb"[\x00\r\n]")  # never valid in a field value (RFC 9110 §5.5)
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,12 @@ def parse_request(data: bytes) -> Request | None:
         name, colon, value = line.partition(b":")
         if not colon or not TOKEN.fullmatch(name):  # "Host : x" and obs-fold fail here
             raise ParseError(400, f"illegal header line {line!r}")  # RFC 9112 §5.1, §5.2
+        if FORBIDDEN.search(value):  # a bare CR or LF could end the line for another parser
+            raise ParseError(400, f"CR, LF or NUL in the value of {name!r}")
         headers.append((name.decode().lower(), value.strip(b" \t").decode("latin-1")))
     fields = dict(headers)
-    if "host" not in fields:
-        raise ParseError(400, "missing Host")  # RFC 9112 §3.2
+    if [k for k, _ in headers].count("host") != 1:
+        raise ParseError(400, "missing or repeated Host")  # RFC 9112 §3.2
     if "transfer-encoding" in fields:
         raise ParseError(501, "Transfer-Encoding not supported")  # RFC 9112 §6.1
     lengths = {v for k, v in headers if k == "content-length"}
@@ -103,6 +106,9 @@ CASES: dict[str, bytes] = {
     "Content-Length: abc": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
     "two Content-Lengths": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
     b"Content-Length: 2\r\n\r\nab",
+    "two Hosts": b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    "NUL in a value": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+    "bare LF in a value": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\nb\r\n\r\n",
     "a head that never ends": b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 10_000,
     # where the two differ:
     "a 10 KB head, complete": b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 10_000 + b"\r\n\r\n",

@@ -9,8 +9,6 @@ import select
 import socket
 
 CHUNK = 4096
-
-
 SNDBUF = 16 << 10  # small and fixed, so the reader's buffer decides how much fits
 
 
@@ -34,8 +32,15 @@ def connected_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
 
 
 # --8<-- [start:fill]
-def fill_until_blocked(writer: socket.socket, limit: int = 64 << 20) -> int:
+def stream_bytes(offset: int, n: int) -> bytes:
+    """Bytes offset .. offset+n of the stream the writer sends: byte i is i % 251, so the
+    reader can check that nothing was lost, duplicated or reordered."""
+    return bytes(i % 251 for i in range(offset, offset + n))
+
+
+def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 20) -> int:
     """Write without blocking until the kernel refuses more; return the bytes it took.
+    `sent` is how far into the stream earlier calls got, so the stream continues.
 
     The bytes taken sit in the writer's send buffer and the reader's receive buffer.
     Once the reader's window is zero and the send buffer is full, send() would block:
@@ -45,7 +50,7 @@ def fill_until_blocked(writer: socket.socket, limit: int = 64 << 20) -> int:
     accepted = 0
     try:
         while accepted < limit:  # a bound, in case flow control did not stop us
-            accepted += writer.send(bytes(CHUNK))
+            accepted += writer.send(stream_bytes(sent + accepted, CHUNK))
     except BlockingIOError:
         pass  # EAGAIN: the pipe is full
     finally:
@@ -57,15 +62,15 @@ def fill_until_blocked(writer: socket.socket, limit: int = 64 << 20) -> int:
 
 
 # --8<-- [start:drain]
-def drain(reader: socket.socket, nbytes: int) -> int:
+def drain(reader: socket.socket, nbytes: int) -> bytes:
     """Read nbytes: the receive window opens again and the writer may go on."""
-    got = 0
-    while got < nbytes:
-        chunk = reader.recv(min(65536, nbytes - got))
+    got = bytearray()
+    while len(got) < nbytes:
+        chunk = reader.recv(min(65536, nbytes - len(got)))
         if not chunk:
             break
-        got += len(chunk)
-    return got
+        got += chunk
+    return bytes(got)
 
 
 def writable_within(writer: socket.socket, timeout: float) -> bool:
@@ -90,16 +95,16 @@ def blocked_send_times_out(writer: socket.socket, timeout: float) -> bool:
 
 
 # --8<-- [start:story]
-def stalled_writer(rcvbuf: int) -> dict[str, int | bool]:
+def stalled_writer(rcvbuf: int) -> dict[str, int | bool | bytes]:
     """One connection: fill, stay stalled, time out, then the reader reads and it resumes."""
     writer, reader = connected_pair(rcvbuf)
     with writer, reader:
         accepted = fill_until_blocked(writer)
-        stalled = fill_until_blocked(writer)  # nothing read yet: still refused
+        stalled = fill_until_blocked(writer, sent=accepted)  # nothing read yet: still refused
         timed_out = blocked_send_times_out(writer, 0.2)
-        drained = drain(reader, accepted)  # the reader catches up ...
+        drained = drain(reader, accepted)  # the reader catches up: the first bytes, intact ...
         writable = writable_within(writer, 5.0)  # ... its window update reaches the writer
-        resumed = fill_until_blocked(writer) if writable else 0
+        resumed = fill_until_blocked(writer, sent=accepted + stalled) if writable else 0
     return {
         "accepted": accepted,
         "stalled": stalled,
@@ -117,7 +122,7 @@ def main() -> None:
     for rcvbuf, run in runs.items():
         print(f"writer's SO_SNDBUF {SNDBUF >> 10} KiB, reader's SO_RCVBUF {rcvbuf >> 10} KiB:")
         # "~" marks a number that depends on the kernel's buffer accounting.
-        kib, drained = run["accepted"] >> 10, run["drained"] >> 10
+        kib, drained = run["accepted"] >> 10, len(run["drained"]) >> 10
         print(f"  reader not reading: writer refused (EAGAIN) after ~{kib} KiB")
         print(f"  a second try, still nothing read: {run['stalled']} bytes accepted")
         print(f"  a blocking sendall() with a 0.2 s timeout timed out: {run['timed_out']}")

@@ -58,7 +58,9 @@ def frozen_client(port: int) -> tuple[list[int], int, float]:
         )
         data = b""
         while b"\r\n\r\n" not in data:
-            data += sock.recv(4096)
+            if not (chunk := sock.recv(4096)):
+                raise ConnectionError(f"the server closed before its 101 response: {data!r}")
+            data += chunk
         start = time.perf_counter()
         data = data.split(b"\r\n\r\n", 1)[1]
         while chunk := sock.recv(4096):  # read what arrives, answer nothing

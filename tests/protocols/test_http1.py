@@ -77,6 +77,36 @@ def test_hand_parser_answers_bad_input_with_the_right_status(data, status):
     assert error.value.status == status
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", id="two Hosts"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", id="the same Host twice"),
+        pytest.param(b"GET / HTTP/1.1\r\nhost: x\r\nHOST: y\r\n\r\n", id="Host in two cases"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", id="NUL in a value"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", id="bare CR in a value"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX: a\nb\r\n\r\n", id="bare LF in a value"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n", id="NUL in Host"),
+    ],
+)
+def test_hand_parser_rejects_a_repeated_host_and_cr_lf_nul_in_values_like_h11(data):
+    """RFC 9112 §3.2: more than one Host is a 400; RFC 9110 §5.5: CR, LF and NUL in a
+    field value are rejected, never passed on (a bare CR or LF could end the line for
+    another parser)."""
+    with pytest.raises(http1_parser.ParseError) as error:
+        http1_parser.parse_request(data)
+    assert error.value.status == 400
+    with pytest.raises(http1_parser.ParseError):  # h11, the reference, rejects them too
+        http1_parser.parse_with_h11(data)
+
+
+def test_hand_parser_still_accepts_tabs_and_obs_text_in_values():
+    data = b"GET / HTTP/1.1\r\nHost: x\r\nX: a\tb \xe9\r\n\r\n"
+    request = http1_parser.parse_request(data)
+    assert ("x", "a\tb \xe9") in request.headers
+    assert request == http1_parser.parse_with_h11(data)
+
+
 field_value = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
 
 

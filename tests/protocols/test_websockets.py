@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import socket
+import threading
 
 import httpx
 
@@ -71,6 +72,34 @@ def test_keepalive_measures_latency_and_drops_a_peer_that_never_answers_pings():
     assert opcodes[-1] == websocket_keepalive.CLOSE and code == 1011  # then dropped
     assert 0.15 < elapsed < 3.0  # after interval + timeout, not never
     assert "keepalive ping timeout" in websocket_keepalive.SERVER_LOG[-1]
+
+
+def test_frozen_client_raises_when_the_server_closes_before_its_101():
+    """Without a check for recv() == b"", the handshake loop would spin forever."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5)
+
+        def refuse() -> None:  # read the upgrade request, then hang up without answering
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                conn.recv(4096)
+
+        threading.Thread(target=refuse, daemon=True).start()
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                websocket_keepalive.frozen_client(listener.getsockname()[1])
+                outcome.append(None)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                outcome.append(error)
+
+        client = threading.Thread(target=run, daemon=True)
+        client.start()
+        client.join(timeout=5)
+    assert not client.is_alive(), "frozen_client kept reading a closed connection"
+    assert isinstance(outcome[0], ConnectionError), outcome
 
 
 def test_sse_client_resumes_from_last_event_id_after_the_server_drops_it():

@@ -23,7 +23,7 @@ MAX_LINE = 64 * 1024  # a longer command line is refused and the connection clos
 MAX_KEY = 256
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent between commands
 HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
-MAX_RECORD = MAX_LINE + 1024
+MAX_RECORD = MAX_LINE + 1024  # payload bytes; JSON escaping can make a value longer than this
 COMPACT_MIN = 64 * 1024  # never bother compacting a log smaller than this
 
 
@@ -31,27 +31,54 @@ class CorruptLog(Exception):
     pass
 
 
+class TooLarge(ValueError):
+    pass
+
+
 def encode(op: dict[str, str]) -> bytes:
+    """length | CRC-32 | JSON. Refuses a payload that scan() would not read back: json.dumps
+    escapes quotes, backslashes, control and non-ASCII characters (2 to 12 bytes each), so
+    a value from a line under MAX_LINE can still make a record over MAX_RECORD."""
     payload = json.dumps(op).encode()
+    if len(payload) > MAX_RECORD:
+        raise TooLarge(f"record of {len(payload)} bytes, the limit is {MAX_RECORD}")
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def scan(data: bytes) -> tuple[list[dict[str, str]], int]:
-    """Records from the start, and where the valid ones end (a torn tail after that)."""
+    """Records from the start, and where the valid ones end (a torn tail after that).
+
+    A crash tears at most the record being written, the last one: anything wrong with more
+    than one record's worth of data after it is damage, and truncating there would drop
+    acknowledged writes, so raise CorruptLog instead."""
     records, offset = [], 0
-    while offset + HEADER.size <= len(data):
+    while offset + HEADER.size <= len(data):  # fewer bytes left: a torn header
         length, crc = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + length
-        if length > MAX_RECORD or end > len(data):
+        if length > MAX_RECORD:  # encode() never writes this: garbage, or a damaged header
+            if len(data) - offset > HEADER.size + MAX_RECORD:
+                raise CorruptLog(f"record at byte {offset} claims {length} bytes")
+            break  # a short fragment at the end: torn
+        if end > len(data):
             break  # torn: the writer died mid-record
-        payload = data[offset + HEADER.size : end]
-        if zlib.crc32(payload) != crc:
+        op = _decode(data[offset + HEADER.size : end], crc)
+        if op is None:
             if end < len(data) and _valid_after(data, end):
                 raise CorruptLog(f"damaged record at byte {offset} with valid records after it")
             break  # a damaged last record: torn
-        records.append(json.loads(payload))
+        records.append(op)
         offset = end
     return records, offset
+
+
+def _decode(payload: bytes, crc: int) -> dict[str, str] | None:
+    """The record's operation, or None if the payload is damaged."""
+    if zlib.crc32(payload) != crc:
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:  # e.g. a run of zero bytes: length 0 and CRC 0 "match"
+        return None
 
 
 def _valid_after(data: bytes, offset: int) -> bool:
@@ -59,7 +86,9 @@ def _valid_after(data: bytes, offset: int) -> bool:
         return False
     length, crc = HEADER.unpack_from(data, offset)
     end = offset + HEADER.size + length
-    return end <= len(data) and zlib.crc32(data[offset + HEADER.size : end]) == crc
+    if length > MAX_RECORD or end > len(data):
+        return False
+    return _decode(data[offset + HEADER.size : end], crc) is not None
 
 
 class Store:
@@ -88,8 +117,8 @@ class Store:
             else:
                 self.data.pop(op["key"], None)
 
-    def _append(self, op: dict[str, str]) -> None:
-        record = memoryview(encode(op))
+    def _append(self, record: bytes) -> None:
+        record = memoryview(record)
         while record:  # os.write may write less than asked
             record = record[os.write(self.fd, record) :]
         if self.fsync:
@@ -100,8 +129,10 @@ class Store:
             return self.data.get(key)
 
     def put(self, key: str, value: str) -> None:
+        """Raises TooLarge, before anything is written, for a value the log cannot hold."""
+        record = encode({"op": "put", "key": key, "value": value})
         with self.lock:
-            self._append({"op": "put", "key": key, "value": value})
+            self._append(record)
             self.data[key] = value
             self._maybe_compact()
 
@@ -109,7 +140,7 @@ class Store:
         with self.lock:
             if key not in self.data:
                 return False
-            self._append({"op": "del", "key": key})
+            self._append(encode({"op": "del", "key": key}))
             del self.data[key]
             self._maybe_compact()
             return True
@@ -149,11 +180,14 @@ def execute(store: Store, line: str) -> str:
         return "NOT_FOUND" if value is None else f"VALUE {value}"
     if command == "PUT":
         key, _, value = rest.partition(" ")
-        if not key or not value:
-            return "ERROR usage: PUT <key> <value>"
+        if not key or not value:  # `PUT k ` too: an empty value is refused, use DEL
+            return "ERROR usage: PUT <key> <value> (the value must not be empty)"
         if len(key.encode()) > MAX_KEY:
             return f"ERROR key longer than {MAX_KEY} bytes"
-        store.put(key, value)
+        try:
+            store.put(key, value)
+        except TooLarge:  # never acknowledge what recovery would not read back
+            return "ERROR value too large"
         return "OK"
     if command == "DEL" and rest and " " not in rest:
         return "OK" if store.delete(rest) else "NOT_FOUND"
@@ -195,7 +229,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="directory of the log")
     parser.add_argument("--fsync", action="store_true", help="fsync every write (power loss)")
     args = parser.parse_args()
-    Handler.store = store = Store(args.data, fsync=args.fsync)
+    try:
+        Handler.store = store = Store(args.data, fsync=args.fsync)
+    except CorruptLog as error:  # refuse to start rather than drop acknowledged writes
+        sys.exit(f"{args.data / LOG_NAME} is damaged, not starting: {error}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean stop: finally runs
     with Server((HOST, args.port), Handler) as server:
         print(f"listening on {HOST}:{server.server_address[1]}", flush=True)

@@ -29,6 +29,7 @@ STAGES = {
     6: "concurrent clients and oversized input",
 }
 READY = r"listening on 127\.0\.0\.1:(\d+)"
+MAX_KEY = 256  # bytes; the page's protocol refuses longer keys
 TIMEOUT = 2.0  # seconds to wait for any reply; a correct store answers in ~1 ms
 LOG = "kv.log"
 
@@ -68,7 +69,14 @@ class Client:
 
     def expect(self, line: str, expected: str) -> None:
         got = self.cmd(line)
-        assert got == expected, f"sent {line!r}: expected {expected!r}, got {got!r}"
+        assert got == expected, f"sent {short(line)}: expected {short(expected)}, got {short(got)}"
+
+
+def short(text: str, keep: int = 60) -> str:
+    """repr() of text, with the middle of a long one left out (values can be 60 KB)."""
+    if len(text) <= keep:
+        return repr(text)
+    return f"{text[: keep // 2]!r} ... {text[-keep // 2 :]!r} ({len(text)} characters)"
 
 
 Spawn = Callable[..., object]
@@ -125,13 +133,75 @@ def test_missing_keys_overwrites_and_deletes(spawn, tmp_path):
 
 @pytest.mark.stage(1)
 def test_malformed_commands_get_an_error_and_the_connection_stays_usable(spawn, tmp_path):
-    """Unknown or incomplete commands answer ERROR ...; the connection keeps working."""
+    """Unknown or incomplete commands, an empty value, a key over 256 bytes: ERROR ..."""
     _, port = start(spawn, tmp_path)
+    bad_lines = [
+        "FROB x",
+        "PUT lonely-key",
+        "PUT empty-value ",  # the value is the rest of the line: here, nothing
+        "GET",
+        "DEL",
+        "GET two words",
+        "DEL two words",
+        "",
+        f"PUT {'k' * (MAX_KEY + 1)} too-long-key",
+    ]
     with Client(port) as client:
-        for bad in ["FROB x", "PUT lonely-key", "GET", "DEL", "GET two words", ""]:
+        for bad in bad_lines:
             got = client.cmd(bad)
-            assert got.startswith("ERROR"), f"sent {bad!r}: expected 'ERROR ...', got {got!r}"
+            assert got.startswith("ERROR"), f"sent {short(bad)}: expected 'ERROR ...', got {got!r}"
+        client.expect("GET empty-value", "NOT_FOUND")
+        client.expect("GET two", "NOT_FOUND")
         client.expect("PUT after-errors ok", "OK")
+
+
+@pytest.mark.stage(1)
+def test_bytes_that_are_not_utf8_get_an_error(spawn, tmp_path):
+    """A command with bytes that are not UTF-8 answers ERROR ..., stores nothing, no crash."""
+    program, port = start(spawn, tmp_path)
+    with Client(port) as client:
+        for raw in [b"PUT latin1 caf\xe9", b"PUT \xff\xfe v", b"GET \xc3"]:
+            client.sock.sendall(raw + b"\n")
+            got = client.reply(repr(raw))
+            assert got.startswith("ERROR"), f"sent {raw!r}: expected 'ERROR ...', got {got!r}"
+        client.expect("GET latin1", "NOT_FOUND")
+        client.expect("PUT after-bad-bytes ok", "OK")
+    program.assert_alive()
+
+
+# Values whose line is under the 64 KiB limit but which grow when a log format escapes
+# them (JSON: '"' -> 2 bytes, '\x01' -> 6, one emoji -> 12): a store may refuse them, but
+# only with ERROR, and only before acknowledging anything.
+ESCAPING = {
+    "quotes": '"' * 60_000,
+    "backslashes": "\\" * 60_000,
+    "control": "\x01" * 30_000,
+    "emoji": "\U0001f600" * 15_000,
+}
+# The same, escaping to about 60 KB: the reference solution's records hold these.
+ESCAPING_FITS = {f"{key}-fits": value[: len(value) // 3] for key, value in ESCAPING.items()}
+
+
+def put_maybe_refused(client: Client, key: str, value: str) -> bool:
+    """PUT a value the store may refuse; True if it answered OK, False for ERROR ..."""
+    got = client.cmd(f"PUT {key} {value}")
+    assert got == "OK" or got.startswith("ERROR"), (
+        f"sent PUT {key} <{len(value.encode())} bytes>: expected OK or 'ERROR ...',"
+        f" got {short(got)}"
+    )
+    return got == "OK"
+
+
+@pytest.mark.stage(1)
+def test_values_that_escape_past_a_record_limit_are_stored_or_refused(spawn, tmp_path):
+    """Long values of quotes, backslashes, control characters, emoji: OK, or ERROR ..."""
+    program, port = start(spawn, tmp_path)
+    with Client(port) as client:
+        for key, value in ESCAPING.items():
+            stored = put_maybe_refused(client, key, value)
+            client.expect(f"GET {key}", f"VALUE {value}" if stored else "NOT_FOUND")
+        client.expect("PUT after-big-values ok", "OK")
+    program.assert_alive()
 
 
 # --- stage 2 -----------------------------------------------------------------------------
@@ -171,6 +241,34 @@ def test_data_survives_a_clean_restart(spawn, tmp_path, rng):
         for key in rng.sample(sorted(items), 15):
             client.expect(f"DEL {key}", "OK")
             expected[key] = None
+    for _ in range(2):
+        program.stop()
+        program, port = start(spawn, tmp_path)
+        check_all(port, expected)
+
+
+@pytest.mark.stage(3)
+def test_values_that_need_escaping_survive_a_restart(spawn, tmp_path):
+    """Values with quotes, backslashes, control characters, emoji survive a restart.
+
+    Every acknowledged PUT is there afterwards, and so is the PUT that followed a refused
+    one (a store that acknowledged a record its own recovery rejects loses both)."""
+    program, port = start(spawn, tmp_path)
+    values = {
+        "small-quoted": 'she said "hi" \\ back',
+        "small-unicode": "naïve café 漢字 \U0001f600",
+        "small-control": "a\tb\x01c\x7f",
+    }
+    expected: dict[str, str | None] = {}
+    with Client(port) as client:
+        for key, value in values.items():
+            client.expect(f"PUT {key} {value}", "OK")
+            expected[key] = value
+        for key, value in {**ESCAPING_FITS, **ESCAPING}.items():
+            stored = put_maybe_refused(client, key, value)
+            expected[key] = value if stored else None
+            client.expect(f"PUT after-{key} ok", "OK")  # this one must not be lost
+            expected[f"after-{key}"] = "ok"
     for _ in range(2):
         program.stop()
         program, port = start(spawn, tmp_path)

@@ -11,11 +11,13 @@ Keep the contract the stages rely on: started with `--port 0 --data <dir>`, the 
 binds 127.0.0.1 on a free port, prints `listening on 127.0.0.1:<port>` before serving,
 and keeps its log in `<dir>/kv.log`. Only the standard library is needed.
 
-The protocol, one command per line, one reply per line:
-    PUT <key> <value>   -> OK                 (the value is the rest of the line)
+The protocol, one command per line (UTF-8), one reply per line:
+    PUT <key> <value>   -> OK                 (the value is the rest of the line, not empty)
     GET <key>           -> VALUE <value> | NOT_FOUND
     DEL <key>           -> OK | NOT_FOUND
     anything else       -> ERROR <why>        (and the connection stays open)
+Also ERROR: a key over MAX_KEY bytes, an empty value (`PUT k `), a line that is not UTF-8,
+and a value your log cannot hold (refuse it before writing anything, never after OK).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def execute(store: Store, line: str) -> str:
     """One command line (without its newline) -> one reply line (without a newline)."""
     # TODO stage 1: parse GET <key>, PUT <key> <value> (the value is the rest of the line,
     #   spaces included) and DEL <key>; call the store; answer OK, VALUE <v>, NOT_FOUND,
-    #   or ERROR <why> for anything else (unknown command, missing key or value).
+    #   or ERROR <why> for anything else (unknown command, missing or empty key or value,
+    #   extra words after GET/DEL, a key longer than MAX_KEY bytes).
     return "ERROR not implemented"
 
 
@@ -89,7 +92,10 @@ class Handler(socketserver.StreamRequestHandler):
                 return
             if not raw:
                 return  # the client closed
-            reply = execute(self.store, raw.decode("utf-8", "replace").rstrip("\r\n"))
+            try:
+                reply = execute(self.store, raw.decode("utf-8").rstrip("\r\n"))
+            except UnicodeDecodeError:
+                reply = "ERROR not UTF-8"
             self.wfile.write(reply.encode() + b"\n")
 
 

@@ -14,6 +14,10 @@ from contextlib import contextmanager
 
 import psycopg
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 
 def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
@@ -29,7 +33,7 @@ def database_url() -> str:
 def scratch_schema(url: str) -> Iterator[str]:
     """A uniquely named schema holding this run's tables, dropped at the end."""
     schema = f"acid_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")
         conn.execute("""
@@ -46,12 +50,14 @@ def scratch_schema(url: str) -> Iterator[str]:
     try:
         yield schema
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def connect(url: str, schema: str, autocommit: bool = False) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=autocommit, options=f"-c search_path={schema}")
+    return psycopg.connect(
+        url, autocommit=autocommit, connect_timeout=5, options=f"-c search_path={schema} {TIMEOUTS}"
+    )
 
 
 def balances(conn: psycopg.Connection) -> dict[str, int]:
@@ -134,10 +140,14 @@ def isolation(url: str, schema: str) -> tuple[int, int, int]:
 
 # --8<-- [start:durability]
 def durability(url: str, schema: str) -> int:
-    """Commit, close the connection, and count the row from a brand-new connection."""
+    """Commit, close the connection, and count the row from a brand-new connection.
+
+    That shows the commit is visible to everyone. Surviving a crash as well depends on the
+    server: with synchronous_commit = on and fsync = on (the defaults) COMMIT returns only
+    after its WAL record is flushed to disk; with either off, it may return before that."""
     with connect(url, schema) as conn:
         conn.execute("INSERT INTO transfers (src, dst, amount) VALUES ('bob', 'alice', 5)")
-        conn.commit()  # returns only once the commit is recorded in the write-ahead log
+        conn.commit()  # durable only as far as the server's settings above promise
     with connect(url, schema) as fresh:
         row = fresh.execute("SELECT count(*) FROM transfers WHERE amount = 5").fetchone()
         return row[0] if row else 0

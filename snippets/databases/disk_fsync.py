@@ -6,13 +6,52 @@ Run: python snippets/databases/disk_fsync.py
 from __future__ import annotations
 
 import os
+import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 RECORD = b"x" * 4096
+
+
+# --8<-- [start:where]
+MEMORY_FILE_SYSTEMS = {"tmpfs", "ramfs"}  # their "disk" is the page cache itself
+IN_MEMORY_NOTE = (
+    "note: only a memory file system (tmpfs) is available for the temp files, so nothing"
+    " here reaches a disk: {what}"
+)
+
+
+def file_system_type(path: Path) -> str | None:
+    """The type of the file system holding path, from /proc/self/mountinfo (Linux);
+    None where that file does not exist (macOS, Windows)."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    target, best, kind = os.path.realpath(path), "", None
+    for line in mounts:
+        fields, _, after = line.partition(" - ")
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields.split()[4])
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):  # the deepest mount, the latest on a tie
+            best, kind = mount, after.split()[0]
+    return kind
+
+
+def disk_backed_tempdir() -> tuple[tempfile.TemporaryDirectory[str], bool]:
+    """A temp dir on a disk-backed file system: /var/tmp if usable (/tmp is tmpfs on many
+    Linux systems), else the default one. Returns it, and True if it is in memory after all."""
+    for parent in ("/var/tmp", tempfile.gettempdir()):
+        if os.access(parent, os.W_OK) and file_system_type(Path(parent)) not in MEMORY_FILE_SYSTEMS:
+            return tempfile.TemporaryDirectory(prefix="disk-io-", dir=parent), False
+    return tempfile.TemporaryDirectory(prefix="disk-io-"), True
+
+
+# --8<-- [end:where]
 
 
 # --8<-- [start:fsync]
@@ -49,7 +88,10 @@ def compare(directory: Path, n: int = 30, rounds: int = 3) -> dict[str, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    directory, in_memory = disk_backed_tempdir()
+    if in_memory:
+        print(IN_MEMORY_NOTE.format(what="fsync has nothing to flush"), file=sys.stderr)
+    with directory as tmp:
         result = compare(Path(tmp))
     print("appending 4 KiB records, median of 3 rounds")
     for name, seconds in result.items():

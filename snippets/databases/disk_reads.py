@@ -7,13 +7,52 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 PAGE = 4096
 FILE_SIZE = 64 * 1024 * 1024  # 64 MiB: 16,384 pages
+
+
+# --8<-- [start:where]
+MEMORY_FILE_SYSTEMS = {"tmpfs", "ramfs"}  # their "disk" is the page cache itself
+IN_MEMORY_NOTE = (
+    "note: only a memory file system (tmpfs) is available for the temp files, so nothing"
+    " here reaches a disk: {what}"
+)
+
+
+def file_system_type(path: Path) -> str | None:
+    """The type of the file system holding path, from /proc/self/mountinfo (Linux);
+    None where that file does not exist (macOS, Windows)."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    target, best, kind = os.path.realpath(path), "", None
+    for line in mounts:
+        fields, _, after = line.partition(" - ")
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields.split()[4])
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):  # the deepest mount, the latest on a tie
+            best, kind = mount, after.split()[0]
+    return kind
+
+
+def disk_backed_tempdir() -> tuple[tempfile.TemporaryDirectory[str], bool]:
+    """A temp dir on a disk-backed file system: /var/tmp if usable (/tmp is tmpfs on many
+    Linux systems), else the default one. Returns it, and True if it is in memory after all."""
+    for parent in ("/var/tmp", tempfile.gettempdir()):
+        if os.access(parent, os.W_OK) and file_system_type(Path(parent)) not in MEMORY_FILE_SYSTEMS:
+            return tempfile.TemporaryDirectory(prefix="disk-io-", dir=parent), False
+    return tempfile.TemporaryDirectory(prefix="disk-io-"), True
+
+
+# --8<-- [end:where]
 
 
 def make_file(path: Path, size: int = FILE_SIZE) -> None:
@@ -72,7 +111,10 @@ def measure(path: Path, pages: int = 2000, rounds: int = 3, seed: int = 1) -> di
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    directory, in_memory = disk_backed_tempdir()
+    if in_memory:
+        print(IN_MEMORY_NOTE.format(what="every read below is warm"), file=sys.stderr)
+    with directory as tmp:
         path = Path(tmp) / "data.bin"
         make_file(path)
         if not hasattr(os, "posix_fadvise"):

@@ -13,6 +13,9 @@ from typing import Any
 
 import psycopg
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 ROWS = 200_000
 
 
@@ -103,7 +106,9 @@ def covering(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
 
 
 def main() -> None:
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(
+        database_url(), autocommit=True, connect_timeout=5, options=TIMEOUTS
+    ) as conn:
         create_visits(conn)
         print(f"visits: {ROWS} rows")
         for title, results in [

@@ -13,6 +13,9 @@ from typing import Any
 
 import psycopg
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 ROWS = 200_000
 
 
@@ -90,7 +93,9 @@ def scan_by_selectivity(conn: psycopg.Connection) -> list[tuple[float, dict[str,
 
 
 def main() -> None:
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with psycopg.connect(
+        database_url(), autocommit=True, connect_timeout=5, options=TIMEOUTS
+    ) as conn:
         create_orders(conn)
         print(f"orders: {ROWS} rows, index on amount; SELECT * FROM orders WHERE amount < X")
         for fraction, plan in scan_by_selectivity(conn):

@@ -15,6 +15,10 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import IsolationLevel
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 READ_UNCOMMITTED = IsolationLevel.READ_UNCOMMITTED
 READ_COMMITTED = IsolationLevel.READ_COMMITTED
 REPEATABLE_READ = IsolationLevel.REPEATABLE_READ
@@ -35,18 +39,20 @@ def database_url() -> str:
 def scratch_schema(url: str) -> Iterator[str]:
     """A uniquely named schema for this run's tables, dropped at the end."""
     schema = f"iso_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
         yield schema
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def reset(url: str, schema: str) -> None:
     """Fresh rows before each scenario: one counter at 100, two doctors on call."""
-    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+    with psycopg.connect(
+        url, autocommit=True, connect_timeout=5, options=f"-c search_path={schema} {TIMEOUTS}"
+    ) as conn:
         conn.execute("""
             DROP TABLE IF EXISTS counters, doctors;
             CREATE TABLE counters (id int PRIMARY KEY, value int NOT NULL);
@@ -64,8 +70,8 @@ def two_sessions(
     """T1 and T2: two real connections at `level`. One thread drives both, step by step,
     in a fixed order, so every run interleaves them the same way."""
     reset(url, schema)
-    t1 = psycopg.connect(url, options=f"-c search_path={schema} -c lock_timeout=5s")
-    t2 = psycopg.connect(url, options=f"-c search_path={schema} -c lock_timeout=5s")
+    t1 = psycopg.connect(url, connect_timeout=5, options=f"-c search_path={schema} {TIMEOUTS}")
+    t2 = psycopg.connect(url, connect_timeout=5, options=f"-c search_path={schema} {TIMEOUTS}")
     t1.isolation_level = t2.isolation_level = level  # psycopg sends BEGIN ISOLATION LEVEL ...
     try:
         yield t1, t2

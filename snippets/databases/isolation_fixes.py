@@ -18,6 +18,10 @@ from typing import TypeVar
 import psycopg
 from psycopg import IsolationLevel
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 T = TypeVar("T")
 
 
@@ -34,23 +38,25 @@ def database_url() -> str:
 @contextmanager
 def scratch_schema(url: str) -> Iterator[str]:
     schema = f"fix_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
         yield schema
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def connect(url: str, schema: str, level: IsolationLevel | None = None) -> psycopg.Connection:
-    conn = psycopg.connect(url, options=f"-c search_path={schema} -c lock_timeout=5s")
+    conn = psycopg.connect(url, connect_timeout=5, options=f"-c search_path={schema} {TIMEOUTS}")
     conn.isolation_level = level
     return conn
 
 
 def reset(url: str, schema: str) -> None:
-    with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
+    with psycopg.connect(
+        url, autocommit=True, connect_timeout=5, options=f"-c search_path={schema} {TIMEOUTS}"
+    ) as conn:
         conn.execute("""
             DROP TABLE IF EXISTS counters;
             CREATE TABLE counters (id int PRIMARY KEY, value int NOT NULL, version int NOT NULL);
@@ -69,7 +75,7 @@ def final_value(url: str, schema: str) -> int:
 def wait_until_blocked(url: str, waiter_pid: int, timeout: float = 5.0) -> list[int]:
     """Poll pg_blocking_pids() until the waiter's backend waits on a lock; return who blocks it."""
     deadline = time.monotonic() + timeout
-    with psycopg.connect(url, autocommit=True) as observer:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as observer:
         while time.monotonic() < deadline:
             row = observer.execute("SELECT pg_blocking_pids(%s)", (waiter_pid,)).fetchone()
             if row and row[0]:
@@ -102,6 +108,8 @@ def with_for_update(url: str, schema: str) -> tuple[int, bool]:
         t1.execute("UPDATE counters SET value = %s WHERE id = 1", (read1[0] + 10,))
         t1.commit()  # releases the lock: T2 wakes up
         worker.join(timeout=10)
+        if worker.is_alive():  # T2 never got the lock (lock_timeout would have raised)
+            raise TimeoutError("T2 was still waiting 10 s after T1 committed")
     return final_value(url, schema), t1_pid in blockers
 
 

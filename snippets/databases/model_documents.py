@@ -16,6 +16,10 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.types.json import Jsonb
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 PRODUCTS = {
     "KB-1": ("keyboard", 45),
     "MS-2": ("mouse", 20),
@@ -38,7 +42,7 @@ def database_url() -> str:
 @contextmanager
 def scratch_schema(url: str) -> Iterator[psycopg.Connection]:
     schema = f"model_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")
         try:

@@ -53,22 +53,25 @@ def friends_of_friends(conn: sqlite3.Connection, person: str) -> list[str]:
 
 
 # --8<-- [start:path]
+SHORTEST_PATH = """
+    WITH RECURSIVE walk(person, path, hops) AS (
+        SELECT :start, ',' || :start || ',', 0
+        UNION ALL
+        SELECT f.b, walk.path || f.b || ',', walk.hops + 1
+        FROM walk JOIN friends f ON f.a = walk.person
+        WHERE walk.path NOT LIKE '%,' || f.b || ',%'   -- no cycles (names hold no % or _)
+          AND walk.hops < :max_hops                    -- and a bound, always
+    )
+    SELECT path FROM walk WHERE person = :goal ORDER BY hops, path LIMIT 1"""
+
+
 def shortest_path(
     conn: sqlite3.Connection, start: str, goal: str, max_hops: int = 6
 ) -> list[str] | None:
     """Breadth-first search in SQL: extend every path by one edge per step, never revisiting
     a person on the same path; the first path that reaches the goal is a shortest one."""
     row = conn.execute(
-        """WITH RECURSIVE walk(person, path, hops) AS (
-               SELECT :start, ',' || :start || ',', 0
-               UNION ALL
-               SELECT f.b, walk.path || f.b || ',', walk.hops + 1
-               FROM walk JOIN friends f ON f.a = walk.person
-               WHERE instr(walk.path, ',' || f.b || ',') = 0   -- no cycles
-                 AND walk.hops < :max_hops                     -- and a bound, always
-           )
-           SELECT path FROM walk WHERE person = :goal ORDER BY hops, path LIMIT 1""",
-        {"start": start, "goal": goal, "max_hops": max_hops},
+        SHORTEST_PATH, {"start": start, "goal": goal, "max_hops": max_hops}
     ).fetchone()
     return row[0].strip(",").split(",") if row else None
 

@@ -17,6 +17,10 @@ from typing import Any
 
 import psycopg
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 POSTS = 200
 
 
@@ -58,7 +62,7 @@ def at_most(conn: CountingConnection, limit: int) -> Iterator[None]:
 def blog(url: str) -> Iterator[CountingConnection]:
     """A connection to a fresh schema with 50 authors and POSTS posts; dropped at the end."""
     schema = f"nplus1_{uuid.uuid4().hex[:8]}"
-    conn = CountingConnection.connect(url, autocommit=True)
+    conn = CountingConnection.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS)
     try:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")

@@ -15,6 +15,10 @@ from typing import Any
 
 import psycopg
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 QUERY = """
     SELECT c.name, o.total
     FROM customers c JOIN orders o ON o.customer_id = c.id
@@ -36,7 +40,7 @@ def database_url() -> str:
 def scratch_schema(url: str) -> Iterator[psycopg.Connection]:
     """A connection whose search_path is a fresh schema; the schema is dropped at the end."""
     schema = f"plan_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")
         try:

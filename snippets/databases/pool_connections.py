@@ -14,6 +14,10 @@ import time
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+LIMITS = {"connect_timeout": 5, "options": TIMEOUTS}  # for every connection, pooled or not
+
 
 def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
@@ -28,7 +32,7 @@ def database_url() -> str:
 # --8<-- [start:cost]
 def request_with_new_connection(url: str) -> int:
     """TCP handshake, startup message, authentication, a new backend process — then a query."""
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, **LIMITS) as conn:
         row = conn.execute("SELECT 1").fetchone()
         return row[0] if row else 0
 
@@ -43,7 +47,7 @@ def request_with_pool(pool: ConnectionPool) -> int:
 def compare(url: str, n: int = 20, rounds: int = 3) -> tuple[float, float]:
     """Median seconds per request: (new connection each time, pooled)."""
     new, pooled = [], []
-    with ConnectionPool(url, min_size=2, max_size=2, open=True) as pool:
+    with ConnectionPool(url, min_size=2, max_size=2, kwargs=LIMITS, open=True) as pool:
         pool.wait(timeout=5)  # readiness: min_size connections are open
         for _ in range(rounds):  # interleaved, so both see the same machine load
             for sample, run in (
@@ -63,7 +67,9 @@ def compare(url: str, n: int = 20, rounds: int = 3) -> tuple[float, float]:
 # --8<-- [start:exhaustion]
 def exhaust(url: str, size: int = 2, timeout: float = 0.2) -> tuple[str, float]:
     """Hold every connection of the pool, then ask for one more."""
-    with ConnectionPool(url, min_size=size, max_size=size, timeout=timeout, open=True) as pool:
+    with ConnectionPool(
+        url, min_size=size, max_size=size, timeout=timeout, kwargs=LIMITS, open=True
+    ) as pool:
         pool.wait(timeout=5)
         held = [pool.getconn() for _ in range(size)]  # e.g. slow requests holding them
         start = time.perf_counter()

@@ -16,6 +16,10 @@ from contextlib import contextmanager
 
 import psycopg
 
+# Every wait is bounded: connecting (connect_timeout), any statement, any lock wait — a
+# DROP SCHEMA queued behind a leftover lock would otherwise wait forever.
+TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
+
 INITIAL_ROWS = 2000
 
 
@@ -33,7 +37,7 @@ def database_url() -> str:
 def users_table(url: str) -> Iterator[tuple[psycopg.Connection, str]]:
     """A fresh schema with users(id, fullname NOT NULL) holding INITIAL_ROWS rows."""
     schema = f"mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5, options=TIMEOUTS) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path = {schema}")
         conn.execute("SET lock_timeout = '2s'")  # DDL must not queue forever behind traffic
@@ -61,8 +65,8 @@ class Writer(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        options = f"-c search_path={self.schema} -c lock_timeout=5s"
-        with psycopg.connect(self.url, autocommit=True, options=options) as conn:
+        options = f"-c search_path={self.schema} {TIMEOUTS}"
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5, options=options) as conn:
             while not self.stopping.is_set():
                 column = "fullname" if self.version == 1 else "display_name"
                 try:
@@ -83,6 +87,8 @@ class Writer(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=10)
+        if self.is_alive():  # one INSERT can take at most statement_timeout (10 s)
+            raise TimeoutError("the writer did not stop within 10 s")
 
 
 # --8<-- [end:writer]

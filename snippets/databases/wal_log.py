@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 # --8<-- [start:format]
@@ -94,7 +97,28 @@ def writer(path: str, pause_at: int) -> None:
         print(f"ack {i}", flush=True)  # the OS has the bytes: acknowledge
 
 
-def kill_mid_write(path: Path, pause_at: int | None = None, kill_after: int = 0) -> list[str]:
+def lines_until(fd: int, deadline: float) -> Iterator[str]:
+    """Lines read from a pipe; TimeoutError if the next one has not come by the deadline
+    (a child that hangs must not hang us too)."""
+    buffer = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            while b"\n" in buffer:
+                line, _, buffer = buffer.partition(b"\n")
+                yield line.decode() + "\n"
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(timeout=left):
+                raise TimeoutError("the writer went silent")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return  # the child closed its stdout: it exited
+            buffer += chunk
+
+
+def kill_mid_write(
+    path: Path, pause_at: int | None = None, kill_after: int = 0, timeout: float = 10.0
+) -> list[str]:
     """Run the writer in a real process and SIGKILL it; return the acknowledged keys.
 
     pause_at: kill it between the two halves of that record (a repeatable torn tail);
@@ -104,12 +128,11 @@ def kill_mid_write(path: Path, pause_at: int | None = None, kill_after: int = 0)
         [sys.executable, __file__, "--writer", str(path), str(pause)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        text=True,
     )
     acked: list[str] = []
     try:
         assert child.stdout is not None
-        for line in child.stdout:
+        for line in lines_until(child.stdout.fileno(), time.monotonic() + timeout):
             if line.startswith("ack "):
                 acked.append(f"k{line.split()[1]}")
             if line == "mid-write\n" or (pause_at is None and len(acked) >= kill_after):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import statistics
+import uuid
 from collections import deque
+
+import psycopg
 
 from tests.conftest import load_snippet
 
@@ -40,12 +44,18 @@ def test_sqlite_json_gives_the_same_answers_as_postgres_jsonb(database_url):
     assert answers["revenue per product"][1] == pg_answers["revenue per product"][1]
 
 
-def test_brin_is_far_smaller_than_btree_and_serves_a_range_query(database_url):
+def test_brin_is_far_smaller_than_btree_but_reads_whole_block_ranges(database_url):
     with model_timeseries.scratch_schema(database_url) as conn:
         model_timeseries.load(conn)
         sizes = model_timeseries.index_sizes(conn)
         assert sizes["readings_btree"] > 20 * sizes["readings_brin"]
-        assert "Bitmap Index Scan on readings_brin" in model_timeseries.range_query_plan(conn)
+        btree = model_timeseries.range_query(conn, "readings_btree")
+        brin = model_timeseries.range_query(conn, "readings_brin")
+        assert "Bitmap Index Scan on readings_brin" in brin["plan"]
+        assert brin["rows"] == btree["rows"] == 360  # the same answer
+        assert brin["lossy heap blocks"] >= 128  # at least one whole range (pages_per_range)
+        assert brin["rows removed by recheck"] > 10 * brin["rows"]
+        assert brin["pages"] > 5 * btree["pages"], (brin, btree)
         hours = model_timeseries.downsample(conn, limit=6)
         assert [n for _, n, _, _ in hours] == [360] * 6  # 3600 s / 10 s per bucket
         third = hours[2]
@@ -97,3 +107,24 @@ def test_friends_of_friends_excludes_self_and_direct_friends():
     conn = model_graph.connect()
     assert model_graph.friends_of_friends(conn, "ada") == ["cy", "hal"]
     assert model_graph.friends_of_friends(conn, "ivy") == []
+
+
+def test_the_shortest_path_query_runs_on_postgres_with_psycopg_placeholders(database_url):
+    """The page says what changes on PostgreSQL: `:name` -> `%(name)s`, `%` -> `%%`."""
+    sql = re.sub(r":(\w+)", r"%(\1)s", model_graph.SHORTEST_PATH.replace("%", "%%"))
+    schema = f"graph_{uuid.uuid4().hex[:8]}"
+    sqlite = model_graph.connect()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        try:
+            conn.execute(f"SET search_path = {schema}")
+            conn.execute("CREATE TABLE friends (a text, b text, PRIMARY KEY (a, b))")
+            with conn.cursor() as cur:
+                pairs = model_graph.FRIENDSHIPS + [(b, a) for a, b in model_graph.FRIENDSHIPS]
+                cur.executemany("INSERT INTO friends VALUES (%s, %s)", pairs)
+            for goal in sorted({n for pair in model_graph.FRIENDSHIPS for n in pair}):
+                params = {"start": "ada", "goal": goal, "max_hops": 6}
+                row = conn.execute(sql, params).fetchone()
+                assert row == sqlite.execute(model_graph.SHORTEST_PATH, params).fetchone(), goal
+        finally:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

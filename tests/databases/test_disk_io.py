@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,11 +21,29 @@ needs_fadvise = pytest.mark.skipif(
 )
 
 
+@contextlib.contextmanager
+def on_disk(snippet, what: str) -> Iterator[Path]:
+    """The snippet's own temp dir; skip, saying why, when only tmpfs is available: there
+    POSIX_FADV_DONTNEED cannot drop pages (they are the file) and fsync has nothing to do."""
+    directory, in_memory = snippet.disk_backed_tempdir()
+    with directory as path:
+        if in_memory:
+            pytest.skip(snippet.IN_MEMORY_NOTE.format(what=what))
+        yield Path(path)
+
+
 @pytest.fixture(scope="module")
-def reads(tmp_path_factory):
-    path = tmp_path_factory.mktemp("disk") / "data.bin"
-    disk_reads.make_file(path, size=32 * 1024 * 1024)
-    return disk_reads.measure(path, pages=1000, rounds=3)
+def reads():
+    with on_disk(disk_reads, "reads cannot be made cold") as directory:
+        path = directory / "data.bin"
+        disk_reads.make_file(path, size=32 * 1024 * 1024)
+        return disk_reads.measure(path, pages=1000, rounds=3)
+
+
+@pytest.fixture
+def fsync_dir():
+    with on_disk(disk_fsync, "fsync has nothing to flush") as directory:
+        yield directory
 
 
 @needs_fadvise
@@ -31,6 +54,33 @@ def test_cold_random_reads_are_slower_than_cold_sequential_reads(reads):
 @needs_fadvise
 def test_the_page_cache_makes_random_reads_fast_once_warm(reads):
     assert reads["random, cold"] > 3 * reads["random, warm"], reads
+
+
+@pytest.mark.skipif(not shutil.which("stat"), reason="needs coreutils stat")
+@pytest.mark.parametrize("snippet", [disk_reads, disk_fsync], ids=["reads", "fsync"])
+def test_memory_file_systems_are_recognised_like_stat_does(snippet):
+    """Compared with `stat -f -c %T` (coreutils), for paths on tmpfs and on disk."""
+    if snippet.file_system_type(Path("/")) is None:
+        pytest.skip("no /proc/self/mountinfo: not Linux")
+    paths = [p for p in ["/", "/proc", "/dev/shm", "/tmp", "/var/tmp"] if Path(p).exists()]
+    for path in paths:
+        stat = subprocess.run(
+            ["stat", "-f", "-c", "%T", path], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        in_memory = snippet.file_system_type(Path(path)) in snippet.MEMORY_FILE_SYSTEMS
+        assert in_memory == (stat in {"tmpfs", "ramfs"}), (path, stat)
+
+
+@pytest.mark.parametrize("snippet", [disk_reads, disk_fsync], ids=["reads", "fsync"])
+def test_only_tmpfs_available_is_reported_not_hidden(snippet, monkeypatch):
+    monkeypatch.setattr(snippet, "file_system_type", lambda path: "tmpfs")
+    directory, in_memory = snippet.disk_backed_tempdir()
+    directory.cleanup()
+    assert in_memory
+    monkeypatch.setattr(snippet, "file_system_type", lambda path: "ext4")
+    directory, in_memory = snippet.disk_backed_tempdir()
+    directory.cleanup()
+    assert not in_memory
 
 
 def test_a_short_read_past_the_end_of_the_file_is_an_error(tmp_path):
@@ -44,7 +94,7 @@ def test_a_short_read_past_the_end_of_the_file_is_an_error(tmp_path):
         os.close(fd)
 
 
-def test_fsync_per_write_is_much_slower_than_write_alone(tmp_path):
-    result = disk_fsync.compare(tmp_path, n=20, rounds=3)
+def test_fsync_per_write_is_much_slower_than_write_alone(fsync_dir):
+    result = disk_fsync.compare(fsync_dir, n=20, rounds=3)
     assert result["write + fsync"] > 10 * result["write only"], result
     assert result["write + fdatasync"] > 10 * result["write only"], result

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import load_snippet
+from tests.services.postgresql import crashable_postgresql
 
 wal_log = load_snippet("databases/wal_log")
 wal_power_loss = load_snippet("databases/wal_power_loss")
@@ -30,6 +34,19 @@ def test_sigkill_at_a_random_point_loses_no_acknowledged_write(tmp_path, seed):
     acked = wal_log.kill_mid_write(log, kill_after=random.Random(seed).randrange(1, 300))
     state, _ = wal_log.recover(log)
     assert acked and all(key in state for key in acked), f"seed {seed}"
+
+
+def test_a_silent_writer_times_out_instead_of_hanging_the_reader():
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"ack 0\nack")  # one whole line, then nothing more
+        lines = wal_log.lines_until(read_end, time.monotonic() + 0.2)
+        assert next(lines) == "ack 0\n"
+        with pytest.raises(TimeoutError):
+            next(lines)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_a_damaged_record_in_the_middle_is_an_error_not_a_silent_truncation():
@@ -94,3 +111,35 @@ def test_the_forgetful_disk_keeps_fsynced_bytes_through_power_loss():
     survivors = {disk.after_power_loss(random.Random(s)) for s in range(50)}
     assert all(s.startswith(b"durable") for s in survivors)
     assert b"durable" in survivors and disk.after_process_crash() == b"durablevolatile"
+
+
+COMMITS = 300  # per setting; each its own transaction
+
+
+def test_postgres_crash_keeps_synchronous_commits_and_loses_the_last_asynchronous_ones():
+    """A real PostgreSQL (fsync on) is SIGKILLed, every process at once, right after its
+    commits; crash recovery then replays the WAL. synchronous_commit = on: every commit
+    was written and flushed before it was acknowledged. off: the last commits were still in
+    the WAL buffers in shared memory, never written, and are gone — a server crash is
+    enough, no power cut needed."""
+    settings = {
+        "wal_writer_delay": "10s",  # the WAL writer flushes async commits this often (max)
+        "autovacuum": "off",  # no other transaction commits (flushing our WAL) meanwhile
+        "bgwriter_lru_maxpages": "0",  # nor writes a data page, which flushes its WAL first
+    }
+    with crashable_postgresql(settings) as cluster:
+        server = cluster.start()
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE commits (mode text NOT NULL, n int NOT NULL)")
+            for mode in ("on", "off"):
+                conn.execute(f"SET synchronous_commit = {mode}")
+                for n in range(COMMITS):  # autocommit: one transaction, one COMMIT each
+                    conn.execute("INSERT INTO commits VALUES (%s, %s)", (mode, n))
+            cluster.crash()  # with the session still open: nothing is shut down cleanly
+        server = cluster.start()  # crash recovery: redo from the last checkpoint
+        with psycopg.connect(server.url()) as conn:
+            rows = conn.execute("SELECT mode, n FROM commits ORDER BY mode, n").fetchall()
+    kept = {mode: [n for m, n in rows if m == mode] for mode in ("on", "off")}
+    assert kept["on"] == list(range(COMMITS))  # every acknowledged synchronous commit
+    assert len(kept["off"]) < COMMITS, "no asynchronous commit was lost"
+    assert kept["off"] == list(range(len(kept["off"])))  # a prefix: recovery stays in order

@@ -1,10 +1,11 @@
 """Lab: a server that survives slowloris (docs/servers/lab-slowloris.md) — reference solution.
 
-An event loop (selectors) owns every connection while its request head arrives: an idle or
+An event loop (selectors) owns every connection from accept() to close(): an idle or
 trickling client costs a dictionary entry, not a thread. Each connection has a deadline
 from the moment it is accepted, so trickling a byte at a time does not keep it alive. At
-most MAX_CONNECTIONS are open; one more is answered 503. Complete requests go to a small
-thread pool, which builds and sends the response, so the loop never blocks on a client.
+most MAX_CONNECTIONS are open, counted until they are closed; one more is answered 503.
+Complete requests go to a small thread pool, which builds and sends the response and hands
+the socket back: the loop never blocks on a client, and no worker waits for one to close.
 
 Run: make lab LAB=slowloris FILE=labs/slowloris/solution.py
 Serve: python labs/slowloris/solution.py --port 0
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import queue
 import selectors
 import socket
 import time
@@ -21,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 HOST = "127.0.0.1"
 TIMEOUT = 1.0  # seconds from accept() to a complete request head (stage 3)
-MAX_CONNECTIONS = 64  # connections reading a request at once; one more gets 503 (stage 4)
+MAX_CONNECTIONS = 64  # open connections, from accept() to close(); one more gets 503 (stage 4)
 MAX_HEAD = 8 * 1024  # request line + headers; more gets 431
 WORKERS = 4  # threads that build and send responses
-LINGER = 0.25  # seconds to wait for the client to close after our response
+LINGER = 0.25  # seconds the loop waits for the client to close after our response
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -53,42 +55,36 @@ def respond(head: bytes) -> bytes:
     return response(404, b"not found\n")
 
 
-def reply(sock: socket.socket, data: bytes) -> None:
-    """Send a whole response, then close gently: stop writing, let the client read it and
-    close first (a few bytes it sent that we did not read would turn our close into a RST
-    that can destroy the response before the client reads it)."""
-    try:
-        sock.setblocking(True)
-        sock.settimeout(TIMEOUT)
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(LINGER)
-        while sock.recv(4096):  # until the client closes, or LINGER
-            pass
-    except OSError:
-        pass  # the client went away: nothing more to do for it
-    finally:
-        sock.close()
-
-
 class Server:
     def __init__(self, listener: socket.socket) -> None:
         self.listener = listener
         self.selector = selectors.DefaultSelector()
         self.pool = ThreadPoolExecutor(WORKERS)
         self.reading: dict[socket.socket, tuple[bytearray, float]] = {}  # buffer, deadline
+        self.lingering: dict[socket.socket, float] = {}  # response sent; deadline, oldest first
+        self.open = 0  # connections from accept() to close(): reading, in the pool, lingering
+        self.sent: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()  # pool -> loop
+        self.doorbell, self.ring = socket.socketpair()  # wakes the loop when a worker is done
 
     def serve_forever(self) -> None:
-        self.listener.setblocking(False)
+        for sock in (self.listener, self.doorbell, self.ring):
+            sock.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ)
+        self.selector.register(self.doorbell, selectors.EVENT_READ)
         while True:
-            deadlines = [deadline for _, deadline in self.reading.values()]
+            deadlines = [d for _, d in self.reading.values()] + list(self.lingering.values())
             wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for key, _ in self.selector.select(wait):
-                if key.fileobj is self.listener:
+                sock = key.fileobj
+                if sock is self.listener:
                     self.accept()
-                else:
-                    self.read(key.fileobj)  # type: ignore[arg-type]
+                elif sock is self.doorbell:
+                    self.doorbell.recv(4096)
+                    self.adopt()
+                elif sock in self.reading:
+                    self.read(sock)  # type: ignore[arg-type]
+                elif sock in self.lingering:
+                    self.drain(sock)  # type: ignore[arg-type]
             self.expire()
 
     def accept(self) -> None:
@@ -96,8 +92,12 @@ class Server:
             sock, _ = self.listener.accept()
         except BlockingIOError:
             return
-        if len(self.reading) >= MAX_CONNECTIONS:  # full: refuse clearly, do not queue
-            self.pool.submit(reply, sock, response(503, b"too many connections\n"))
+        self.open += 1
+        self.adopt()
+        while self.open > MAX_CONNECTIONS and self.lingering:  # full: a connection that
+            self.close(next(iter(self.lingering)))  # already has its response goes first
+        if self.open > MAX_CONNECTIONS:  # still full: refuse clearly, do not queue
+            self.pool.submit(self.reply, sock, response(503, b"too many connections\n"))
             return
         sock.setblocking(False)
         self.reading[sock] = (bytearray(), time.monotonic() + TIMEOUT)
@@ -111,29 +111,74 @@ class Server:
         except OSError:
             data = b""
         if not data:  # the client closed (or reset) before a complete request
-            self.forget(sock)
-            sock.close()
+            self.close(sock)
             return
         buffer = self.reading[sock][0]
         buffer += data
         if b"\r\n\r\n" in buffer:
-            self.forget(sock)
+            self.selector.unregister(sock)  # the pool has it now; it still counts as open
+            del self.reading[sock]
             head = bytes(buffer.split(b"\r\n\r\n", 1)[0])
-            self.pool.submit(lambda: reply(sock, respond(head)))
+            self.pool.submit(lambda: self.reply(sock, respond(head)))
         elif len(buffer) > MAX_HEAD:
-            self.forget(sock)
-            self.pool.submit(reply, sock, response(431, b"request head too large\n"))
+            self.selector.unregister(sock)
+            del self.reading[sock]
+            self.pool.submit(self.reply, sock, response(431, b"request head too large\n"))
+
+    def reply(self, sock: socket.socket, data: bytes) -> None:
+        """In a worker: send a whole response and stop writing, then hand the socket back.
+        The worker does not wait for the client to close: one that never does would hold
+        it. The loop waits instead, at the cost of a dictionary entry (lingering close:
+        closing with unread bytes from the client would send a reset, which can destroy
+        the response before the client reads it)."""
+        try:
+            sock.settimeout(TIMEOUT)  # a client that does not read gets TIMEOUT, no more
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the client went away: the loop closes the socket all the same
+        finally:
+            self.sent.put(sock)
+            with contextlib.suppress(BlockingIOError):  # full: the loop is waking anyway
+                self.ring.send(b"!")
+
+    def adopt(self) -> None:
+        """Take back the sockets whose response a worker has sent: they linger here."""
+        while True:
+            try:
+                sock = self.sent.get_nowait()
+            except queue.Empty:
+                return
+            sock.setblocking(False)
+            self.lingering[sock] = time.monotonic() + LINGER
+            self.selector.register(sock, selectors.EVENT_READ)
+
+    def drain(self, sock: socket.socket) -> None:
+        """A lingering connection: read and discard until the client closes."""
+        try:
+            data = sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close(sock)
 
     def expire(self) -> None:
-        """Close every connection whose request head did not arrive in time."""
+        """Close every connection whose request head, or whose client's close, is late."""
         now = time.monotonic()
         for sock in [s for s, (_, deadline) in self.reading.items() if deadline <= now]:
-            self.forget(sock)
-            sock.close()  # nginx does the same after client_header_timeout
+            self.close(sock)  # nginx does the same after client_header_timeout
+        for sock in [s for s, deadline in self.lingering.items() if deadline <= now]:
+            self.close(sock)
 
-    def forget(self, sock: socket.socket) -> None:
+    def close(self, sock: socket.socket) -> None:
+        """The only place a connection ends, so the count stays true."""
         self.selector.unregister(sock)
-        del self.reading[sock]
+        self.reading.pop(sock, None)
+        self.lingering.pop(sock, None)
+        sock.close()
+        self.open -= 1
 
 
 def main() -> None:

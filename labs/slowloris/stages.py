@@ -31,6 +31,7 @@ TIMEOUT = 1.0  # the server's deadline for a complete request head (the lab's TI
 MAX_CONNECTIONS = 64  # the lab's MAX_CONNECTIONS
 CLIENT_TIMEOUT = 2.0  # the most a good client waits for a response
 ATTACKERS = 50
+NEVER_CLOSE = 100  # clients that send a complete request, read the answer, and stay
 
 
 # --- clients ------------------------------------------------------------------------------
@@ -81,6 +82,23 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
     except ConnectionResetError:
         return True
     return False
+
+
+def answered_by(sock: socket.socket, deadline: float) -> bool:
+    """Read until a whole response head (or the server's close) has arrived; False if
+    nothing complete came before `deadline` (a time.monotonic() value)."""
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not (chunk := sock.recv(4096)):
+                return True
+            data += chunk
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return b"\r\n\r\n" in data
 
 
 class Slowloris:
@@ -300,4 +318,37 @@ def test_good_clients_keep_their_latency_under_slowloris(server: Server) -> None
     assert reconnects >= ATTACKERS // 2, (
         f"the slowloris connections were closed only {reconnects} times in 1.6 s:"
         " the deadline does not hold under load"
+    )
+
+
+@pytest.mark.stage(5)
+def test_clients_that_never_close_hold_no_worker(server: Server) -> None:
+    """100 clients send a complete GET / and never close; good clients are still served"""
+    unloaded = [get(server.address).seconds for _ in range(20)]
+    with ExitStack() as stack:
+        idle = [stack.enter_context(server.connect()) for _ in range(NEVER_CLOSE)]
+        for sock in idle:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        waiting = sum(not answered_by(sock, deadline) for sock in idle)
+        assert waiting == 0, (
+            f"{NEVER_CLOSE} clients sent a complete GET / and stayed connected; {waiting} of"
+            f" them had no response (200, or 503 over the limit) after {CLIENT_TIMEOUT} s."
+            " Is a worker waiting for each client to close after its response?"
+        )
+        replies = []
+        for _ in range(40):  # while all of them are still connected
+            replies.append(get(server.address))
+            time.sleep(0.04)  # a steady good client, not a wait for the server
+    statuses = {r.status for r in replies}
+    assert statuses == {200}, (
+        f"with {NEVER_CLOSE} answered clients that never close, good clients got {statuses};"
+        " a connection whose response is already sent should be the first to go when the"
+        " server is full"
+    )
+    loaded, bound = p99([r.seconds for r in replies]), 10 * p99(unloaded) + 0.1
+    assert loaded < bound, (
+        f"good clients' p99 was {loaded * 1000:.1f} ms with {NEVER_CLOSE} clients that never"
+        f" close, against {p99(unloaded) * 1000:.1f} ms unloaded (the limit is"
+        f" {bound * 1000:.0f} ms)"
     )

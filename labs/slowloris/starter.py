@@ -21,7 +21,7 @@ import socket
 
 HOST = "127.0.0.1"
 TIMEOUT = 1.0  # seconds from accept() to a complete request head (stage 3)
-MAX_CONNECTIONS = 64  # connections reading a request at once; one more gets 503 (stage 4)
+MAX_CONNECTIONS = 64  # open connections, from accept() to close(); one more gets 503 (stage 4)
 MAX_HEAD = 8 * 1024  # request line + headers; more gets 431
 REASONS = {
     200: "OK",
@@ -66,16 +66,18 @@ def serve_forever(listener: socket.socket) -> None:
     #   for all connections at once with an event loop (selectors: register the listener
     #   and every connection for EVENT_READ, keep a buffer per connection), and hand each
     #   complete request to a thread pool (concurrent.futures.ThreadPoolExecutor) that
-    #   sends the response and closes.
+    #   sends the response.
     # TODO stage 3: give every connection a deadline, TIMEOUT after accept(); close the
     #   connections whose head is not complete by then. A per-recv() timeout is not
     #   enough: a slowloris client sends a byte just before each one expires.
     #   (select(timeout=...) until the nearest deadline, then expire.)
-    # TODO stage 4: when MAX_CONNECTIONS are already reading, answer the next connection
-    #   with 503 at once and close it; do not queue it. Heads over MAX_HEAD get 431.
-    # TODO stage 5: nothing new, if stages 2-4 are right: good clients keep their
-    #   latency while 50 slowloris connections trickle bytes. If they do not, look for
-    #   anything in the loop that waits on one client (a blocking send, a sleep).
+    # TODO stage 4: count every connection from accept() until it is closed (in the pool
+    #   or not); when MAX_CONNECTIONS are open, answer the next one with 503 at once and
+    #   close it; do not queue it. Heads over MAX_HEAD get 431.
+    # TODO stage 5: good clients keep their latency while 50 slowloris connections
+    #   trickle bytes, and while 100 clients that got their response never close. If
+    #   they do not, look for anything that waits on one client: in the loop (a blocking
+    #   send, a sleep), or in a worker (waiting for the client to close after replying).
     while True:
         sock, _ = listener.accept()
         with sock:

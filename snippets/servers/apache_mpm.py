@@ -130,8 +130,8 @@ def process_tree(pid: int) -> list[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except PortTaken:
-            continue  # exited while we looked
+        except OSError:  # FileNotFoundError, ProcessLookupError: it exited while we looked
+            continue
         parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     tree, todo = [], [pid]
     while todo:
@@ -141,7 +141,14 @@ def process_tree(pid: int) -> list[int]:
 
 
 def threads_of(pids: list[int]) -> int:
-    return sum(len(list(Path(f"/proc/{pid}/task").iterdir())) for pid in pids)
+    """How many threads the processes have; one that exited meanwhile counts none."""
+    total = 0
+    for pid in pids:
+        try:
+            total += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:  # it exited since process_tree() saw it
+            continue
+    return total
 
 
 def request(sock: socket.socket) -> None:

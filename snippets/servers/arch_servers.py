@@ -23,7 +23,7 @@ IO_SECONDS = 0.010  # /io waits 10 ms, like a call to a database
 CPU_LOOPS = 80_000  # /cpu computes ~5 ms of pure Python
 BLOCK_SECONDS = 0.100  # /block waits 100 ms with a *blocking* call
 MAX_HEAD = 8192  # bytes of request line + headers before 431
-READ_TIMEOUT = 2.0  # seconds a client gets to send its request before 408
+READ_TIMEOUT = 2.0  # seconds a client gets to send its whole request head before 408
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -86,16 +86,18 @@ def response(status: int, body: str = "") -> bytes:
 def handle_connection(conn: socket.socket) -> None:
     """One request on a blocking socket: read the head, wait, compute, answer, close."""
     with conn:
-        conn.settimeout(READ_TIMEOUT)  # a silent client gets 408, not this thread forever
-        try:
+        deadline = time.monotonic() + READ_TIMEOUT  # for the whole head, not each recv():
+        try:  # a client sending a byte now and then must not keep this thread forever
             data = b""
             while b"\r\n\r\n" not in data:
                 if len(data) > MAX_HEAD:
                     raise HttpError(431)
+                conn.settimeout(max(deadline - time.monotonic(), 1e-6))  # ~0 left: 408
                 chunk = conn.recv(4096)
                 if not chunk:
                     return  # the client went away
                 data += chunk
+            conn.settimeout(READ_TIMEOUT)  # sending the response gets its own timeout
             wait, _, loops = route(parse_target(data.split(b"\r\n\r\n")[0]))
             time.sleep(wait)  # blocking IO: this thread can do nothing else meanwhile
             conn.sendall(response(200, f"result {compute(loops)}"))

@@ -63,12 +63,14 @@ def origin_server() -> Iterator[tuple[tuple[str, int], Counter[str]]]:
 
 # --8<-- [start:directives]
 def directives(cache_control: str) -> dict[str, int | None]:
-    """Parse Cache-Control (RFC 9111 §5.2). A malformed delta-seconds counts as 0,
-    i.e. already stale (§4.2.1: a cache must not treat it as fresh)."""
+    """Parse Cache-Control (RFC 9111 §5.2). A malformed delta-seconds counts as 0, i.e.
+    already stale (§4.2.1 encourages caches to consider invalid freshness information
+    stale), and a repeated directive keeps its first value (§4.2.1: use the first
+    occurrence, or consider the response stale)."""
     parsed: dict[str, int | None] = {}
     for part in cache_control.split(","):
         name, _, value = part.strip().partition("=")
-        if name:
+        if name and name.lower() not in parsed:
             value = value.strip('"')
             parsed[name.lower()] = (int(value) if value.isdigit() else 0) if value else None
     return parsed

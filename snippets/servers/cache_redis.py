@@ -59,14 +59,23 @@ def app_with_redis(url: str, prefix: str, origin_calls: Synchronized) -> None:
 
 
 # --8<-- [start:run]
-def origin_calls_with(target: object, *args: object, processes: int = 2) -> int:
+def origin_calls_with(
+    target: object, *args: object, processes: int = 2, timeout: float = 10.0
+) -> int:
     """Run the app in `processes` separate processes, one after the other."""
     fork = multiprocessing.get_context("fork")
     calls = fork.Value("i", 0)
     for _ in range(processes):
         worker = fork.Process(target=target, args=(*args, calls))
         worker.start()
-        worker.join(timeout=10)
+        worker.join(timeout)
+        if worker.is_alive():  # stuck (a Redis that does not answer?): stop it, then say so
+            worker.terminate()
+            worker.join(5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+            raise RuntimeError(f"app process did not finish within {timeout} s")
         if worker.exitcode != 0:
             raise RuntimeError(f"app process exited with {worker.exitcode}")
     return calls.value

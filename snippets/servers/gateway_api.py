@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ REASONS = {
     504: "Gateway Timeout",
 }
 BACKEND_SECONDS = 0.05  # each backend takes 50 ms to answer
+USER_ID = re.compile(r"[A-Za-z0-9_-]+")  # what may go into the backend URLs we build
 
 
 class HttpError(Exception):
@@ -158,18 +160,25 @@ class Gateway:
                 429, {"error": "rate limited"}, **{"Retry-After": str(math.ceil(wait))}
             )
         if target.startswith("/api/profile/"):
-            return await self.profile(target.removeprefix("/api/profile/"))
+            user = target.removeprefix("/api/profile/")
+            if not USER_ID.fullmatch(user):  # never paste client text into a URL unchecked
+                return json_response(400, {"error": "invalid user id"})
+            return await self.profile(user)
         for prefix, base in self.routes.items():
-            if target.startswith(prefix):
+            # whole path segments: /api/users and /api/users/7, never /api/usersfoo
+            if target == prefix or (target.startswith(prefix) and target[len(prefix)] in "/?"):
                 status, data = await self.call(base + target.removeprefix("/api"))
                 return json_response(status, data)
         return json_response(404, {"error": "no such route"})
 
     async def call(self, url: str) -> tuple[int, object]:
-        """One backend request; its failures become the gateway's 502 / 504."""
+        """One backend request; its failures become the gateway's 502 / 504, and a URL that
+        httpx refuses to send (the client's path made it invalid) a 400."""
         try:
             reply = await self.client.get(url, timeout=self.timeout)
             return reply.status_code, reply.json()
+        except httpx.InvalidURL:  # e.g. control characters in the client's path
+            return 400, {"error": "invalid request target"}
         except httpx.TimeoutException:
             return 504, {"error": "backend timed out"}
         except httpx.TransportError:

@@ -44,8 +44,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Log(list[str]):
+    """NGINX's error log lines so far, appended by a drain thread; wait_for() waits for one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def append(self, line: str) -> None:
+        with self.changed:
+            super().append(line)
+            self.changed.notify_all()
+
+    def wait_for(self, marker: str, timeout: float = 5.0) -> None:
+        """Block until a line contains marker (NGINX may log a moment after it answers)."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: any(marker in line for line in self), timeout):
+                raise TimeoutError(f"nginx did not log {marker!r}:\n" + "\n".join(self))
+
+
 @contextmanager
-def running_nginx(conf: Path, **values: str) -> Iterator[tuple[str, list[str]]]:
+def running_nginx(conf: Path, **values: str) -> Iterator[tuple[str, Log]]:
     """NGINX in the foreground, prefix in a temp dir; yields (base URL, its log lines).
     Ready when it logs "start worker processes"; a taken port means: retry with another.
     (The same function as in nginx_proxy.py, shortened; see the NGINX page.)"""
@@ -62,7 +81,7 @@ def running_nginx(conf: Path, **values: str) -> Iterator[tuple[str, list[str]]]:
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            log: list[str] = []
+            log = Log()
             lines: queue.Queue[str] = queue.Queue()
 
             def drain(stream=proc.stderr, log=log, lines=lines) -> None:
@@ -179,6 +198,7 @@ def failover(backends: list[ThreadingHTTPServer]) -> Failover:
         port = backends[1].server_address[1]
         stop(backends[1])  # b2 crashes: its port now refuses connections
         after_kill = sequential(base, 30)
+        log.wait_for("temporarily disabled")  # the drain thread may not have read it yet
         logged = [
             line.split("*", 1)[1].split(" ", 1)[1].split(",")[0]  # the message only
             for line in log

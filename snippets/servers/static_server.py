@@ -1,5 +1,5 @@
-"""A static file server with sendfile, ETag / If-None-Match (304), Range (206 / 416), and
-path traversal refused.
+"""A static file server with sendfile, ETag / If-None-Match (304), Range (206 / 416) and
+If-Range, and path traversal refused.
 
 Run: python snippets/servers/static_server.py
 """
@@ -14,6 +14,7 @@ import re
 import socketserver
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,27 +73,36 @@ def none_match(header: str | None, etag: str) -> bool:
 
 
 # --8<-- [start:range]
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RANGE = re.compile(r"bytes=(\d{1,18})?-(\d{1,18})?")  # 18 digits: up to an exabyte
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """RFC 9110 §14.2: (first, last) to send, None to send the whole file, or HttpError(416).
 
-    A header we cannot parse, another unit, or several ranges: ignore it (allowed) and
-    send 200 with everything. A well-formed range that starts past the end: 416."""
+    A header we cannot parse (a 19-digit number too), another unit, several ranges, or any
+    range of an empty file (no Content-Range can describe a part of nothing): ignore it, as
+    §14.2 allows, and send 200 with everything. A well-formed range that selects no byte
+    of a non-empty file — it starts past the end, or asks for the last 0 bytes — gets 416."""
     match = RANGE.fullmatch(header.strip()) if header else None
-    if match is None or match.group(1) == match.group(2) == "":
+    if match is None or match.groups() == (None, None) or size == 0:
         return None
-    first, last = match.groups()
-    if first == "":  # bytes=-N: the last N bytes
-        if int(last) == 0:
+    first, last = (None if g is None else int(g) for g in match.groups())
+    if first is None:  # bytes=-N: the last N bytes
+        if last == 0:
             raise HttpError(416)
-        return max(0, size - int(last)), size - 1
-    if last and int(last) < int(first):
+        return max(0, size - last), size - 1
+    if last is not None and last < first:
         return None  # invalid range-spec: ignore the header
-    if int(first) >= size:
+    if first >= size:
         raise HttpError(416)
-    return int(first), min(int(last), size - 1) if last else size - 1
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
+def if_range_holds(header: str | None, etag: str, last_modified: str) -> bool:
+    """RFC 9110 §13.1.5: a client resuming a download sends If-Range with the validator of
+    the part it has. Send the range only if that is still the current file (strong
+    comparison: a weak W/ tag never matches); otherwise the whole file, with 200."""
+    return header is None or header.strip() in (etag, last_modified)
 
 
 # --8<-- [end:range]
@@ -101,7 +111,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 # --8<-- [start:handler]
 class StaticHandler(socketserver.StreamRequestHandler):
     root: Path  # set by static_server()
-    timeout = 2  # a client that sends nothing gets 408 after this many seconds
+    timeout = 2  # seconds for the whole request head, however it trickles in; then 408
 
     def handle(self) -> None:
         try:
@@ -115,15 +125,21 @@ class StaticHandler(socketserver.StreamRequestHandler):
             pass
 
     def read_head(self) -> tuple[str, str, dict[str, str]]:
-        lines, total = [], 0
-        while (line := self.rfile.readline(MAX_HEAD + 1)) not in (b"\r\n", b"\n"):
-            total += len(line)
-            if not line:
+        """One deadline for the whole head: a timeout per recv() would let a client that
+        sends a byte now and then (slowloris) hold this thread forever."""
+        deadline, data = time.monotonic() + self.timeout, b""
+        while (end := data.find(b"\r\n\r\n")) < 0 and len(data) <= MAX_HEAD:
+            if (left := deadline - time.monotonic()) <= 0:
+                raise TimeoutError("request head incomplete at the deadline")
+            self.connection.settimeout(left)
+            if not (chunk := self.connection.recv(4096)):
                 raise ConnectionError("client closed mid-request")
-            if total > MAX_HEAD:
-                raise HttpError(431)
-            lines.append(line.decode("latin-1").rstrip("\r\n"))
-        parts = lines[0].split(" ") if lines else []
+            data += chunk
+        if end < 0 or end > MAX_HEAD:
+            raise HttpError(431)
+        self.connection.settimeout(self.timeout)  # sending the response: its own timeout
+        lines = data[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise HttpError(400)
         headers = {}
@@ -149,8 +165,11 @@ class StaticHandler(socketserver.StreamRequestHandler):
             }
             if none_match(headers.get("if-none-match"), fields["ETag"]):
                 return self.send_head(304, fields)  # checked before Range (RFC 9110 §13.2.2)
+            wanted = headers.get("range")
+            if not if_range_holds(headers.get("if-range"), fields["ETag"], fields["Last-Modified"]):
+                wanted = None  # the part the client has is of an older file: send it all
             try:
-                span = byte_range(headers.get("range"), stat.st_size)
+                span = byte_range(wanted, stat.st_size)
             except HttpError:
                 return self.send_head(
                     416, {"Content-Range": f"bytes */{stat.st_size}", "Content-Length": "0"}
@@ -219,13 +238,18 @@ def main() -> None:
     with site() as root, static_server(root) as address:
         status, headers, body = get(address, "/video.bin")
         etag = headers["ETag"]
-        print(f"{'GET /video.bin':33} -> {status}, {len(body):>7} bytes, ETag {etag}")
+        print(f"{'GET /video.bin':35} -> {status}, {len(body):>7} bytes, ETag {etag}")
         requests = [
             ("If-None-Match: <that ETag>", "/video.bin", {"If_None_Match": etag}),
             ("Range: bytes=0-99", "/video.bin", {"Range": "bytes=0-99"}),
             ("Range: bytes=-100", "/video.bin", {"Range": "bytes=-100"}),
             ("Range: bytes=5000000-", "/video.bin", {"Range": "bytes=5000000-"}),
             ("Range: bytes=oops (malformed)", "/video.bin", {"Range": "bytes=oops"}),
+            (
+                'Range: bytes=0-99, If-Range: "old"',
+                "/video.bin",
+                {"Range": "bytes=0-99", "If_Range": '"old"'},
+            ),
             ("GET /../secret.txt", "/../secret.txt", {}),
             ("GET /%2e%2e/secret.txt", "/%2e%2e/secret.txt", {}),
         ]
@@ -234,7 +258,7 @@ def main() -> None:
             note = (
                 f", Content-Range: {headers['Content-Range']}" if "Content-Range" in headers else ""
             )
-            print(f"{label:33} -> {status}, {len(reply):>7} bytes{note}")
+            print(f"{label:35} -> {status}, {len(reply):>7} bytes{note}")
         revalidated = get(address, "/video.bin", If_None_Match=etag)[2]
         print(
             f"revalidating with If-None-Match saved {len(body) - len(revalidated)}"

@@ -101,3 +101,101 @@ def test_runner_lists_the_labs_when_none_is_named(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "no lab named 'no-such-lab'" in out
     assert all(lab.name in out for lab in LABS)
+
+
+# --- slowloris: the sample run and the "Break it" claims of docs/servers/lab-slowloris.md ---
+
+SLOWLORIS = ROOT / "labs" / "slowloris"
+SLOWLORIS_PAGE = ROOT / "docs" / "servers" / "lab-slowloris.md"
+
+
+def variant(tmp_path: Path, name: str, source: str, old: str, new: str) -> Path:
+    """The source with one change, written to tmp_path/<name>.py."""
+    assert old in source, f"{name}: {old!r} is no longer in the file it changes"
+    path = tmp_path / f"{name}.py"
+    path.write_text(source.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_slowloris_stages_stop_the_naive_server_at_stage_2(
+    tmp_path: Path, request: pytest.FixtureRequest
+):
+    """The sample run on the lab page: the starter with only stage 1 done, recorded from
+    this run and checked on every run."""
+    naive = variant(
+        tmp_path,
+        "naive_server",
+        (SLOWLORIS / "starter.py").read_text(encoding="utf-8"),
+        'raise NotImplementedError("stage 1: build the response bytes")',
+        # stage 1 done: the solution's response()
+        'return (\n        f"HTTP/1.1 {status} {REASONS[status]}\\r\\n"'
+        '\n        f"Content-Type: text/plain\\r\\nContent-Length: {len(body)}\\r\\n"'
+        '\n        "Connection: close\\r\\n\\r\\n"'
+        "\n    ).encode() + body",
+    )
+    run = run_lab(SLOWLORIS, naive, "--seed", "1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 2 of 5 failed (1 passed)" in run.stdout, run.stdout
+
+    shown = run.stdout.replace(str(naive), "my_server.py")
+    recorded = SLOWLORIS / "output" / "naive-server.txt"
+    if request.config.getoption("--record-outputs"):
+        recorded.parent.mkdir(exist_ok=True)
+        recorded.write_text(shown, encoding="utf-8")
+    assert normalise(shown) == normalise(recorded.read_text(encoding="utf-8")), (
+        f"the run shown on the lab page changed; re-record with\n"
+        f"  .venv/bin/python -m pytest {__file__} -k naive_server --record-outputs\n{shown}"
+    )
+    assert '--8<-- "slowloris/output/naive-server.txt"' in SLOWLORIS_PAGE.read_text("utf-8")
+
+
+def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path: Path):
+    """Break it: a timeout that restarts on every read (what settimeout() per recv() is)
+    still closes the silent client, never the trickling one."""
+    idle_timeout = variant(
+        tmp_path,
+        "idle_timeout",
+        (SLOWLORIS / "solution.py").read_text(encoding="utf-8"),
+        "        buffer = self.reading[sock][0]\n",
+        "        buffer = self.reading[sock][0]\n"
+        "        self.reading[sock] = (buffer, time.monotonic() + TIMEOUT)\n",
+    )
+    run = run_lab(SLOWLORIS, idle_timeout)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 3 of 5 failed (2 passed)" in run.stdout, run.stdout
+    assert "PASS  a connection that sends nothing is closed" in run.stdout, run.stdout
+    assert "FAIL  a client sending one header byte every 0.1 s" in run.stdout, run.stdout
+
+
+def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(tmp_path: Path):
+    """Break it: MAX_CONNECTIONS = 40 against 50 slowloris connections refuses good clients."""
+    forty = variant(
+        tmp_path,
+        "forty",
+        (SLOWLORIS / "solution.py").read_text(encoding="utf-8"),
+        "MAX_CONNECTIONS = 64 ",
+        "MAX_CONNECTIONS = 40 ",
+    )
+    run = run_lab(SLOWLORIS, forty)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 5 of 5 failed" in run.stdout, run.stdout
+    assert re.search(r"FAIL  50 slowloris .*\n.*good clients got \{.*503", run.stdout), run.stdout
+
+
+def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(tmp_path: Path):
+    """Break it: lingering in the worker (read until the client closes, LINGER at most) lets
+    100 clients that never close queue up behind four workers."""
+    lingering = variant(
+        tmp_path,
+        "lingering_worker",
+        (SLOWLORIS / "solution.py").read_text(encoding="utf-8"),
+        "            sock.shutdown(socket.SHUT_WR)\n",
+        "            sock.shutdown(socket.SHUT_WR)\n"
+        "            sock.settimeout(LINGER)\n"
+        "            while sock.recv(4096):\n"
+        "                pass\n",
+    )
+    run = run_lab(SLOWLORIS, lingering)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 5 of 5 failed" in run.stdout, run.stdout
+    assert re.search(r"FAIL  100 clients .*\n.*had no response", run.stdout), run.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
+import select
 import socket
 import statistics
 import time
@@ -42,6 +43,28 @@ def test_every_architecture_serves_and_refuses_bad_input(architecture, monkeypat
         assert exchange(address, huge).startswith(b"HTTP/1.1 431 ")
         # A client that starts a request and goes silent gets 408, not a thread forever.
         assert exchange(address, b"GET /io HTTP/1.1\r\n", timeout=3).startswith(b"HTTP/1.1 408 ")
+
+
+@pytest.mark.parametrize("architecture", list(arch_servers.ARCHITECTURES))
+def test_a_client_trickling_its_head_gets_408_at_the_deadline(architecture, monkeypatch):
+    """READ_TIMEOUT bounds the whole head: a byte every 0.1 s would never let a 0.4 s
+    timeout per recv() expire (slowloris), but the deadline does."""
+    monkeypatch.setattr(arch_servers, "READ_TIMEOUT", 0.4)  # the forked server inherits it
+    with (
+        arch_servers.running(architecture) as address,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
+        start = time.perf_counter()
+        sock.sendall(b"GET /io HTTP/1.1\r\n")
+        reply = b""
+        for byte in b"X-Slow: " + b"z" * 40:  # 4.8 s of trickling at most
+            if select.select([sock], [], [], 0.1)[0]:  # 0.1 s: the attacker's pace
+                reply = sock.recv(4096)
+                break
+            sock.sendall(bytes([byte]))
+        took = time.perf_counter() - start
+    assert reply.startswith(b"HTTP/1.1 408 "), f"after {took:.1f} s of trickling: {reply[:40]!r}"
+    assert 0.3 < took < 2.0, took
 
 
 def test_pool_and_pre_fork_bound_concurrency_to_their_size():

@@ -3,6 +3,7 @@ LRU + TTL cache, a stampede and single-flight, and Redis shared between processe
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import threading
@@ -44,6 +45,12 @@ def test_directives_parse_and_a_malformed_max_age_counts_as_stale():
     }
     assert cache_headers.directives("max-age=soon")["max-age"] == 0
     assert cache_headers.directives("") == {}
+
+
+def test_a_repeated_max_age_keeps_its_first_value_per_rfc_9111():
+    # RFC 9111 §4.2.1: with several max-age directives, use the first (or treat as stale)
+    assert cache_headers.directives("max-age=0, max-age=3600")["max-age"] == 0
+    assert cache_headers.directives("max-age=60, Max-Age=0")["max-age"] == 60
 
 
 def test_fresh_responses_are_served_without_asking_the_origin(origin):
@@ -154,3 +161,14 @@ def test_cache_redis_without_redis_url_says_how_to_get_one():
         timeout=30,
     )
     assert run.returncode != 0 and "REDIS_URL" in run.stderr
+
+
+def hang(calls) -> None:
+    threading.Event().wait(60)  # an app process stuck on something that never answers
+
+
+def test_an_app_process_that_hangs_is_stopped_not_left_running():
+    before = set(multiprocessing.active_children())
+    with pytest.raises(RuntimeError, match="did not finish"):
+        cache_redis.origin_calls_with(hang, timeout=0.2)
+    assert set(multiprocessing.active_children()) - before == set()  # stopped and reaped

@@ -129,3 +129,62 @@ def test_bad_requests_get_4xx_and_a_silent_client_408(raw, status):
             await server.wait_closed()
 
     assert asyncio.run(run()).startswith(b"HTTP/1.1 " + status + b" ")
+
+
+def raw_exchange(url: str, request: bytes) -> bytes:
+    """Send bytes as they are (httpx would refuse to build some of them); read to the close."""
+
+    async def run() -> bytes:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port), 5
+        )
+        try:
+            writer.write(request)
+            return await asyncio.wait_for(reader.read(), 5)
+        finally:
+            writer.close()
+
+    return asyncio.run(run())
+
+
+def test_routes_match_whole_path_segments_only():
+    async def test(client, gateway):
+        assert (await client.get("/api/users", headers=KEY)).status_code == 200
+        assert (await client.get("/api/users?id=1", headers=KEY)).status_code == 200
+        for path in ("/api/usersfoo", "/api/users-admin/1", "/api/ordersX?user=1"):
+            r = await client.get(path, headers=KEY)
+            assert r.status_code == 404, (path, r.status_code, r.text)
+
+    with_gateway(test)
+
+
+@pytest.mark.parametrize("user", ["1?x=../../", "..", "1/../../admin", "1%2F..", "1&user=2"])
+def test_a_profile_id_that_is_not_a_plain_id_gets_400_and_reaches_no_backend(user):
+    async def test(client, gateway):
+        sent = []
+        real_call = gateway.call
+
+        async def spy(url):
+            sent.append(url)
+            return await real_call(url)
+
+        gateway.call = spy
+        request = f"GET /api/profile/{user} HTTP/1.1\r\nX-API-Key: key-1\r\n\r\n".encode()
+        reply = await asyncio.to_thread(raw_exchange, str(client.base_url), request)
+        assert reply.startswith(b"HTTP/1.1 400 ") and sent == [], (reply[:40], sent)
+        ok = await client.get("/api/profile/a-Z_9", headers=KEY)  # a plain id still passes
+        assert ok.status_code == 200 and len(sent) == 2, (ok.status_code, sent)
+
+    with_gateway(test)
+
+
+@pytest.mark.parametrize("char", [b"\x00", b"\x7f", b"\x01"])
+def test_a_control_character_in_the_path_gets_400_not_a_dropped_connection(char):
+    async def test(client, gateway):
+        url = str(client.base_url)
+        request = b"GET /api/users/1" + char + b" HTTP/1.1\r\nX-API-Key: key-1\r\n\r\n"
+        return await asyncio.to_thread(raw_exchange, url, request)
+
+    reply = with_gateway(test)
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:60]

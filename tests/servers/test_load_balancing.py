@@ -4,6 +4,7 @@ and real NGINX upstreams."""
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -133,3 +134,13 @@ def test_nginx_passive_health_check_takes_a_killed_backend_out_and_back(backends
     assert any("temporarily disabled" in line for line in result.logged)
     assert 0.5 < result.back_after < 3.5  # fail_timeout=1s, in NGINX's whole seconds: 1-2 s
     assert result.after_restart["b2"] >= 9
+
+
+def test_the_nginx_log_lets_a_reader_wait_for_a_line_logged_later():
+    log = lb_nginx.Log()
+    writer = threading.Timer(0.05, log.append, args=["upstream server temporarily disabled"])
+    writer.start()  # NGINX's drain thread, a moment after the request that caused it
+    log.wait_for("temporarily disabled", timeout=5)
+    assert log == ["upstream server temporarily disabled"]
+    with pytest.raises(TimeoutError):
+        log.wait_for("never logged", timeout=0.05)

@@ -3,8 +3,12 @@ packages, started by the snippets' own functions with the configs the page shows
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -86,20 +90,41 @@ def test_malformed_and_oversized_requests_get_400_and_never_reach_the_app(stack)
     assert nginx_proxy.raw_request(nginx.url, b"HELLO?\r\n\r\n") == "400 Bad Request"
     huge = b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n"
     assert nginx_proxy.raw_request(nginx.url, huge) == "400 Request Header Or Cookie Too Large"
+    host, port = nginx.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(huge)
+        status_line = sock.makefile("rb").readline()
+    # that is the error page's <title>; the status line is a plain 400 (not 431)
+    assert status_line == b"HTTP/1.1 400 Bad Request\r\n", status_line
     assert app.hits == before
 
 
 def test_a_client_trickling_its_headers_is_dropped_after_client_header_timeout(stack):
+    """client_header_timeout (1 s in proxy.conf) bounds the whole request head, not each
+    read: a header byte every 0.2 s never leaves NGINX waiting 1 s for the next one, yet
+    the connection is closed about 1 s after it started."""
     nginx, _ = stack
     host, port = nginx.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as slow:
-        slow.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")  # never the final CRLF
         start = time.perf_counter()
+        slow.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")  # never the final CRLF
         # Meanwhile other clients are served at once: one event loop, no thread held.
         assert nginx_proxy.get(nginx.url, "/index.html")[0] == 200
         assert time.perf_counter() - start < 0.5
-        assert slow.recv(1024) == b""  # NGINX closes it (1 s in proxy.conf)
-        assert 0.8 < time.perf_counter() - start < 3.0
+        closed_after = None
+        for byte in b"X-Slow: " + b"z" * 40:  # 48 bytes, 9.6 s of trickling at most
+            if select.select([slow], [], [], 0.2)[0]:  # 0.2 s: the attacker's pace
+                with contextlib.suppress(ConnectionResetError):
+                    assert slow.recv(1024) == b"", "NGINX answered instead of closing"
+                closed_after = time.perf_counter() - start
+                break
+            try:
+                slow.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.perf_counter() - start
+                break
+    assert closed_after is not None, "NGINX still held the trickling connection after 9.6 s"
+    assert 0.8 < closed_after < 3.0, closed_after
 
 
 def test_a_stopped_app_gives_502(nginx_bin, monkeypatch, www):
@@ -143,3 +168,18 @@ def test_idle_keepalive_connections_hold_prefork_processes_but_not_event_or_ngin
     assert prefork["loaded"] > 0.5
     assert prefork["loaded"] > 10 * max(event["loaded"], nginx["loaded"])
     assert prefork["unloaded"] < 0.1  # with no idle clients prefork is as quick as the rest
+
+
+def test_counting_processes_and_threads_survives_a_process_exiting_mid_scan(monkeypatch):
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=5)  # a pid that no longer exists: /proc/<pid>/ is gone
+    assert apache_mpm.threads_of([os.getpid(), gone.pid]) == apache_mpm.threads_of([os.getpid()])
+    real_read_text = Path.read_text
+
+    def vanishing(path: Path, *args, **kwargs) -> str:
+        if path.parent.name != str(os.getpid()):  # every other process "exits" as we look
+            raise FileNotFoundError(path)
+        return real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", vanishing)
+    assert apache_mpm.process_tree(os.getpid()) == [os.getpid()]

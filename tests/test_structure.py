@@ -120,9 +120,7 @@ def test_snippet_follows_the_contract(snippet):
 def test_every_include_resolves_to_a_file_and_a_section():
     for page, target, section in includes():
         # mkdocs.yml's base_path, searched in order, as pymdownx.snippets does
-        path = next(
-            (b / target for b in (ROOT / "snippets", ROOT / "labs") if (b / target).exists()), None
-        )
+        path = next((b / target for b in (ROOT / "snippets", ROOT) if (b / target).exists()), None)
         assert path, f"{rel(page)} includes missing {target}"
         if section:
             text = path.read_text(encoding="utf-8")

@@ -89,6 +89,8 @@ def test_http_server_stages_catch_a_server_that_serves_one_connection_at_a_time(
         f"the run shown on the lab page changed; re-record with\n"
         f"  .venv/bin/python -m pytest {__file__} -k one_connection --record-outputs\n{shown}"
     )
+    page = (ROOT / "docs" / "protocols" / "lab-http-server.md").read_text(encoding="utf-8")
+    assert '--8<-- "labs/http-server/output/serial-server.txt"' in page
 
 
 def test_runner_lists_the_labs_when_none_is_named(capsys: pytest.CaptureFixture[str]):
@@ -146,7 +148,7 @@ def test_slowloris_stages_stop_the_naive_server_at_stage_2(
         f"the run shown on the lab page changed; re-record with\n"
         f"  .venv/bin/python -m pytest {__file__} -k naive_server --record-outputs\n{shown}"
     )
-    assert '--8<-- "slowloris/output/naive-server.txt"' in SLOWLORIS_PAGE.read_text("utf-8")
+    assert '--8<-- "labs/slowloris/output/naive-server.txt"' in SLOWLORIS_PAGE.read_text("utf-8")
 
 
 def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -39,6 +40,16 @@ def is_include_only(code: str) -> bool:
     return bool(lines) and all(line.startswith("--8<--") for line in lines)
 
 
+SNIPPET_COMMAND = re.compile(r"python snippets/\w+/\w+\.py")
+
+
+def is_snippet_command(code: str) -> bool:
+    """A shell fence that only runs snippets: test_snippets runs each of them (with the
+    servers it needs, a budget and a leftover-process check), so it is not run twice."""
+    lines = [line.strip() for line in code.splitlines() if line.strip()]
+    return bool(lines) and all(SNIPPET_COMMAND.fullmatch(line) for line in lines)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--record-outputs",
@@ -50,7 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         block = getattr(item, "obj", None)
-        if type(item).__name__ == "TestBlock" and is_include_only(getattr(block, "code", "")):
+        if type(item).__name__ != "TestBlock":
+            continue
+        code = getattr(block, "code", "")
+        if is_include_only(code):
             item.add_marker(
                 pytest.mark.skip(reason="include-only fence: its snippet is run by test_snippets")
             )
+        elif is_snippet_command(code):
+            item.add_marker(pytest.mark.skip(reason="runs a snippet: test_snippets runs it"))

@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,14 +60,20 @@ class Run:
 def run_snippet(snippet: Path, timeout: float = 30.0, env: dict[str, str] | None = None) -> Run:
     """Run `python snippets/<chapter>/<name>.py` from the repo root in its own session."""
     start = time.perf_counter()
+    # Every process it starts inherits this mark, even one that leaves its process group
+    # (a daemon, `process_group=0`): afterwards, anything still carrying it is a leftover.
+    mark = f"SNIPPET_RUN={uuid.uuid4().hex}"
     proc = subprocess.Popen(
-        [sys.executable, str(snippet.relative_to(ROOT))],
+        [
+            sys.executable,
+            str(snippet.relative_to(ROOT) if snippet.is_relative_to(ROOT) else snippet),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: children are findable afterwards
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), **dict([mark.split("=")])},
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -75,7 +82,23 @@ def run_snippet(snippet: Path, timeout: float = 30.0, env: dict[str, str] | None
         if leftover or proc.poll() is None:
             _kill_group(proc.pid)
             proc.wait()
-    return Run(proc.returncode, stdout, stderr, time.perf_counter() - start, leftover)
+        strays = marked_processes(mark)
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+    return Run(
+        proc.returncode, stdout, stderr, time.perf_counter() - start, leftover or bool(strays)
+    )
+
+
+def marked_processes(mark: str) -> list[int]:
+    """Live processes whose environment holds `mark` (NAME=value)."""
+    found, needle = [], mark.encode() + b"\0"
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if needle in environ.read_bytes() + b"\0":
+                found.append(int(environ.parent.name))
+    return found
 
 
 def _group_alive(pgid: int) -> bool:

@@ -3,6 +3,9 @@ running, and printing what its page shows (DESIGN.md §3, §5.1)."""
 
 from __future__ import annotations
 
+import os
+import select
+
 import pytest
 
 from tests.services import env_fixtures
@@ -49,3 +52,24 @@ def test_normalise_keeps_counts_and_hides_only_what_varies():
     assert normalise("took    9.5 ms") == normalise("took   10.5 ms")  # padding shrinks
     assert normalise(a) != normalise(a.replace("87 arrived", "86 arrived"))
     assert normalise(a) != normalise(a.replace("faster", "slower"))
+
+
+def test_a_process_that_escapes_the_snippets_process_group_is_still_caught(tmp_path):
+    escapee = tmp_path / "escapee.py"
+    escapee.write_text(
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print(child.pid)\n",
+        encoding="utf-8",
+    )
+    run = run_snippet(escapee)
+    assert run.returncode == 0 and run.leftover  # its own session: killpg alone misses it
+    try:
+        pidfd = os.pidfd_open(int(run.stdout))
+    except ProcessLookupError:
+        return  # killed and already reaped
+    try:  # a pidfd turns readable when its process has exited: it was killed, not left
+        assert select.select([pidfd], [], [], 5)[0], "the escaped process is still running"
+    finally:
+        os.close(pidfd)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import is_include_only, is_snippet_command
 from tests.snippet_output import ROOT, all_snippets, output_file
 
 CHAPTERS = [
@@ -30,6 +31,12 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 NOTEBOOKS = sorted(DOCS.rglob("*.ipynb"))
 SNIPPETS = all_snippets()
+FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", flags=re.S | re.M)
+INCLUDE_LINE = re.compile(r'\s*--8<-- "[^":]+(:[A-Za-z_][\w-]*)?"\s*')
+EXPOSURE = {
+    r"0\.0\.0\.0|\(\(\s*[\"']{2}\s*,|[\"']::[\"']": "bind 127.0.0.1, never every interface",
+    r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False": "TLS verification stays on",
+}
 TOPIC_SECTIONS = [
     "What you will learn",
     "Run it",
@@ -110,7 +117,8 @@ def test_snippet_follows_the_contract(snippet):
     assert text.startswith('"""'), "a snippet starts with its docstring"
     assert f"Run: python {rel(snippet)}" in text, "the docstring says how to run it"
     assert 'if __name__ == "__main__":' in text
-    assert "0.0.0.0" not in text, "bind 127.0.0.1"
+    for pattern, rule in EXPOSURE.items():  # DESIGN.md §7
+        assert not re.search(pattern, text), rule
     # A snippet must not shadow a module a reader has installed (its folder is on sys.path).
     assert snippet.stem not in sys.stdlib_module_names, f"{snippet.stem} shadows the stdlib"
     assert importlib.util.find_spec(snippet.stem) is None, f"{snippet.stem} shadows a package"
@@ -161,3 +169,51 @@ def test_mermaid_diagrams_have_no_statement_separator_in_their_text():
         for diagram in re.findall(r"```mermaid\n(.*?)```", text, flags=re.S):
             for line in diagram.splitlines():
                 assert ";" not in line, f"{rel(page)}: ';' in Mermaid line {line.strip()!r}"
+
+
+def test_code_on_a_page_is_either_an_included_snippet_or_tested_where_it_stands():
+    """pytest-codeblocks collects bare ```python / ```bash fences only: a titled Python
+    fence would ship untested, so it may only include a snippet; a shell fence that runs a
+    snippet is left to test_snippets, so the snippet must exist."""
+    for page in PAGES:
+        for lang, attrs, body in FENCE.findall(page.read_text(encoding="utf-8")):
+            where = f"{rel(page)}: ```{lang}{attrs}"
+            if lang == "python" and attrs.strip():
+                assert is_include_only(body), f"{where} holds code pytest-codeblocks skips"
+            if lang in ("bash", "sh") and is_snippet_command(body):
+                for command in body.split():
+                    if command.startswith("snippets/"):
+                        assert (ROOT / command).is_file(), f"{where} runs missing {command}"
+
+
+def test_every_include_names_a_file_and_at_most_a_section_never_lines():
+    """DESIGN.md §3: sections, not line ranges (they go stale silently)."""
+    for page in PAGES:
+        for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if "--8<--" in line:
+                assert INCLUDE_LINE.fullmatch(line), f"{rel(page)}:{n}: {line.strip()}"
+
+
+def test_notebooks_draw_no_mermaid():
+    """mkdocs-jupyter would fetch Mermaid from a CDN for a notebook's diagram: draw
+    diagrams on Markdown pages, where the site serves Mermaid itself."""
+    for notebook in NOTEBOOKS:
+        assert "```mermaid" not in notebook.read_text(encoding="utf-8"), rel(notebook)
+
+
+def test_the_rules_catch_what_they_are_for():
+    assert is_snippet_command("python snippets/protocols/tcp_echo.py\n")
+    assert not is_snippet_command("python snippets/protocols/tcp_echo.py && rm -rf x")
+    assert not INCLUDE_LINE.fullmatch('--8<-- "protocols/tcp_echo.py:10:20"')
+    assert INCLUDE_LINE.fullmatch('--8<-- "protocols/tcp_echo.py:server"')
+    for bad in ['bind(("", 0))', '("0.0.0.0", 0)', 'host="::"', "verify=False", "CERT_NONE"]:
+        assert any(re.search(p, bad) for p in EXPOSURE), bad
+    for good in ['bind(("127.0.0.1", 0))', 'for balance in ("", "least_conn;"):']:
+        assert not any(re.search(p, good) for p in EXPOSURE), good
+
+
+def test_lab_servers_stay_on_loopback_with_verification_on():
+    for program in sorted((ROOT / "labs").glob("*/*.py")):
+        text = program.read_text(encoding="utf-8")
+        for pattern, rule in EXPOSURE.items():  # DESIGN.md §7
+            assert not re.search(pattern, text), f"{rel(program)}: {rule}"

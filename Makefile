@@ -1,6 +1,6 @@
 # Backend Fundamentals — every command a learner or contributor needs.
 # The only prerequisites are Python 3.11+, make and git: the first target that
-# needs them creates .venv from requirements.lock (pinned) and reuses it after.
+# needs them creates .venv from requirements.txt (pinned) and reuses it after.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,11 +16,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help:  ## list the commands
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(UV)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt
 	@touch $@
 
 serve: $(STAMP)  ## serve the site on http://127.0.0.1:8000 with live reload (pages and snippets)
@@ -52,8 +52,8 @@ outputs: $(STAMP)  ## re-record page output from real runs: make outputs [S=prot
 lab: $(STAMP)  ## grade your lab, stage by stage: make lab LAB=http-server [FILE=my.py] [SEED=n]
 	@$(BIN)/python labs/run.py $(LAB) $(if $(FILE),--file "$(FILE)") $(if $(SEED),--seed $(SEED))
 
-lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --quiet -o requirements.lock
+lock: $(STAMP)  ## re-resolve requirements.txt from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --quiet -o requirements.txt
 
 clean:  ## remove the built site and caches (keeps .venv)
 	rm -rf site .pytest_cache .ruff_cache

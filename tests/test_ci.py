@@ -66,3 +66,16 @@ def test_ci_runs_the_readme_test_command_with_every_service_required():
     workflow = load("ci.yml")
     assert {"pull_request", "push"} <= set(workflow[True] if True in workflow else workflow["on"])
     assert any(s.get("run") == "bash .ci/run" for s in workflow["jobs"]["test"]["steps"])
+
+
+def test_the_lock_pins_every_package_and_dependabot_can_read_it():
+    """`make` installs exactly requirements.txt (uv pip sync); Dependabot's pip updater
+    reads requirements*.txt, so the lock keeps that name."""
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    packages = [line.split(";")[0].strip() for line in lines if line and line[0].isalnum()]
+    assert len(packages) > 50
+    unpinned = [p for p in packages if "==" not in p]
+    assert not unpinned, unpinned
+    dependabot = yaml.safe_load((GITHUB / "dependabot.yml").read_text(encoding="utf-8"))
+    assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"pip", "github-actions"}
+    assert "requirements.txt" in (ROOT / "Makefile").read_text(encoding="utf-8")

@@ -59,14 +59,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        block = getattr(item, "obj", None)
+    """Markdown fences that are not code to run here are not tests: an include-only fence
+    is filled in at build time, and a fence that only runs snippets is what test_snippets
+    does already (with their servers, a budget and a leftover check). Deselect them, by
+    rule, so that a skip always means a missing server."""
+
+    def runs_here(item: pytest.Item) -> bool:
         if type(item).__name__ != "TestBlock":
-            continue
-        code = getattr(block, "code", "")
-        if is_include_only(code):
-            item.add_marker(
-                pytest.mark.skip(reason="include-only fence: its snippet is run by test_snippets")
-            )
-        elif is_snippet_command(code):
-            item.add_marker(pytest.mark.skip(reason="runs a snippet: test_snippets runs it"))
+            return True
+        code = getattr(getattr(item, "obj", None), "code", "")
+        return not (is_include_only(code) or is_snippet_command(code))
+
+    keep = [item for item in items if runs_here(item)]
+    drop = [item for item in items if not runs_here(item)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -1,10 +1,15 @@
-"""Shared test helpers: load a snippet as a module, the codeblock rule, services."""
+"""Shared test helpers: load a snippet as a module, a slowloris client, the codeblock
+rule, services."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
+import select
+import socket
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +37,25 @@ def load_snippet(name: str) -> ModuleType:
     sys.modules[module_name] = module  # dataclasses and pickling look modules up here
     spec.loader.exec_module(module)
     return module
+
+
+SLOW_HEADER = b"X-Slow: " + b"z" * 40
+
+
+def trickle(sock: socket.socket, pace: float, data: bytes = SLOW_HEADER) -> tuple[bytes, float]:
+    """A slowloris client: send `data` one byte every `pace` seconds until the server
+    answers or closes. Returns (its reply, b"" if it closed, b"!" if it did neither, and
+    time.perf_counter() when that was seen)."""
+    for byte in data:
+        if select.select([sock], [], [], pace)[0]:
+            with contextlib.suppress(ConnectionResetError):
+                return sock.recv(4096), time.perf_counter()
+            return b"", time.perf_counter()
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            return b"", time.perf_counter()
+    return b"!", time.perf_counter()
 
 
 def is_include_only(code: str) -> bool:

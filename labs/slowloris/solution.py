@@ -55,6 +55,17 @@ def respond(head: bytes) -> bytes:
     return response(404, b"not found\n")
 
 
+def receive(sock: socket.socket) -> bytes | None:
+    """What a non-blocking socket the selector called readable has: None if nothing after
+    all, b"" once the client closed or reset the connection."""
+    try:
+        return sock.recv(4096)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class Server:
     def __init__(self, listener: socket.socket) -> None:
         self.listener = listener
@@ -104,12 +115,8 @@ class Server:
         self.selector.register(sock, selectors.EVENT_READ)
 
     def read(self, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(4096)
-        except BlockingIOError:
+        if (data := receive(sock)) is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the client closed (or reset) before a complete request
             self.close(sock)
             return
@@ -155,13 +162,7 @@ class Server:
 
     def drain(self, sock: socket.socket) -> None:
         """A lingering connection: read and discard until the client closes."""
-        try:
-            data = sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if receive(sock) == b"":
             self.close(sock)
 
     def expire(self) -> None:

@@ -8,6 +8,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,30 @@ def run_lab(lab: Path, file: Path, *args: str) -> subprocess.CompletedProcess[st
 def stage_count(lab: Path) -> int:
     text = (lab / "stages.py").read_text(encoding="utf-8")
     return len(set(re.findall(r"@pytest\.mark\.stage\((\d+)\)", text)))
+
+
+def check_sample_run(
+    request: pytest.FixtureRequest,
+    lab: Path,
+    name: str,
+    shown: str,
+    rerun: str,
+    loosen: Callable[[str], str] = lambda text: text,
+) -> None:
+    """A sample run on a lab's page: written to labs/<lab>/output/<name>.txt with
+    --record-outputs, otherwise compared with it (normalised, then loosened for what the
+    scheduler decides), and included by the lab's page."""
+    recorded = lab / "output" / f"{name}.txt"
+    if request.config.getoption("--record-outputs"):
+        recorded.parent.mkdir(exist_ok=True)
+        recorded.write_text(shown, encoding="utf-8")
+    now, then = (loosen(normalise(t)) for t in (shown, recorded.read_text(encoding="utf-8")))
+    assert now == then, (
+        f"the run shown on the lab page changed; re-record with\n"
+        f"  .venv/bin/python -m pytest {__file__} -k {rerun} --record-outputs\n{shown}"
+    )
+    page = next((ROOT / "docs").glob(f"*/lab-{lab.name}.md")).read_text(encoding="utf-8")
+    assert f'--8<-- "labs/{lab.name}/output/{name}.txt"' in page
 
 
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
@@ -74,23 +99,18 @@ def test_http_server_stages_catch_a_server_that_serves_one_connection_at_a_time(
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 6 failed (4 passed)" in run.stdout, run.stdout
 
-    shown = run.stdout.replace(str(serial), "my_server.py")
-    recorded = lab / "output" / "serial-server.txt"
-    if request.config.getoption("--record-outputs"):
-        recorded.parent.mkdir(exist_ok=True)
-        recorded.write_text(shown, encoding="utf-8")
     # How many of the 20 concurrent clients fail, and which first, is up to the scheduler.
     which = re.compile(r"\d+ of 20 clients failed; the first: client \d+: (.*?) /echo/\w+")
-    same = [
-        which.sub(r"N of 20 clients failed; the first: client N: \1 /echo/W", normalise(text))
-        for text in (shown, recorded.read_text(encoding="utf-8"))
-    ]
-    assert same[0] == same[1], (
-        f"the run shown on the lab page changed; re-record with\n"
-        f"  .venv/bin/python -m pytest {__file__} -k one_connection --record-outputs\n{shown}"
+    check_sample_run(
+        request,
+        lab,
+        "serial-server",
+        run.stdout.replace(str(serial), "my_server.py"),
+        rerun="one_connection",
+        loosen=lambda text: which.sub(
+            r"N of 20 clients failed; the first: client N: \1 /echo/W", text
+        ),
     )
-    page = (ROOT / "docs" / "protocols" / "lab-http-server.md").read_text(encoding="utf-8")
-    assert '--8<-- "labs/http-server/output/serial-server.txt"' in page
 
 
 def test_runner_lists_the_labs_when_none_is_named(capsys: pytest.CaptureFixture[str]):
@@ -108,7 +128,6 @@ def test_runner_lists_the_labs_when_none_is_named(capsys: pytest.CaptureFixture[
 # --- slowloris: the sample run and the "Break it" claims of docs/servers/lab-slowloris.md ---
 
 SLOWLORIS = ROOT / "labs" / "slowloris"
-SLOWLORIS_PAGE = ROOT / "docs" / "servers" / "lab-slowloris.md"
 
 
 def variant(tmp_path: Path, name: str, source: str, old: str, new: str) -> Path:
@@ -140,15 +159,7 @@ def test_slowloris_stages_stop_the_naive_server_at_stage_2(
     assert "Stage 2 of 5 failed (1 passed)" in run.stdout, run.stdout
 
     shown = run.stdout.replace(str(naive), "my_server.py")
-    recorded = SLOWLORIS / "output" / "naive-server.txt"
-    if request.config.getoption("--record-outputs"):
-        recorded.parent.mkdir(exist_ok=True)
-        recorded.write_text(shown, encoding="utf-8")
-    assert normalise(shown) == normalise(recorded.read_text(encoding="utf-8")), (
-        f"the run shown on the lab page changed; re-record with\n"
-        f"  .venv/bin/python -m pytest {__file__} -k naive_server --record-outputs\n{shown}"
-    )
-    assert '--8<-- "labs/slowloris/output/naive-server.txt"' in SLOWLORIS_PAGE.read_text("utf-8")
+    check_sample_run(request, SLOWLORIS, "naive-server", shown, rerun="naive_server")
 
 
 def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path: Path):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
-import select
 import socket
 import statistics
 import time
 
 import pytest
 
-from tests.conftest import load_snippet
+from tests.conftest import load_snippet, trickle
 from tests.services import services_required
 
 arch_servers = load_snippet("servers/arch_servers")
@@ -56,13 +55,8 @@ def test_a_client_trickling_its_head_gets_408_at_the_deadline(architecture, monk
     ):
         start = time.perf_counter()
         sock.sendall(b"GET /io HTTP/1.1\r\n")
-        reply = b""
-        for byte in b"X-Slow: " + b"z" * 40:  # 4.8 s of trickling at most
-            if select.select([sock], [], [], 0.1)[0]:  # 0.1 s: the attacker's pace
-                reply = sock.recv(4096)
-                break
-            sock.sendall(bytes([byte]))
-        took = time.perf_counter() - start
+        reply, ended = trickle(sock, pace=0.1)  # 4.8 s of trickling at most
+        took = ended - start
     assert reply.startswith(b"HTTP/1.1 408 "), f"after {took:.1f} s of trickling: {reply[:40]!r}"
     assert 0.3 < took < 2.0, took
 

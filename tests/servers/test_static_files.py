@@ -4,14 +4,13 @@ and sendfile's CPU saving."""
 from __future__ import annotations
 
 import os
-import select
 import socket
 import threading
 import time
 
 import pytest
 
-from tests.conftest import load_snippet
+from tests.conftest import load_snippet, trickle
 
 static_server = load_snippet("servers/static_server")
 static_sendfile = load_snippet("servers/static_sendfile")
@@ -222,13 +221,8 @@ def test_a_client_trickling_its_head_gets_408_at_the_deadline_not_never(monkeypa
     ):
         start = time.perf_counter()
         sock.sendall(b"GET / HTTP/1.1\r\n")
-        reply = b""
-        for byte in b"X-Slow: " + b"z" * 40:  # 4.8 s of trickling at most
-            if select.select([sock], [], [], 0.1)[0]:  # 0.1 s: the attacker's pace
-                reply = sock.recv(4096)
-                break
-            sock.sendall(bytes([byte]))
-        took = time.perf_counter() - start
+        reply, ended = trickle(sock, pace=0.1)  # 4.8 s of trickling at most
+        took = ended - start
     assert reply.startswith(b"HTTP/1.1 408 "), f"after {took:.1f} s of trickling: {reply[:40]!r}"
     assert 0.4 < took < 2.0, took
 

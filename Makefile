@@ -30,8 +30,8 @@ build: $(STAMP)  ## build the site into site/ (strict: any warning fails)
 	$(BIN)/mkdocs build --strict
 
 test: $(STAMP) lint  ## everything CI runs: snippets, behaviour tests, docs blocks, notebooks, site, browser
-	$(BIN)/python -m pytest -n auto --dist load --codeblocks tests docs -m "not exclusive" $(ARGS)
-	$(BIN)/python -m pytest -p no:xdist tests -m exclusive $(ARGS) || test $$? -eq 5  # 5: ARGS selected none of them
+	$(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks tests docs -m "not exclusive" $(ARGS)
+	$(BIN)/python -m pytest -p no:randomly -p no:xdist tests -m exclusive $(ARGS) || test $$? -eq 5  # 5: ARGS selected none of them
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -11,10 +11,10 @@ UV     := uv==0.13.8
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test build lint format run outputs lab lock clean
+.PHONY: help serve test flakes bench-snippets build lint format run outputs lab lock clean
 
 help:  ## list the commands
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -32,6 +32,12 @@ build: $(STAMP)  ## build the site into site/ (strict: any warning fails)
 test: $(STAMP) lint  ## everything CI runs: snippets, behaviour tests, docs blocks, notebooks, site, browser
 	$(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks tests docs -m "not exclusive" $(ARGS)
 	$(BIN)/python -m pytest -p no:randomly -p no:xdist tests -m exclusive $(ARGS) || test $$? -eq 5  # 5: ARGS selected none of them
+
+flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order, some runs with 2x workers: make flakes N=10
+	$(BIN)/python -m tests.flake_hunt --runs $(or $(N),10) $(if $(ARGS),-- $(ARGS))
+
+bench-snippets: $(STAMP)  ## time every snippet alone against its budget (DESIGN.md §6): make bench-snippets [R=3]
+	$(BIN)/python -m pytest -q -p no:randomly -p no:xdist tests/bench_snippets.py --repeats $(or $(R),3) -s
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -80,6 +80,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="write each snippet's real output to snippets/<chapter>/output/ (make outputs)",
     )
+    parser.addoption(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per snippet in the snippet benchmark (make bench-snippets R=…)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,13 +1,17 @@
 """The built site, served on loopback, and Chromium driving it.
 
-Each pytest-xdist worker that runs site tests builds the site once (a session fixture,
-about 3 s) into its own temp dir, so the browser tests spread over every worker.
+The site is built once per test run (about 3 s): the first pytest-xdist worker that needs
+it builds it into the run's shared temp dir while holding a lock, and every other worker
+waits for that lock and reuses the result. Each worker serves it and drives its own
+Chromium, so the browser tests spread over every worker.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -31,10 +35,8 @@ class Build:
     seconds: float
 
 
-@pytest.fixture(scope="session")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    """`mkdocs build --strict` into a temp dir, exactly as the Pages workflow runs it."""
-    out = tmp_path_factory.mktemp("site")
+def build(out: Path) -> Build:
+    """`mkdocs build --strict` into `out`, exactly as the Pages workflow runs it."""
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
@@ -45,6 +47,25 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Build:
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     return Build(out, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The site, built once per test run and shared by every xdist worker."""
+    base = tmp_path_factory.getbasetemp()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = base.parent if worker else base  # xdist workers' temp dirs sit in the run's
+    record = shared / "site-build.json"
+    with open(shared / "site-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait here
+        try:
+            if not record.exists():
+                done = build(shared / "site")
+                record.write_text(json.dumps({**done.__dict__, "directory": str(done.directory)}))
+            saved = json.loads(record.read_text())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return Build(Path(saved["directory"]), saved["returncode"], saved["log"], saved["seconds"])
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,56 +1,17 @@
-"""The built site in a real browser (Debian's Chromium via Playwright): pages render,
-search works, diagrams draw, the copy button copies, dark mode toggles — and nothing is
-requested from any origin but the local server, with no console errors."""
+"""The site's shared behaviour in a real browser (Debian's Chromium via Playwright):
+search works, diagrams draw from the vendored library (also after instant navigation),
+the copy button copies, dark mode toggles — with no off-origin request and no console
+error. Every page's own checks are in test_pages.py."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.site.conftest import Visit
-from tests.snippet_output import ROOT
+from tests.site.test_pages import clean
 
-
-def page_urls() -> list[str]:
-    """Every page of the site, as its path under the site root (index.md -> its folder)."""
-    docs = ROOT / "docs"
-    urls = []
-    for source in sorted([*docs.rglob("*.md"), *docs.rglob("*.ipynb")]):
-        path = source.relative_to(docs).with_suffix("").as_posix()
-        urls.append(
-            ""
-            if path == "index"
-            else path.removesuffix("index")
-            if path.endswith("/index")
-            else f"{path}/"
-        )
-    return urls
-
-
-PAGES = page_urls()
 MERMAID_SVG = """() => {
   const diagram = document.querySelector("div.mermaid");
   return diagram && diagram.shadowRoot && diagram.shadowRoot.querySelector("svg") !== null;
 }"""
-ALL_MERMAID_SVG = """() => {
-  const fences = document.querySelectorAll("pre.mermaid").length;  // not yet drawn
-  const drawn = [...document.querySelectorAll("div.mermaid")];
-  return fences === 0 && drawn.every(d => d.shadowRoot && d.shadowRoot.querySelector("svg"));
-}"""
-
-
-def clean(visit: Visit) -> None:
-    assert visit.off_origin() == [], "requests left the origin"
-    assert visit.errors == [], "console errors"
-
-
-@pytest.mark.parametrize("path", PAGES)
-def test_page_renders_from_the_local_server_only(visit: Visit, path: str):
-    response = visit.page.goto(visit.base + path, wait_until="networkidle")
-    assert response and response.status == 200
-    assert visit.page.locator("article h1").first.is_visible()
-    assert visit.page.title().endswith("Backend Fundamentals")
-    visit.page.wait_for_function(ALL_MERMAID_SVG)  # every diagram on the page is drawn
-    clean(visit)
 
 
 def test_search_finds_handshake(visit: Visit):

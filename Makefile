@@ -7,6 +7,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-lock
 UV     := uv==0.13.8
+TOPIC  := $(if $(T),--topic $(T))
+CLOCK  = $(BIN)/python -c 'import sys, time; print(time.time() - float(sys.argv[1]))'
+# The exclusive tests' files: the exclusive phase collects only those.
+EXCLUSIVE = $(shell grep -rl --include='test_*.py' 'mark.exclusive' tests)
 # Tests and snippets find the venv's tools (python, mkdocs) first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -29,9 +33,11 @@ serve: $(STAMP)  ## serve the site on http://127.0.0.1:8000 with live reload (pa
 build: $(STAMP)  ## build the site into site/ (strict: any warning fails)
 	$(BIN)/mkdocs build --strict
 
-test: $(STAMP) lint  ## everything CI runs: snippets, behaviour tests, docs blocks, notebooks, site, browser
-	$(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks tests docs -m "not exclusive" $(ARGS)
-	$(BIN)/python -m pytest -p no:randomly -p no:xdist tests -m exclusive $(ARGS) || test $$? -eq 5  # 5: ARGS selected none of them
+test: $(STAMP)  ## everything CI runs (make test T=protocols/tcp-udp: only what is about one page)
+	@start=$$($(CLOCK) 0); $(MAKE) --no-print-directory lint || exit 1; \
+	export LINT_SECONDS=$$($(CLOCK) $$start); \
+	set -x; $(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks tests docs -m "not exclusive" $(TOPIC) $(ARGS)
+	$(BIN)/python -m pytest -p no:randomly -p no:xdist $(EXCLUSIVE) -m exclusive $(TOPIC) $(ARGS) || test $$? -eq 5  # 5: T or ARGS selected none
 
 flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order, some runs with 2x workers: make flakes N=10
 	$(BIN)/python -m tests.flake_hunt --runs $(or $(N),10) $(if $(ARGS),-- $(ARGS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import re
 import select
 import socket
@@ -81,6 +82,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write each snippet's real output to snippets/<chapter>/output/ (make outputs)",
     )
     parser.addoption(
+        "--topic",
+        metavar="CHAPTER/PAGE",
+        help="only what is about one page (make test T=protocols/tcp-udp): see topic_ids()",
+    )
+    parser.addoption(
         "--repeats",
         type=int,
         default=3,
@@ -100,8 +106,94 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         code = getattr(getattr(item, "obj", None), "code", "")
         return not (is_include_only(code) or is_snippet_command(code))
 
-    keep = [item for item in items if runs_here(item)]
-    drop = [item for item in items if not runs_here(item)]
+    about = topic_filter(config.getoption("--topic"))
+    keep = [item for item in items if runs_here(item) and about(item)]
+    drop = [item for item in items if not (runs_here(item) and about(item))]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+TOPIC_INCLUDE = re.compile(r'--8<--\s+"([^":]+)')
+LOADS = re.compile(r'load_snippet\(\s*"([\w/]+)"')
+
+
+def topic_filter(topic: str | None):
+    """What `make test T=<chapter>/<page>` runs, found from the page's includes, not by
+    name matching: the page's snippets (output checks, contract), the behaviour-test
+    modules that load one of them, the page's fences, its structure check, its browser
+    and axe check, and — for a notebook or a lab page — the notebook or the lab."""
+    if not topic:
+        return lambda item: True
+    topic = topic.removesuffix(".md").removesuffix(".ipynb").strip("/")
+    sources = [ROOT / "docs" / f"{topic}{ext}" for ext in (".md", ".ipynb")]
+    page = next((p for p in sources if p.exists()), None)
+    if page is None:
+        raise pytest.UsageError(f"no page docs/{topic}.md or .ipynb (T=<chapter>/<page>)")
+    text = page.read_text(encoding="utf-8")
+    snippets = {f"snippets/{name}" for name in TOPIC_INCLUDE.findall(text) if name.endswith(".py")}
+    loaded = {s.removeprefix("snippets/").removesuffix(".py") for s in snippets}
+    modules = {
+        test.relative_to(ROOT).as_posix()
+        for test in (ROOT / "tests").glob("*/test_*.py")
+        if loaded & set(LOADS.findall(test.read_text(encoding="utf-8")))
+    }
+    page_rel = page.relative_to(ROOT).as_posix()
+    url = topic.removesuffix("index") if topic.endswith("/index") else f"{topic}/"
+    lab = topic.split("/lab-", 1)[1] if "/lab-" in topic else None
+    wanted = {*snippets, page_rel, f"[{url}]"} | ({f"[{lab}]"} if lab else set())
+
+    def about(item: pytest.Item) -> bool:
+        path = item.nodeid.split("::")[0]
+        if path in modules or path == page_rel:  # behaviour tests, or the page's fences
+            return True
+        if lab and path.startswith("tests/labs/") and lab.replace("-", "_") in item.name:
+            return True
+        param = item.nodeid[item.nodeid.find("[") :] if "[" in item.nodeid else ""
+        return any(w in param for w in wanted)
+
+    return about
+
+
+PHASES = [  # (phase, where its tests live); the first match wins
+    ("snippets", "tests/test_snippets.py"),
+    ("labs", "tests/labs/"),
+    ("notebooks", "tests/test_notebooks.py"),
+    ("build", "tests/site/test_build.py"),
+    ("browser", "tests/site/"),
+    ("structure", "tests/test_"),
+    ("page fences", "docs/"),
+    ("behaviour", "tests/"),
+]
+PHASE_SECONDS: dict[str, float] = {}
+PHASE_TESTS: dict[str, int] = {}
+RUN_STARTED = time.perf_counter()
+
+
+def phase_of(nodeid: str) -> str:
+    return next(name for name, prefix in PHASES if nodeid.startswith(prefix) or name == "behaviour")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up where the time went (on the xdist controller, every worker's reports)."""
+    phase = phase_of(report.nodeid)
+    PHASE_SECONDS[phase] = PHASE_SECONDS.get(phase, 0.0) + report.duration
+    if report.when == "call" or (report.when == "setup" and report.skipped):
+        PHASE_TESTS[phase] = PHASE_TESTS.get(phase, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if not PHASE_SECONDS or hasattr(config, "workerinput"):
+        return
+    wall = time.perf_counter() - RUN_STARTED
+    write = terminalreporter.write_line
+    write("")
+    write("where the time went (seconds of test time, summed over the workers):")
+    rows = sorted(PHASE_SECONDS.items(), key=lambda item: -item[1])
+    lint = os.environ.get("LINT_SECONDS")
+    if lint:
+        write(f"  {'lint (ruff, before pytest)':<28} {float(lint):7.1f} s wall")
+    for phase, seconds in rows:
+        write(f"  {phase:<28} {seconds:7.1f} s  {PHASE_TESTS.get(phase, 0):4d} tests")
+    total = sum(PHASE_SECONDS.values())
+    write(f"  {'all tests':<28} {total:7.1f} s in {wall:.1f} s of wall time")

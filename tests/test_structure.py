@@ -217,3 +217,43 @@ def test_lab_servers_stay_on_loopback_with_verification_on():
         text = program.read_text(encoding="utf-8")
         for pattern, rule in EXPOSURE.items():  # DESIGN.md §7
             assert not re.search(pattern, text), f"{rel(program)}: {rule}"
+
+
+ROW = re.compile(
+    r"^\| (?P<num>[^|]+?) \| \[[^\]]+\]\((?P<link>[^)]+)\).*\| (?P<time>[^|]+) \|$", re.M
+)
+
+
+def minutes(time: str) -> int:
+    value, unit = time.split()
+    return round(float(value) * (60 if unit == "h" else 1))
+
+
+def test_path_rows_are_numbered_in_order_and_chapter_times_add_up():
+    """Row numbers and time totals were kept by hand and drifted (the protocols chapter
+    said 75 minutes for 5½ hours of topics): the broad path's rows are numbered
+    <chapter>.1, .2, … in order, each specialized path's rows 0 or 1 upwards, and each
+    chapter index's "About …" is the sum of its broad-path times, to the half hour."""
+    broad = (DOCS / "paths" / "broad.md").read_text(encoding="utf-8")
+    sections = re.split(r"^## (\d+)\. ", broad, flags=re.M)[1:]
+    for number, body in zip(sections[::2], sections[1::2], strict=True):
+        rows = list(ROW.finditer(body))
+        numbered = [r["num"] for r in rows if r["num"] != "lab"]
+        assert numbered == [f"{number}.{i}" for i in range(1, len(numbered) + 1)], numbered
+        chapter = rows[0]["link"].split("/")[1]
+        graded = [r for r in rows if "/lab-" in r["link"]]
+        topics = sum(minutes(r["time"]) for r in rows if r not in graded)
+        index = (DOCS / chapter / "index.md").read_text(encoding="utf-8")
+        stated = re.search(r"\*\*Time\.\*\* About ([\d½]+) hours", index)
+        assert stated, f"{chapter}/index.md: no '**Time.** About N hours'"
+        hours = float(stated[1].replace("½", ".5"))
+        assert abs(hours * 60 - topics) <= 15, (
+            f"{chapter}: says {hours} h, rows add up to {topics} min"
+        )
+    for path in sorted((DOCS / "paths").glob("*.md")):
+        if path.name in ("broad.md", "index.md"):
+            continue
+        numbers = [r["num"] for r in ROW.finditer(path.read_text(encoding="utf-8"))]
+        numbered = [n for n in numbers if n.isdigit()]
+        start = int(numbered[0])
+        assert numbered == [str(i) for i in range(start, start + len(numbered))], (path, numbers)

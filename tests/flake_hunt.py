@@ -43,20 +43,25 @@ class Result:
     failed: list[str] = field(default_factory=list)
     leftover: list[str] = field(default_factory=list)
     exit_code: int = 0
+    report: Path | None = None
 
 
-def outcomes(junit: Path) -> tuple[int, list[str]]:
-    """(passed, ids of failed or errored tests) from a JUnit XML report."""
-    passed, failed = 0, []
+def outcomes(junit: Path) -> tuple[int, list[str], list[str]]:
+    """(passed, ids of failed or errored tests, their messages) from a JUnit XML report."""
+    passed, failed, messages = 0, [], []
     if not junit.exists():
-        return 0, ["<no report: pytest crashed>"]
+        return 0, ["<no report: pytest crashed>"], []
     for case in ET.parse(junit).getroot().iter("testcase"):
         test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
-        if case.find("failure") is not None or case.find("error") is not None:
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
             failed.append(test_id)
+            messages.append(f"{test_id}: {problem.get('message', '')[:300]}")
         elif case.find("skipped") is None:
             passed += 1
-    return passed, failed
+    return passed, failed, messages
 
 
 def leftovers(mark: str, grace: float = 5.0) -> list[str]:
@@ -76,28 +81,30 @@ def leftovers(mark: str, grace: float = 5.0) -> list[str]:
 
 def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
     mark = f"FLAKE_HUNT_RUN={uuid.uuid4().hex}"
-    with tempfile.TemporaryDirectory(prefix="flake-hunt-") as tmp:
-        junit = Path(tmp) / "report.xml"
-        command = [
-            sys.executable, "-m", "pytest", "-q",
-            f"--randomly-seed={seed}", "-n", str(workers), *PARALLEL_PHASE,
-            f"--junitxml={junit}", *extra,
-        ]  # fmt: skip
-        start = time.perf_counter()
-        proc = subprocess.run(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **dict([mark.split("=")])},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=3600,
-        )
-        result = Result(run, seed, workers, time.perf_counter() - start, exit_code=proc.returncode)
-        result.passed, result.failed = outcomes(junit)
-        if proc.returncode not in (0, 1) and not result.failed:  # usage error, crash
-            result.failed = [f"<pytest exit {proc.returncode}>"]
-            print(proc.stdout[-3000:])
+    # The report is kept: the failures' tracebacks are where a diagnosis starts.
+    junit = Path(tempfile.gettempdir()) / f"flake-hunt-{seed}-{workers}w.xml"
+    command = [
+        sys.executable, "-m", "pytest", "-q", f"--randomly-seed={seed}",
+        "-n", str(workers), *PARALLEL_PHASE, f"--junitxml={junit}", *extra,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **dict([mark.split("=")])},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=3600,
+    )
+    result = Result(run, seed, workers, time.perf_counter() - start, exit_code=proc.returncode)
+    result.report = junit
+    result.passed, result.failed, messages = outcomes(junit)
+    for message in messages:
+        print("  " + message.replace("\n", " "), flush=True)
+    if proc.returncode not in (0, 1) and not result.failed:  # a usage error, a crash
+        result.failed = [f"<pytest exit {proc.returncode}>"]
+        print(proc.stdout[-3000:])
     result.leftover = leftovers(mark)
     return result
 
@@ -138,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(
             f"  {result.passed} passed, {len(result.failed)} failed, "
-            f"{len(result.leftover)} left running, {result.seconds:.0f} s",
-            *(f"\n  FAILED {t}" for t in result.failed),
+            f"{len(result.leftover)} left running, {result.seconds:.0f} s; report {result.report}",
             flush=True,
         )
     print()

@@ -87,8 +87,13 @@ def site_url(built_site: Build) -> Iterator[str]:
             server.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[object]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    asyncio event loop running in this thread while it is open, so every later test on
+    the same worker that calls asyncio.run() failed with "cannot be called from a running
+    event loop" — which random test order found (make flakes). A module's tests run
+    together, so the browser starts once per module and worker."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -1,4 +1,6 @@
-"""TCP head-of-line blocking: one late segment of one HTTP/2 stream stalls every stream.
+"""A model of TCP head-of-line blocking: a proxy holds back one DATA frame of one HTTP/2
+stream, as if its TCP segment were lost, and every stream on that connection waits; on
+separate connections, only the stream whose frame was held waits.
 
 Run: python snippets/protocols/http2_hol.py
 """
@@ -70,9 +72,11 @@ async def late_segment_pipe(
 # --8<-- [end:proxy]
 
 
-async def get_all(port: int, n: int) -> dict[int, float]:
-    """Send n requests at once; return each stream's completion time in seconds."""
+async def get_all(port: int, n: int) -> tuple[int, dict[int, float]]:
+    """Send n requests at once on one connection; return the connection's local port and
+    each stream's completion time in seconds."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    local_port = writer.get_extra_info("sockname")[1]
     conn = H2Connection(H2Configuration(client_side=True))
     conn.initiate_connection()
     writer.write(conn.data_to_send())
@@ -108,45 +112,55 @@ async def get_all(port: int, n: int) -> dict[int, float]:
             writer.write(conn.data_to_send())
     writer.close()
     await writer.wait_closed()
-    return done
+    return local_port, done
 
 
 # --8<-- [start:run]
-async def through_proxy(n: int = 10, hold: float = 0.2) -> dict[int, float]:
-    """n streams through the proxy; stream 1's first DATA frame is `hold` seconds late."""
+async def through_proxy(
+    n: int = 10, hold: float = 0.2, separate: bool = False, held_stream: int = 1
+) -> tuple[float, list[float]]:
+    """n requests through the proxy, which holds back `held_stream`'s first DATA frame on the
+    first connection it accepts for `hold` seconds. One connection with n streams, or
+    (separate=True) n connections with one stream each. Returns the completion time of
+    the stream that was held and those of the n - 1 others."""
     connections: list[asyncio.Task[None]] = []
+    held_port: list[int] = []  # the client port of the connection whose frame is held
 
     async def proxy(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        first = not held_port
+        if first:
+            held_port.append(client_w.get_extra_info("peername")[1])
         server_r, server_w = await asyncio.open_connection("127.0.0.1", server_port)
         connections.append(asyncio.create_task(pipe(client_r, server_w)))
-        await late_segment_pipe(server_r, client_w, stream_id=1, hold=hold)
+        await late_segment_pipe(server_r, client_w, held_stream, hold if first else 0.0)
 
     server = await asyncio.start_server(h2_connection, "127.0.0.1", 0)
     relay = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    server_port = server.sockets[0].getsockname()[1]
+    server_port, relay_port = (s.sockets[0].getsockname()[1] for s in (server, relay))
     async with server, relay:
-        done = await get_all(relay.sockets[0].getsockname()[1], n)
+        if separate:
+            results = await asyncio.gather(*(get_all(relay_port, 1) for _ in range(n)))
+        else:
+            results = [await get_all(relay_port, n)]
         await asyncio.wait(connections, timeout=5)
-    return done
+    times = [(port == held_port[0] and stream_id == held_stream, t)
+             for port, done in results for stream_id, t in done.items()]  # fmt: skip
+    return next(t for held, t in times if held), [t for held, t in times if not held]
 
 
 # --8<-- [end:run]
 
 
 def main() -> None:
-    hold = 0.2
-    baseline = asyncio.run(through_proxy(n=10, hold=0.0))
-    print(f"nothing held back: all 10 streams done within {max(baseline.values()) * 1e3:.1f} ms")
-    done = asyncio.run(through_proxy(n=10, hold=hold))
-    others = [t for stream_id, t in done.items() if stream_id != 1]
-    print(f"stream 1's first DATA frame held back {hold * 1000:.1f} ms (a lost segment)")
-    print(f"stream 1 completed after {done[1] * 1000:.1f} ms")
-    print(
-        f"the other {len(others)} streams: median {statistics.median(others) * 1000:.1f} ms,"
-        f" first {min(others) * 1000:.1f} ms"
-    )
-    waited = sum(t >= hold for t in others)
-    print(f"{waited} of {len(others)} other streams waited for stream 1's segment")
+    hold, n = 0.2, 10
+    print(f"the model: a proxy holds back stream 1's first DATA frame {hold * 1000:.1f} ms")
+    for separate in (False, True):
+        held, others = asyncio.run(through_proxy(n, hold, separate))
+        how = f"{n} connections, 1 stream each" if separate else f"1 connection, {n} streams"
+        print(f"{how}: the held stream done after {held * 1000:.1f} ms")
+        print(f"  the other {len(others)}: first {min(others) * 1000:.1f} ms,"
+              f" median {statistics.median(others) * 1000:.1f} ms,"
+              f" last {max(others) * 1000:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -133,11 +133,35 @@ def test_hpack_never_indexes_the_authorization_header():
     assert all(a - b > 30 for a, b in zip(with_auth[1:], no_auth[1:], strict=True))
 
 
-def test_one_late_tcp_segment_stalls_every_http2_stream():
-    hold = 0.2
-    baseline = asyncio.run(http2_hol.through_proxy(n=10, hold=0.0))
-    done = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
-    others = [t for stream_id, t in done.items() if stream_id != 1]
-    assert len(others) == 9
-    assert min(others) >= hold  # none of them got past stream 1's hole
-    assert statistics.median(others) > 3 * max(baseline.values())
+def test_one_held_frame_stalls_every_stream_on_its_connection_but_not_on_separate_ones():
+    """The model (a proxy holding one DATA frame) and its counterfactual, interleaved:
+    the same held frame on one shared connection and on ten separate connections.
+
+    The old test compared against the max of one hold=0 run: one slow moment in that
+    single baseline run made it fail (issue 19). Now both variants run in every round,
+    and the comparison is between them, not against a baseline."""
+    hold, rounds = 0.5, 3
+    shared, apart = [], []
+    for _ in range(rounds):
+        held, others = asyncio.run(http2_hol.through_proxy(10, hold, separate=False))
+        assert len(others) == 9 and held >= hold
+        assert min(others) >= hold  # on one connection, nobody got past the hole
+        shared.append(statistics.median(others))
+        held, others = asyncio.run(http2_hol.through_proxy(10, hold, separate=True))
+        assert len(others) == 9 and held >= hold  # the held stream itself still waits
+        apart.append(statistics.median(others))
+    # Noise budget: over 10 runs (5 beside two busy loops and three other suites) the
+    # separate connections' median was 3-60 ms, never near the 200 ms hold; the shared
+    # connection's is >= 200 ms by construction. hold / 2 leaves 40 ms above the worst.
+    assert statistics.median(apart) < hold / 2, f"separate connections: {apart}"
+    assert statistics.median(shared) > 2 * statistics.median(apart), (shared, apart)
+
+
+def test_a_hole_delays_only_the_bytes_behind_it():
+    """Break it (http2.md): hold the last stream's frame instead, and the nine streams
+    whose frames came before it are not delayed."""
+    hold = 0.5
+    held, others = asyncio.run(http2_hol.through_proxy(10, hold, held_stream=19))
+    assert held >= hold
+    # Noise budget: as above, the unheld streams' median was 3-60 ms over 10 runs.
+    assert statistics.median(others) < hold / 2, others

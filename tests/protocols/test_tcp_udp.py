@@ -128,3 +128,20 @@ def test_a_larger_receive_window_lets_the_writer_get_further_ahead():
     small = tcp_flow_control.stalled_writer(16 << 10)["accepted"]
     large = tcp_flow_control.stalled_writer(256 << 10)["accepted"]
     assert large > 2 * small
+
+
+def test_framing_break_it_one_read_without_the_wait_two_when_reading_between_sends():
+    """tcp-udp.md Break it: on Linux loopback the wait changes nothing (both sends are in
+    the receive buffer before this thread reads); reading between the sends splits them."""
+    for _ in range(30):
+        client, server = tcp_framing.connected_pair()
+        with client, server:
+            client.sendall(b"hello")
+            client.sendall(b"world")
+            assert tcp_framing.naive_reads(server, 10) == [b"helloworld"]
+    client, server = tcp_framing.connected_pair()
+    with client, server:
+        client.sendall(b"hello")
+        first = server.recv(65536)
+        client.sendall(b"world")
+        assert [first, server.recv(65536)] == [b"hello", b"world"]

@@ -219,8 +219,10 @@ def test_hand_parser_and_h11_read_well_formed_requests_the_same(
 
 
 def test_keep_alive_is_faster_than_a_new_connection_per_request():
+    # Noise budget: new/kept was 3.5-6.1x over 10 runs, but 1.6x at worst over 5 runs
+    # beside two busy loops (median 3.6x); 1.2x keeps the lesson with room below that.
     new, kept = http1_keepalive.compare(n=100, rounds=5)
-    assert new > 1.5 * kept, f"new {new * 1e6:.0f} µs vs keep-alive {kept * 1e6:.0f} µs"
+    assert new > 1.2 * kept, f"new {new * 1e6:.0f} µs vs keep-alive {kept * 1e6:.0f} µs"
 
 
 def test_pipelined_responses_come_back_in_order_behind_the_slow_one():
@@ -230,6 +232,9 @@ def test_pipelined_responses_come_back_in_order_behind_the_slow_one():
         apart = http1_pipelining.one_connection_each(address, paths)
     assert [body for body, _ in piped] == [p.encode() for p in paths]  # in request order
     slow = http1_pipelining.SLOW
+    # Noise budget: piped requests took 1.00-1.13 x SLOW over 15 runs (5 beside two busy
+    # loops), always >= SLOW by construction; apart, at most 0.30 x SLOW (busy), median
+    # 0.02-0.09; the bounds 0.9 and 0.5 hold with margins of 10% and 1.6x.
     assert piped[1][1] > 0.9 * slow and piped[2][1] > 0.9 * slow  # blocked behind /slow
     assert apart[1][1] < slow / 2 and apart[2][1] < slow / 2  # not blocked on their own
 
@@ -241,6 +246,8 @@ def test_chunks_arrive_as_they_are_produced_and_decode_like_http_client():
     assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
     assert [data for data, _ in chunks] == http1_chunked.PARTS
     first, last = chunks[0][1], chunks[-1][1]
+    # Noise budget: first-to-last was 2.00-2.19 x PAUSE over 15 runs (5 beside two busy
+    # loops); it cannot be under 2 x PAUSE (two pauses), so 1.5 only fails if buffered.
     assert last - first > 1.5 * http1_chunked.PAUSE  # streamed, not buffered to the end
     assert b"".join(http1_chunked.PARTS) == library
 

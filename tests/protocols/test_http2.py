@@ -89,10 +89,12 @@ def test_a_silent_client_is_sent_goaway_after_the_idle_timeout():
 
 
 def test_multiplexing_beats_one_request_at_a_time_on_one_connection():
+    # Noise budget: HTTP/1.1 over HTTP/2 was 2.8-7.3x over 10 runs and 2.3-5.2x over 5
+    # beside two busy loops; 1.5x is below the worst with room (the old 2x was not).
     results = asyncio.run(http2_multiplex.compare(n=100, rounds=3))
     (h1, h1_peak), (h2, h2_peak) = results["HTTP/1.1"], results["HTTP/2"]
     assert h1_peak == 1 and h2_peak > 50  # the server really worked on them at once
-    assert h1 > 2 * h2, f"HTTP/1.1 {h1 * 1000:.0f} ms vs HTTP/2 {h2 * 1000:.0f} ms"
+    assert h1 > 1.5 * h2, f"HTTP/1.1 {h1 * 1000:.0f} ms vs HTTP/2 {h2 * 1000:.0f} ms"
 
 
 def test_the_http1_server_rejects_a_request_that_is_not_get_with_400():
@@ -150,9 +152,11 @@ def test_one_held_frame_stalls_every_stream_on_its_connection_but_not_on_separat
         held, others = asyncio.run(http2_hol.through_proxy(10, hold, separate=True))
         assert len(others) == 9 and held >= hold  # the held stream itself still waits
         apart.append(statistics.median(others))
-    # Noise budget: over 10 runs (5 beside two busy loops and three other suites) the
-    # separate connections' median was 3-60 ms, never near the 200 ms hold; the shared
-    # connection's is >= 200 ms by construction. hold / 2 leaves 40 ms above the worst.
+    # Noise budget: per-run medians of the separate connections' other streams were
+    # 21-67 ms (10 runs at hold 0.2) and 25-99 ms (6 runs at hold 0.5) beside two busy
+    # loops, and up to 202 ms in one busy run of 10 at hold 0.2; the shared connection's
+    # are >= hold by construction. With hold 0.5, hold / 2 = 250 ms is above every run
+    # seen, and the median of three rounds absorbs a single slow one.
     assert statistics.median(apart) < hold / 2, f"separate connections: {apart}"
     assert statistics.median(shared) > 2 * statistics.median(apart), (shared, apart)
 
@@ -163,5 +167,6 @@ def test_a_hole_delays_only_the_bytes_behind_it():
     hold = 0.5
     held, others = asyncio.run(http2_hol.through_proxy(10, hold, held_stream=19))
     assert held >= hold
-    # Noise budget: as above, the unheld streams' median was 3-60 ms over 10 runs.
+    # Noise budget: the nine streams ahead of the hole took a median 5-44 ms over 16 runs
+    # (6 beside two busy loops), 98 ms at worst at hold 0.2; hold / 2 = 250 ms.
     assert statistics.median(others) < hold / 2, others

@@ -66,8 +66,10 @@ def test_quic_loss_delays_only_the_stream_that_lost_packets():
     done, dropped = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
     others = [t for stream_id, t in done.items() if stream_id != 0]
     assert dropped > 0 and done[0] >= window  # stream 0 really waited for its data
-    # Noise budget: see NOISE_QUIC below.
-    assert sum(t < done[0] / 2 for t in others) >= 8  # the others did not wait for it
+    # Noise budget: the other streams' median was 0.01-0.28 of done[0] / 2 over 15 runs
+    # (5 beside two busy loops; at most 0.11 busy), and 8 or 9 of 9 finished before it;
+    # "most" (6) and the median keep a margin from both.
+    assert sum(t < done[0] / 2 for t in others) >= 6  # most did not wait for it
     assert statistics.median(others) < done[0] / 2
 
 
@@ -82,7 +84,8 @@ def test_a_held_tcp_frame_stalls_every_http2_stream_a_real_quic_loss_only_its_ow
         quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=hold))
         quic_others.append(statistics.median(t for stream_id, t in quic.items() if stream_id))
     assert min(h2_others) >= hold  # behind the hole in TCP's byte stream
-    # Noise budget: QUIC's other streams took a median 7-40 ms over 10 runs (5 beside two
-    # busy loops); hold / 2 = 100 ms leaves 2.5x that; HTTP/2's are >= 200 ms by design.
+    # Noise budget: per-run medians of QUIC's other streams were 5-12 ms (6 runs) and
+    # 16-100 ms (6 runs beside two busy loops) at a 0.5 s window, 14-141 ms at 0.2 s;
+    # hold / 2 = 250 ms is 2.5x the worst; HTTP/2's are >= hold by construction.
     assert statistics.median(quic_others) < hold / 2, quic_others
     assert statistics.median(h2_others) > 2 * statistics.median(quic_others)

@@ -258,6 +258,14 @@ def word(rng: Random, n: int = 8) -> str:
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
 
 
+def send_in_two(client: Client, data: bytes, cut: int) -> None:
+    """data[:cut], then the rest a moment later, so they arrive apart (not a readiness
+    wait: the point is that the server sees them in two reads)."""
+    client.send(data[:cut])
+    time.sleep(0.02)
+    client.send(data[cut:])
+
+
 def expect_status(response: Response, status: int, what: str) -> None:
     assert response.status == status, (
         f"{what}: expected status {status}, got {response.status} {response.reason!r}"
@@ -355,10 +363,7 @@ def test_post_body_is_read_by_content_length(server: Server, rng: Random) -> Non
         body = bytes(rng.randrange(32, 127) for _ in range(size))
         with server.client() as client:
             data = client.request_bytes("POST", "/echo", {"Connection": "close"}, body)
-            half = len(data) - size // 2
-            client.send(data[:half])  # the head and half the body ...
-            time.sleep(0.02)  # ... arrive apart from the rest (not a readiness wait)
-            client.send(data[half:])
+            send_in_two(client, data, len(data) - size // 2)  # the head and half the body
             response = client.read_response(f"POST /echo with a {size}-byte body")
         expect_status(response, 200, f"POST /echo with a {size}-byte body")
         assert response.body == body, (
@@ -709,10 +714,7 @@ def test_chunked_request_bodies_are_decoded(server: Server, rng: Random) -> None
             sizes = [rng.randrange(1, 5000) for _ in range(rng.randrange(1, 6))]
             head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             data = head + chunked(body, sizes)
-            half = len(data) // 2
-            client.send(data[:half])
-            time.sleep(0.02)  # ... the rest arrives apart (not a readiness wait)
-            client.send(data[half:])
+            send_in_two(client, data, len(data) // 2)
             what = f"POST /echo with a {size}-byte chunked body"
             response = client.read_response(what)
             expect_status(response, 200, f"{what} (a server MUST parse chunked)")

@@ -135,38 +135,43 @@ def test_hpack_never_indexes_the_authorization_header():
     assert all(a - b > 30 for a, b in zip(with_auth[1:], no_auth[1:], strict=True))
 
 
-def test_one_held_frame_stalls_every_stream_on_its_connection_but_not_on_separate_ones():
-    """The model (a proxy holding one DATA frame) and its counterfactual, interleaved:
-    the same held frame on one shared connection and on ten separate connections.
+def test_real_loss_of_one_response_stalls_every_stream_on_its_connection_only():
+    """Real loss (the client's kernel drops the large response's segments for `window`
+    seconds) and its counterfactual, interleaved: the same loss on one shared HTTP/2
+    connection and on ten separate connections, each with the same filter.
 
-    The old test compared against the max of one hold=0 run: one slow moment in that
-    single baseline run made it fail (issue 19). Now both variants run in every round,
-    and the comparison is between them, not against a baseline."""
-    hold, rounds = 0.5, 3
-    shared, apart = [], []
+    This replaces a proxy that slept (a model) and a test that compared against the max
+    of one hold=0 run, which one slow moment made fail (issue 19): both variants now run
+    in every round, and what is compared is an ordering — which responses finish before
+    the one that lost data — not a time against a threshold."""
+    window, rounds = 0.5, 3
+    shared, apart, ahead = [], [], []
     for _ in range(rounds):
-        held, others = asyncio.run(http2_hol.through_proxy(10, hold, separate=False))
-        assert len(others) == 9 and held >= hold
-        assert min(others) >= hold  # on one connection, nobody got past the hole
+        large, others, held = asyncio.run(http2_hol.under_loss(10, window, separate=False))
+        assert len(others) == 9 and large >= window  # lost, and repaired only after the window
+        assert min(others) >= window  # nobody got past the hole in the byte stream ...
+        assert not any(t < large for t in others)  # ... nobody finished before it ...
+        assert held != 0  # ... though their segments had arrived (-1: a kernel before 5.4)
         shared.append(statistics.median(others))
-        held, others = asyncio.run(http2_hol.through_proxy(10, hold, separate=True))
-        assert len(others) == 9 and held >= hold  # the held stream itself still waits
+        large, others, _ = asyncio.run(http2_hol.under_loss(10, window, separate=True))
+        assert len(others) == 9 and large >= window  # the same loss on its own connection
+        ahead.append(sum(t < large for t in others))
         apart.append(statistics.median(others))
-    # Noise budget: per-run medians of the separate connections' other streams were
-    # 21-67 ms (10 runs at hold 0.2) and 25-99 ms (6 runs at hold 0.5) beside two busy
-    # loops, and up to 202 ms in one busy run of 10 at hold 0.2; the shared connection's
-    # are >= hold by construction. With hold 0.5, hold / 2 = 250 ms is above every run
-    # seen, and the median of three rounds absorbs a single slow one.
-    assert statistics.median(apart) < hold / 2, f"separate connections: {apart}"
-    assert statistics.median(shared) > 2 * statistics.median(apart), (shared, apart)
+    # Noise budget: over 14 runs (6 beside two busy loops, with three other suites on the
+    # machine) the large response took 0.68-1.04 s on its own connection, the others a
+    # median 25-379 ms: 9 of 9 finished before it in every run, so 7 (median of three
+    # rounds) leaves room. On one connection, 0 of 9 in every run (by construction). A
+    # ratio of the two medians was not kept: it came down to 1.7x on the busy machine.
+    assert statistics.median(ahead) >= 7, f"finished before the lossy one: {ahead}"
+    assert statistics.median(shared) > statistics.median(apart), (shared, apart)
 
 
 def test_a_hole_delays_only_the_bytes_behind_it():
-    """Break it (http2.md): hold the last stream's frame instead, and the nine streams
-    whose frames came before it are not delayed."""
-    hold = 0.5
-    held, others = asyncio.run(http2_hol.through_proxy(10, hold, held_stream=19))
-    assert held >= hold
-    # Noise budget: the nine streams ahead of the hole took a median 5-44 ms over 16 runs
-    # (6 beside two busy loops), 98 ms at worst at hold 0.2; hold / 2 = 250 ms.
-    assert statistics.median(others) < hold / 2, others
+    """Break it (http2.md): make the last request the large one; the nine responses sent
+    before it are not delayed by its loss."""
+    window = 0.5
+    large, others, _ = asyncio.run(http2_hol.under_loss(10, window, big=9))
+    assert large >= window
+    # Noise budget: over 14 runs (6 beside two busy loops) the large one took 0.53-0.93 s
+    # and 9 of 9 finished before it every time: 7 leaves room for two stragglers.
+    assert sum(t < large for t in others) >= 7, (large, others)

@@ -66,26 +66,28 @@ def test_quic_loss_delays_only_the_stream_that_lost_packets():
     done, dropped = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
     others = [t for stream_id, t in done.items() if stream_id != 0]
     assert dropped > 0 and done[0] >= window  # stream 0 really waited for its data
-    # Noise budget: the other streams' median was 0.01-0.28 of done[0] / 2 over 15 runs
-    # (5 beside two busy loops; at most 0.11 busy), and 8 or 9 of 9 finished before it;
-    # "most" (6) and the median keep a margin from both.
-    assert sum(t < done[0] / 2 for t in others) >= 6  # most did not wait for it
-    assert statistics.median(others) < done[0] / 2
+    # Noise budget: stream 0 took 0.53-0.90 s over 14 runs (6 beside two busy loops), the
+    # others a median 17-92 ms (up to 487 ms in an earlier busy series): 9 of 9 finished
+    # before stream 0 every time; the test asks for 7.
+    assert sum(t < done[0] for t in others) >= 7  # most did not wait for it
+    assert statistics.median(others) < done[0]
 
 
-def test_a_held_tcp_frame_stalls_every_http2_stream_a_real_quic_loss_only_its_own():
-    """HTTP/2's side is the model (a frame held in a proxy); QUIC's is real: datagrams
-    dropped by a relay and recovered by aioquic's own loss recovery (see http3.md)."""
-    hold, rounds = 0.5, 3
-    h2_others, quic_others = [], []
+def test_the_same_loss_stalls_every_http2_stream_but_only_one_quic_stream():
+    """The same loss on both: every packet over 1000 bytes dropped for `window` seconds —
+    TCP segments by the client's kernel (a socket filter), QUIC datagrams by a relay —
+    and each protocol's own recovery repairs it. Compared: how many of the other nine
+    streams finished before the stream that lost data."""
+    window, rounds = 0.5, 3
+    h2_ahead, quic_ahead = [], []
     for _ in range(rounds):  # interleaved, so a slow moment hits both
-        _, others = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
-        h2_others.append(statistics.median(others))
-        quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=hold))
-        quic_others.append(statistics.median(t for stream_id, t in quic.items() if stream_id))
-    assert min(h2_others) >= hold  # behind the hole in TCP's byte stream
-    # Noise budget: per-run medians of QUIC's other streams were 5-12 ms (6 runs) and
-    # 16-100 ms (6 runs beside two busy loops) at a 0.5 s window, 14-141 ms at 0.2 s;
-    # hold / 2 = 250 ms is 2.5x the worst; HTTP/2's are >= hold by construction.
-    assert statistics.median(quic_others) < hold / 2, quic_others
-    assert statistics.median(h2_others) > 2 * statistics.median(quic_others)
+        large, others, _ = asyncio.run(http2_hol.under_loss(n=10, window=window))
+        h2_ahead.append(sum(t < large for t in others))
+        quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
+        quic_ahead.append(sum(t < quic[0] for stream_id, t in quic.items() if stream_id))
+    assert h2_ahead == [0] * rounds  # behind the hole in TCP's byte stream, every time
+    # Noise budget: over 14 runs (6 beside two busy loops) QUIC's stream 0 took
+    # 0.53-0.90 s and its other streams a median 17-92 ms (up to 487 ms in an earlier
+    # busy series): 9 of 9 were ahead of it in every run; 7 (median of three rounds)
+    # leaves room. HTTP/2: 0 of 9 in every run, by construction.
+    assert statistics.median(quic_ahead) >= 7, quic_ahead

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -219,10 +220,13 @@ def test_hand_parser_and_h11_read_well_formed_requests_the_same(
 
 
 def test_keep_alive_is_faster_than_a_new_connection_per_request():
-    # Noise budget: new/kept was 3.5-6.1x over 10 runs, but 1.6x at worst over 5 runs
-    # beside two busy loops (median 3.6x); 1.2x keeps the lesson with room below that.
-    new, kept = http1_keepalive.compare(n=100, rounds=5)
-    assert new > 1.2 * kept, f"new {new * 1e6:.0f} µs vs keep-alive {kept * 1e6:.0f} µs"
+    # Noise budget: in elapsed time new/kept was 3.5-6.1x over 10 runs, but 1.5-15x
+    # beside busy loops and once 0.86x (a failure) with six busy loops of other suites on
+    # the two cores: elapsed time then measures waiting for a CPU. The CPU time both sides
+    # spend per request (client and server share this process) was 2.3-3.6x over 16 runs,
+    # 8 of them beside two busy loops and other suites; 1.5x is below the worst with room.
+    new, kept = http1_keepalive.compare(n=100, rounds=5, clock=time.process_time)
+    assert new > 1.5 * kept, f"CPU per request: new {new * 1e6:.0f} µs, kept {kept * 1e6:.0f} µs"
 
 
 def test_pipelined_responses_come_back_in_order_behind_the_slow_one():

@@ -88,13 +88,18 @@ def test_a_silent_client_is_sent_goaway_after_the_idle_timeout():
     assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == NO_ERROR
 
 
-def test_multiplexing_beats_one_request_at_a_time_on_one_connection():
-    # Noise budget: HTTP/1.1 over HTTP/2 was 2.8-7.3x over 10 runs and 2.3-5.2x over 5
-    # beside two busy loops; 1.5x is below the worst with room (the old 2x was not).
-    results = asyncio.run(http2_multiplex.compare(n=100, rounds=3))
+def test_multiplexing_beats_one_request_at_a_time_on_one_connection(monkeypatch):
+    # Noise budget: with the page's 4 ms of work, HTTP/1.1 over HTTP/2 was 2.8-7.3x over
+    # 10 runs but 1.16-5.6x over 8 runs at a load average of 19 on two cores (other
+    # suites): HTTP/1.1's time is sleep-bound (n x WORK), HTTP/2's is CPU-bound, so CPU
+    # starvation shrinks the ratio. With 30 ms of work and 30 requests it was 4.0-16.6x
+    # over those same 8 runs; 2x is half the worst.
+    monkeypatch.setattr(http2_multiplex, "WORK", 0.03)
+    results = asyncio.run(http2_multiplex.compare(n=30, rounds=3))
     (h1, h1_peak), (h2, h2_peak) = results["HTTP/1.1"], results["HTTP/2"]
-    assert h1_peak == 1 and h2_peak > 50  # the server really worked on them at once
-    assert h1 > 1.5 * h2, f"HTTP/1.1 {h1 * 1000:.0f} ms vs HTTP/2 {h2 * 1000:.0f} ms"
+    assert h1_peak == 1 and h2_peak > 20  # the server really worked on them at once
+    assert h1 >= 30 * 0.03  # one at a time: at least n x WORK
+    assert h1 > 2 * h2, f"HTTP/1.1 {h1 * 1000:.0f} ms vs HTTP/2 {h2 * 1000:.0f} ms"
 
 
 def test_the_http1_server_rejects_a_request_that_is_not_get_with_400():

@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
@@ -35,6 +36,8 @@ REASONS = {
 }
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
 VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
+ABSOLUTE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^#]*)")  # RFC 9112 §3.2.2
+CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})(;[^\r\n]*)?")  # RFC 9112 §7.1
 FORBIDDEN_IN_VALUE = re.compile(rb"[\x00\r\n]")  # RFC 9110 §5.5: reject, never pass on
 
 
@@ -55,6 +58,15 @@ class Request:
     body: bytes = b""
 
     @property
+    def path(self) -> str:
+        """The path of an origin-form target, or of an absolute-form one, which a server
+        MUST accept (RFC 9112 §3.2.2): http://host/echo/x is /echo/x. (Its host is then
+        the one that counts, not Host's; this server serves one site, so it uses neither.)"""
+        if match := ABSOLUTE.fullmatch(self.target.encode("latin-1")):
+            return match[1].decode("latin-1") or "/"
+        return self.target
+
+    @property
     def keep_alive(self) -> bool:
         """RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with keep-alive."""
         tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
@@ -67,8 +79,10 @@ def parse_head(head: bytes) -> Request:
     """Parse the request line and header fields (RFC 9112 §3 and §5)."""
     request_line, *field_lines = head.split(b"\r\n")
     parts = request_line.split(b" ")
-    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not parts[1].startswith(b"/"):
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]):
         raise HttpError(400, f"malformed request line {request_line[:80]!r}")
+    if not parts[1].startswith(b"/") and not ABSOLUTE.fullmatch(parts[1]):
+        raise HttpError(400, f"a target that is neither a path nor a URI {parts[1][:80]!r}")
     version = VERSION.fullmatch(parts[2])
     if not version:
         raise HttpError(400, f"malformed HTTP version {parts[2][:20]!r}")
@@ -96,12 +110,19 @@ def parse_head(head: bytes) -> Request:
     return request
 
 
-def body_length(request: Request) -> int:
-    """RFC 9112 §6: how many body bytes follow the head."""
+def body_length(request: Request) -> int | None:
+    """RFC 9112 §6: how many body bytes follow the head; None for a chunked body."""
     if "transfer-encoding" in request.headers:
-        # Never guess between two framings: that is how request smuggling starts.
-        status = 400 if "content-length" in request.headers else 501
-        raise HttpError(status, "Transfer-Encoding is not supported")
+        if "content-length" in request.headers or request.version < (1, 1):
+            # §6.1 allows rejecting both at once (a smuggling attempt), and HTTP/1.0 has
+            # no transfer codings: never guess between two framings.
+            raise HttpError(400, "Transfer-Encoding with Content-Length, or in HTTP/1.0")
+        codings = [c.strip().lower() for c in request.headers["transfer-encoding"].split(",")]
+        if codings[-1] != "chunked":
+            raise HttpError(400, "chunked is not the final transfer coding")  # §6.3: MUST
+        if codings != ["chunked"]:
+            raise HttpError(501, f"transfer codings {codings[:-1]} are not implemented")
+        return None
     value = request.headers.get("content-length", "0")
     if not value.isdigit() or not value.isascii():
         raise HttpError(400, f"invalid Content-Length {value[:20]!r}")
@@ -153,36 +174,79 @@ class Connection:
         del self.buffer[: end + 4]
         request = parse_head(head)
         length = body_length(request)
-        while len(self.buffer) < length:
+        request.body = self._chunked(deadline) if length is None else self._take(length, deadline)
+        return request
+
+    def _wait_for(self, enough: Callable[[], bool], deadline: float) -> None:
+        """Read until enough() is true: 400 if the client closes first, 408 at the deadline."""
+        while not enough():
             try:
                 if not self._fill(deadline):
-                    raise HttpError(400, "connection closed mid-body")
+                    raise HttpError(400, "connection closed mid-request")
             except TimeoutError:
                 raise HttpError(408, f"request not complete within {TIMEOUT} s") from None
-        request.body = bytes(self.buffer[:length])
-        del self.buffer[:length]
-        return request
+
+    def _take(self, n: int, deadline: float) -> bytes:
+        self._wait_for(lambda: len(self.buffer) >= n, deadline)
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def _line(self, deadline: float) -> bytes:
+        def found() -> bool:
+            if b"\r\n" in self.buffer:
+                return True
+            if len(self.buffer) > 1024:
+                raise HttpError(400, "chunk size or trailer line too long")
+            return False
+
+        self._wait_for(found, deadline)
+        return self._take(self.buffer.index(b"\r\n") + 2, deadline)[:-2]
+
+    def _chunked(self, deadline: float) -> bytes:
+        """A chunked body (RFC 9112 §7.1): hex size [;extensions] CRLF, data CRLF, ...,
+        then a zero size, trailer fields (read and dropped, §7.1.2) and an empty line."""
+        body = bytearray()
+        while True:
+            match = CHUNK_SIZE.fullmatch(self._line(deadline))
+            if not match:
+                raise HttpError(400, "malformed chunk size line")
+            size = int(match[1], 16)
+            if len(body) + size > MAX_BODY_BYTES:
+                raise HttpError(413, f"chunked body over {MAX_BODY_BYTES} bytes")
+            if size == 0:
+                while self._line(deadline):  # trailer fields until the empty line
+                    pass
+                return bytes(body)
+            body += self._take(size, deadline)
+            if self._take(2, deadline) != b"\r\n":
+                raise HttpError(400, "chunk data not followed by CRLF")
 
 
 def route(request: Request) -> tuple[int, bytes, dict[str, str]]:
     """The application: (status, body, extra headers)."""
-    path = request.target.split("?", 1)[0]
+    path = request.path.split("?", 1)[0]
+    get = ("GET", "HEAD")  # a server MUST support both (RFC 9110 §9.1)
     if path == "/":
-        allowed, body = "GET", b"Hello, world!\n"
+        allowed, body = get, b"Hello, world!\n"
     elif path.startswith("/echo/"):
-        allowed, body = "GET", path.removeprefix("/echo/").encode("latin-1")
+        allowed, body = get, path.removeprefix("/echo/").encode("latin-1")
     elif path == "/user-agent":
-        allowed, body = "GET", request.headers.get("user-agent", "").encode("latin-1")
+        allowed, body = get, request.headers.get("user-agent", "").encode("latin-1")
     elif path == "/echo":
-        allowed, body = "POST", request.body
+        allowed, body = ("POST",), request.body
     else:
         return 404, b"not found\n", {}
-    if request.method != allowed:
-        return 405, b"method not allowed\n", {"Allow": allowed}
+    if request.method not in allowed:
+        return 405, b"method not allowed\n", {"Allow": ", ".join(allowed)}
     return 200, body, {}
 
 
-def response_bytes(status: int, body: bytes, headers: dict[str, str], close: bool) -> bytes:
+def response_bytes(
+    status: int, body: bytes, headers: dict[str, str], close: bool, head: bool = False
+) -> bytes:
+    """head: the answer to HEAD, the same header fields as GET's, without the body
+    (RFC 9110 §9.3.2); Content-Length still says how long GET's body would be."""
     lines = [
         f"HTTP/1.1 {status} {REASONS[status]}",
         f"Date: {formatdate(usegmt=True)}",
@@ -192,7 +256,7 @@ def response_bytes(status: int, body: bytes, headers: dict[str, str], close: boo
     ]
     if close:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body)
 
 
 def lingering_close(sock: socket.socket) -> None:
@@ -215,7 +279,8 @@ def handle_connection(sock: socket.socket) -> None:
             while (request := conn.read_request()) is not None:
                 status, body, headers = route(request)
                 sock.settimeout(TIMEOUT)  # a client that does not read its response is let go
-                sock.sendall(response_bytes(status, body, headers, not request.keep_alive))
+                close, head = not request.keep_alive, request.method == "HEAD"
+                sock.sendall(response_bytes(status, body, headers, close, head))
                 if not request.keep_alive:
                     return
         except HttpError as error:

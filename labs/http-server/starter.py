@@ -60,6 +60,11 @@ def read_request(sock: socket.socket, buffer: bytearray) -> Request | None:
     #   of the head; and HttpError(408, ...) when the request is not complete TIMEOUT s
     #   after its first byte: one deadline for the whole request, so before each recv(),
     #   sock.settimeout(what is left of it), and catch TimeoutError.
+    # TODO stage 7: accept an absolute-form target (GET http://host:port/echo/x HTTP/1.1:
+    #   route on its path); read a Transfer-Encoding: chunked body (hex size [;ext] CRLF,
+    #   data CRLF, ..., 0 CRLF, trailer lines, CRLF) and decode it; HttpError(400, ...) for
+    #   a malformed chunk size or chunk data not followed by CRLF, or when chunked is not
+    #   the last transfer coding.
     raise NotImplementedError("stage 1: read the request")
 
 
@@ -69,6 +74,7 @@ def route(request: Request) -> tuple[int, bytes, dict[str, str]]:
     # TODO stage 2: GET /echo/<text> -> 200 with <text>; no route -> 404;
     #   a known path with the wrong method -> 405 with an Allow header.
     # TODO stage 3: GET /user-agent -> the User-Agent header; POST /echo -> the body.
+    # TODO stage 7: HEAD works wherever GET does (Allow: GET, HEAD).
     raise NotImplementedError("stage 1: route GET /")
 
 
@@ -78,6 +84,8 @@ def response_bytes(status: int, body: bytes, headers: dict[str, str], close: boo
     # TODO stage 3: always send Content-Length, Content-Type and Date
     #   (email.utils.formatdate(usegmt=True)).
     # TODO stage 4: add "Connection: close" when you are going to close.
+    # TODO stage 7: the response to HEAD has GET's header fields (Content-Length
+    #   included) and no body.
     raise NotImplementedError("stage 1: write the response")
 
 

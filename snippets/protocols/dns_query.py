@@ -10,7 +10,7 @@ import ipaddress
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,16 +19,22 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-A, AAAA = 1, 28  # record types (RFC 1035 §3.2.2, RFC 3596)
+A, SOA, AAAA = 1, 6, 28  # record types (RFC 1035 §3.2.2, RFC 3596)
 IN = 1  # the Internet class
-NOERROR, FORMERR, NXDOMAIN, NOTIMP = 0, 1, 3, 4  # response codes (RFC 1035 §4.1.1)
+NOERROR, FORMERR, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 3, 4, 5  # RCODEs (RFC 1035 §4.1.1)
 HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 
+ORIGIN = "example.test."  # the zone this server is authoritative for
 ZONE: dict[tuple[str, int], tuple[int, list[str]]] = {  # (name, type) -> (TTL, addresses)
     ("www.example.test.", A): (300, ["192.0.2.10", "192.0.2.11"]),
     ("www.example.test.", AAAA): (300, ["2001:db8::10"]),
     ("api.example.test.", A): (60, ["192.0.2.20"]),
 }
+# The zone's SOA record (RFC 1035 §3.3.13) lives at the apex. Its last field, MINIMUM, is
+# the negative-caching TTL (RFC 2308 §4); a resolver caches "no such name" for
+# min(MINIMUM, the SOA record's own TTL) (§5).
+SOA_TTL = 3600
+SOA_FIELDS = ("ns1.example.test.", "hostmaster.example.test.", 2026120101, 7200, 900, 1209600, 60)
 
 
 # --8<-- [start:names]
@@ -37,13 +43,16 @@ def encode_name(name: str) -> bytes:
     labels = name.rstrip(".").split(".")
     if any(not 0 < len(label) <= 63 for label in labels):
         raise ValueError(f"bad label in {name!r}")
-    return b"".join(bytes([len(label)]) + label.encode("ascii") for label in labels) + b"\0"
+    wire = b"".join(bytes([len(label)]) + label.encode("ascii") for label in labels) + b"\0"
+    if len(wire) > 255:
+        raise ValueError("name longer than 255 octets")
+    return wire
 
 
 def decode_name(packet: bytes, offset: int) -> tuple[str, int]:
     """Read a name at offset, following compression pointers (RFC 1035 §4.1.4).
     Returns (name, offset just after the name where it started)."""
-    labels, end, jumps = [], None, 0
+    labels, end, jumps, octets = [], None, 0, 1  # octets: the name's wire length
     while True:
         if offset >= len(packet):
             raise ValueError("name runs past the end of the packet")
@@ -59,12 +68,12 @@ def decode_name(packet: bytes, offset: int) -> tuple[str, int]:
         offset += 1
         if length == 0:
             break
+        octets += 1 + length
+        if octets > 255:  # RFC 1035 §3.1: counted on the wire, length bytes included
+            raise ValueError("name longer than 255 octets")
         labels.append(packet[offset : offset + length].decode("ascii", "replace"))
         offset += length
-    name = ".".join(labels) + "."
-    if len(name) > 255:
-        raise ValueError("name longer than 255 octets")
-    return name, offset if end is None else end
+    return ".".join(labels) + ".", offset if end is None else end
 
 
 # --8<-- [end:names]
@@ -85,32 +94,42 @@ class Answer:
     rcode: int
     authoritative: bool
     records: list[tuple[str, int, int, str]]  # (name, type, TTL, address)
+    soa: tuple[int, int] | None  # from the authority section: (its TTL, its MINIMUM)
 
 
 def parse_response(packet: bytes) -> Answer:
-    query_id, flags, qdcount, ancount, _, _ = HEADER.unpack_from(packet)
+    query_id, flags, qdcount, ancount, nscount, _ = HEADER.unpack_from(packet)
     if not flags & 0x8000:
         raise ValueError("not a response (QR bit clear)")
     offset = HEADER.size
     for _ in range(qdcount):  # skip the echoed question
         _, offset = decode_name(packet, offset)
         offset += 4
-    records = []
-    for _ in range(ancount):  # resource records (RFC 1035 §4.1.3)
+    records, soa = [], None
+    for index in range(ancount + nscount):  # resource records (RFC 1035 §4.1.3)
         name, offset = decode_name(packet, offset)
         rtype, _rclass, ttl, rdlength = struct.unpack_from("!HHIH", packet, offset)
         offset += 10
         rdata = packet[offset : offset + rdlength]
-        offset += rdlength
-        if rtype in (A, AAAA):
+        if rtype in (A, AAAA) and index < ancount:
             records.append((name, rtype, ttl, str(ipaddress.ip_address(rdata))))
-    return Answer(query_id, flags & 0x000F, bool(flags & 0x0400), records)
+        elif rtype == SOA and index >= ancount:  # MNAME, RNAME, then five 32-bit numbers
+            minimum = struct.unpack_from("!I", packet, offset + rdlength - 4)[0]
+            soa = (ttl, minimum)
+        offset += rdlength
+    return Answer(query_id, flags & 0x000F, bool(flags & 0x0400), records, soa)
 
 
 # --8<-- [end:query]
 
 
 # --8<-- [start:server]
+def soa_record() -> bytes:
+    mname, rname, *numbers = SOA_FIELDS
+    rdata = encode_name(mname) + encode_name(rname) + struct.pack("!5I", *numbers)
+    return encode_name(ORIGIN) + struct.pack("!HHIH", SOA, IN, SOA_TTL, len(rdata)) + rdata
+
+
 def answer(query: bytes) -> bytes | None:
     """The server's whole job: a response for any datagram, or None to drop it."""
     if len(query) < HEADER.size:
@@ -119,12 +138,16 @@ def answer(query: bytes) -> bytes | None:
     if flags & 0x8000:
         return None  # a response, not a query: never answer those (no loops)
 
-    def reply(rcode: int, question: bytes = b"", records: bytes = b"", count: int = 0) -> bytes:
-        rd = flags & 0x0100  # echo "recursion desired"; AA: we are authoritative
+    def reply(
+        rcode: int, question: bytes = b"", answers: Sequence[bytes] = (), authority: bytes = b""
+    ) -> bytes:
+        rd = flags & 0x0100  # echo "recursion desired"
+        aa = 0x0400 if rcode in (NOERROR, NXDOMAIN) else 0  # authoritative for our zone only
         header = HEADER.pack(
-            query_id, 0x8000 | 0x0400 | rd | rcode, 1 if question else 0, count, 0, 0
-        )
-        return header + question + records
+            query_id, 0x8000 | aa | rd | rcode, 1 if question else 0, len(answers),
+            1 if authority else 0, 0,
+        )  # fmt: skip
+        return header + question + b"".join(answers) + authority
 
     if (flags >> 11) & 0xF != 0:
         return reply(NOTIMP)  # only standard queries
@@ -139,14 +162,19 @@ def answer(query: bytes) -> bytes | None:
     name = name.lower()  # names compare case-insensitively (RFC 4343)
     if qclass != IN:
         return reply(NOTIMP, question)
-    if not any(zone_name == name for zone_name, _ in ZONE):
-        return reply(NXDOMAIN, question)  # the name does not exist at all
-    ttl, addresses = ZONE.get((name, qtype), (0, []))  # exists, maybe not this type
-    records = b"".join(
-        struct.pack("!HHHIH", 0xC00C, qtype, IN, ttl, len(packed)) + packed  # 0xC00C: the name
-        for packed in (ipaddress.ip_address(a).packed for a in addresses)  # at offset 12
-    )
-    return reply(NOERROR, question, records, len(addresses))
+    if name != ORIGIN and not name.endswith("." + ORIGIN):
+        return reply(REFUSED, question)  # not our zone, and we do not recurse: no AA
+    if name == ORIGIN and qtype == SOA:
+        return reply(NOERROR, question, [soa_record()])
+    ttl, addresses = ZONE.get((name, qtype), (0, []))
+    if not addresses:  # RFC 2308 §3: a negative answer carries the zone's SOA
+        exists = name == ORIGIN or any(zone_name == name for zone_name, _ in ZONE)
+        return reply(NOERROR if exists else NXDOMAIN, question, authority=soa_record())
+    records = [  # 0xC00C: a pointer to the question's name, at offset 12
+        struct.pack("!HHHIH", 0xC00C, qtype, IN, ttl, len(packed)) + packed
+        for packed in (ipaddress.ip_address(a).packed for a in addresses)
+    ]
+    return reply(NOERROR, question, records)
 
 
 @contextmanager
@@ -215,8 +243,13 @@ def main() -> None:
         )
         print(f"dnspython parses the same bytes to the same answers: {same}")
         print(f"dnspython's own query for AAAA: {with_dnspython(server, 'www.example.test', AAAA)}")
-        missing = parse_response(ask(server, build_query("nope.example.test", A, 7)))
-        print(f"nope.example.test: rcode {missing.rcode} ({dns.rcode.to_text(missing.rcode)})")
+        for name, qtype in [("nope.example.test", A), ("api.example.test", AAAA),
+                            ("example.test", A), ("www.example.org", A)]:  # fmt: skip
+            got = parse_response(ask(server, build_query(name, qtype, 7)))
+            rcode = dns.rcode.to_text(got.rcode) + (" = NODATA" if got.rcode == NOERROR else "")
+            soa = f"SOA TTL {got.soa[0]}, MINIMUM {got.soa[1]}" if got.soa else "no SOA"
+            print(f"{name} {'A' if qtype == A else 'AAAA'}: rcode {got.rcode} ({rcode}),"
+                  f" authoritative {got.authoritative}, {soa}")  # fmt: skip
         broken = HEADER.pack(0xABCD, 0x0100, 1, 0, 0, 0) + b"\x3f" + b"x" * 20  # 63 promised
         garbage = parse_response(ask(server, broken))
         rcode = dns.rcode.to_text(garbage.rcode)

@@ -1,4 +1,8 @@
-"""TCP head-of-line blocking: one late segment of one HTTP/2 stream stalls every stream.
+"""TCP head-of-line blocking, with real loss: the client's kernel drops the TCP segments
+of one HTTP/2 response for 200 ms, and every stream on that connection waits for TCP to
+repair the hole; on separate connections, only the stream that lost data waits.
+
+Linux only: the loss comes from a socket filter (SO_ATTACH_FILTER), no root needed.
 
 Run: python snippets/protocols/http2_hol.py
 """
@@ -6,18 +10,26 @@ Run: python snippets/protocols/http2_hol.py
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import socket
 import statistics
+import struct
+import sys
 import time
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, RemoteSettingsChanged, RequestReceived, StreamEnded
 
-BODY = b"x" * 1000
+BIG, SMALL = 3000, 20  # body sizes: /big's response is one segment over LIMIT, /small's not
+LIMIT = 1000  # the filter drops segments longer than this (TCP header included)
+SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27  # <asm-generic/socket.h>; Linux only
 
 
 async def h2_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answer each request at once, in the order the requests arrived."""
+    """Answer each request at once, in the order the requests arrived, each response in
+    its own write; TCP_NODELAY, so each write leaves as its own segment."""
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = H2Connection(H2Configuration(client_side=False))
     conn.initiate_connection()
     writer.write(conn.data_to_send())
@@ -25,58 +37,61 @@ async def h2_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         while data := await asyncio.wait_for(reader.read(65535), 5):
             for event in conn.receive_data(data):
                 if isinstance(event, RequestReceived):
+                    size = BIG if dict(event.headers)[b":path"].startswith(b"/big") else SMALL
                     conn.send_headers(event.stream_id, [(":status", "200")])
-                    conn.send_data(event.stream_id, BODY, end_stream=True)
+                    conn.send_data(event.stream_id, b"x" * size, end_stream=True)
+                    writer.write(conn.data_to_send())
             writer.write(conn.data_to_send())
     finally:
         writer.close()
 
 
-# --8<-- [start:proxy]
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65535):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
+# --8<-- [start:loss]
+def drop_long_segments(sock: socket.socket) -> ctypes.Array[ctypes.c_char]:
+    """Attach a classic BPF filter to a TCP socket: every arriving segment longer than
+    LIMIT bytes is discarded by the kernel before TCP sees it — a real loss, which the
+    sender must detect and repair. Keep the returned buffer alive while attached."""
+    program = [
+        (0x80, 0, 0, 0),  # A = length of the segment (BPF_LD | BPF_W | BPF_LEN)
+        (0x25, 0, 1, LIMIT),  # if A > LIMIT: go on, else skip one (BPF_JMP | BPF_JGT)
+        (0x06, 0, 0, 0),  # return 0: drop it (BPF_RET)
+        (0x06, 0, 0, 0xFFFFFFFF),  # return everything: keep it
+    ]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    return code
 
 
-async def late_segment_pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream_id: int, hold: float
-) -> None:
-    """Server -> client, frame by frame. The first DATA frame of `stream_id` is held back
-    for `hold` seconds, as if its TCP segment were lost and retransmitted. TCP delivers
-    bytes in order, so everything behind it waits too: the receiver's kernel keeps later
-    segments in its reorder buffer and gives the application nothing past the hole."""
-    buffer, held = b"", False
-    try:
-        while data := await reader.read(65535):
-            buffer += data
-            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3]):
-                size = 9 + int.from_bytes(buffer[:3])  # 24-bit length + 9-byte header
-                frame, buffer = buffer[:size], buffer[size:]
-                frame_type, frame_stream = frame[3], int.from_bytes(frame[5:9]) & 0x7FFFFFFF
-                if frame_type == 0x0 and frame_stream == stream_id and not held:
-                    held = True
-                    await writer.drain()  # what came before the hole is delivered
-                    await asyncio.sleep(hold)  # the "retransmission timeout"
-                writer.write(frame)
-            await writer.drain()
-    finally:
-        writer.close()
+def stop_dropping(sock: socket.socket) -> None:
+    if sock.fileno() >= 0:
+        sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
 
 
-# --8<-- [end:proxy]
+def held_out_of_order(sock: socket.socket) -> int:
+    """Segments this socket received out of order and held back from the application
+    (tcpi_rcv_ooopack, at offset 224 of Linux's struct tcp_info, since Linux 5.4)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    return struct.unpack_from("I", info, 224)[0] if len(info) >= 228 else -1
 
 
-async def get_all(port: int, n: int) -> dict[int, float]:
-    """Send n requests at once; return each stream's completion time in seconds."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+# --8<-- [end:loss]
+
+
+async def get_all(port: int, paths: list[str], window: float) -> tuple[dict[str, float], int]:
+    """GET every path at once on one connection whose large segments are dropped for
+    `window` seconds after the requests leave; return each path's completion time, and
+    how many segments the client's TCP held back out of order."""
+    sock = socket.socket()
+    code = drop_long_segments(sock)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
     conn = H2Connection(H2Configuration(client_side=True))
     conn.initiate_connection()
     writer.write(conn.data_to_send())
     done: dict[int, float] = {}
+    streams: dict[int, str] = {}
     async with asyncio.timeout(5):
         while True:  # wait for the server's SETTINGS
             events = conn.receive_data(await reader.read(65535))
@@ -84,19 +99,13 @@ async def get_all(port: int, n: int) -> dict[int, float]:
             if any(isinstance(event, RemoteSettingsChanged) for event in events):
                 break
         start = time.perf_counter()
-        for i in range(n):
-            conn.send_headers(
-                conn.get_next_available_stream_id(),
-                [
-                    (":method", "GET"),
-                    (":scheme", "http"),
-                    (":authority", "localhost"),
-                    (":path", f"/{i}"),
-                ],
-                end_stream=True,
-            )
+        asyncio.get_running_loop().call_later(window, stop_dropping, sock)
+        for path in paths:
+            streams[stream_id := conn.get_next_available_stream_id()] = path
+            request = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost")]
+            conn.send_headers(stream_id, [*request, (":path", path)], end_stream=True)
         writer.write(conn.data_to_send())
-        while len(done) < n:
+        while len(done) < len(paths):
             data = await reader.read(65535)
             if not data:
                 raise ConnectionError("closed early")
@@ -106,47 +115,54 @@ async def get_all(port: int, n: int) -> dict[int, float]:
                 elif isinstance(event, StreamEnded):
                     done[event.stream_id] = time.perf_counter() - start
             writer.write(conn.data_to_send())
+    held = held_out_of_order(sock)
     writer.close()
     await writer.wait_closed()
-    return done
+    del code  # the filter program may go now
+    return {f"{streams[s]} on stream {s}": t for s, t in done.items()}, held
 
 
 # --8<-- [start:run]
-async def through_proxy(n: int = 10, hold: float = 0.2) -> dict[int, float]:
-    """n streams through the proxy; stream 1's first DATA frame is `hold` seconds late."""
-    connections: list[asyncio.Task[None]] = []
-
-    async def proxy(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", server_port)
-        connections.append(asyncio.create_task(pipe(client_r, server_w)))
-        await late_segment_pipe(server_r, client_w, stream_id=1, hold=hold)
-
+async def under_loss(
+    n: int = 10, window: float = 0.2, separate: bool = False, big: int = 0
+) -> tuple[float, list[float], int]:
+    """n requests; request number `big` gets the one large response, whose segments the
+    client's kernel drops for `window` seconds; the others get small ones that pass.
+    All on one HTTP/2 connection, or (separate=True) each on its own connection, every
+    one with the same filter. Returns (the large response's time, the others' times, the
+    segments held out of order)."""
+    paths = [f"/big?{i}" if i == big else f"/small?{i}" for i in range(n)]
     server = await asyncio.start_server(h2_connection, "127.0.0.1", 0)
-    relay = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    server_port = server.sockets[0].getsockname()[1]
-    async with server, relay:
-        done = await get_all(relay.sockets[0].getsockname()[1], n)
-        await asyncio.wait(connections, timeout=5)
-    return done
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        if separate:
+            runs = await asyncio.gather(*(get_all(port, [path], window) for path in paths))
+        else:
+            runs = [await get_all(port, paths, window)]
+    times = {path.split(" ")[0]: t for run, _ in runs for path, t in run.items()}
+    large = times.pop(f"/big?{big}")
+    return large, list(times.values()), sum(held for _, held in runs)
 
 
 # --8<-- [end:run]
 
 
 def main() -> None:
-    hold = 0.2
-    baseline = asyncio.run(through_proxy(n=10, hold=0.0))
-    print(f"nothing held back: all 10 streams done within {max(baseline.values()) * 1e3:.1f} ms")
-    done = asyncio.run(through_proxy(n=10, hold=hold))
-    others = [t for stream_id, t in done.items() if stream_id != 1]
-    print(f"stream 1's first DATA frame held back {hold * 1000:.1f} ms (a lost segment)")
-    print(f"stream 1 completed after {done[1] * 1000:.1f} ms")
-    print(
-        f"the other {len(others)} streams: median {statistics.median(others) * 1000:.1f} ms,"
-        f" first {min(others) * 1000:.1f} ms"
-    )
-    waited = sum(t >= hold for t in others)
-    print(f"{waited} of {len(others)} other streams waited for stream 1's segment")
+    if not sys.platform.startswith("linux"):
+        raise SystemExit("this snippet needs Linux: its loss comes from a Linux socket filter")
+    window, n = 0.2, 10
+    print(f"the client's kernel drops every segment over {LIMIT} bytes for"
+          f" {window * 1000:.1f} ms: only the {BIG}-byte response's")  # fmt: skip
+    for separate in (False, True):
+        large, others, held = asyncio.run(under_loss(n, window, separate))
+        how = f"{n} connections, 1 stream each" if separate else f"1 connection, {n} streams"
+        print(f"{how}: the large response done after {large * 1000:.1f} ms")
+        print(
+            f"  the other {len(others)}: first {min(others) * 1000:.1f} ms,"
+            f" median {statistics.median(others) * 1000:.1f} ms,"
+            f" last {max(others) * 1000:.1f} ms"
+        )
+        print(f"  segments that arrived but were held back out of order: ~{held}")  # fmt: skip
 
 
 if __name__ == "__main__":

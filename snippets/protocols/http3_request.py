@@ -121,7 +121,7 @@ class H3Client(QuicConnectionProtocol):
 async def h3_client(address: tuple[str, int], ca_file: str | None) -> AsyncIterator[H3Client]:
     """Connect and finish the handshake; TLS verification stays on (CERT_REQUIRED)."""
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="localhost")
-    config.load_verify_locations(ca_file)  # trust our CA (None: only the system's CAs)
+    config.load_verify_locations(ca_file)  # trust our CA (None: aioquic loads certifi's bundle)
     loop = asyncio.get_running_loop()
     transport, client = await loop.create_datagram_endpoint(
         lambda: H3Client(QuicConnection(configuration=config)), local_addr=("127.0.0.1", 0)

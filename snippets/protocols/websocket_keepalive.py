@@ -48,9 +48,11 @@ async def ping_latencies(port: int, n: int = 20) -> list[float]:
 def frozen_client(port: int) -> tuple[list[int], int, float]:
     """Complete the handshake by hand, then never answer anything: a peer whose process
     hangs, or whose network vanished. Collect what the server sends until it closes.
-    Returns (opcodes received, close code, seconds until the server closed)."""
+    Returns (opcodes received, close code, seconds from the handshake until the server
+    closed)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         key = base64.b64encode(os.urandom(16)).decode()
+        start = time.perf_counter()  # before the handshake: the server's pings start after it
         sock.sendall(
             f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -61,7 +63,6 @@ def frozen_client(port: int) -> tuple[list[int], int, float]:
             if not (chunk := sock.recv(4096)):
                 raise ConnectionError(f"the server closed before its 101 response: {data!r}")
             data += chunk
-        start = time.perf_counter()
         data = data.split(b"\r\n\r\n", 1)[1]
         while chunk := sock.recv(4096):  # read what arrives, answer nothing
             data += chunk

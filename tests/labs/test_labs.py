@@ -97,7 +97,7 @@ def test_http_server_stages_catch_a_server_that_serves_one_connection_at_a_time(
     serial.write_text(solution.replace(threaded, "handle_connection(sock)"), encoding="utf-8")
     run = run_lab(lab, serial, "--seed", "1")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "Stage 5 of 6 failed (4 passed)" in run.stdout, run.stdout
+    assert f"Stage 5 of {stage_count(lab)} failed (4 passed)" in run.stdout, run.stdout
 
     # How many of the 20 concurrent clients fail, and which first, is up to the scheduler.
     which = re.compile(r"\d+ of 20 clients failed; the first: client \d+: (.*?) /echo/\w+")
@@ -212,3 +212,20 @@ def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(tmp
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert re.search(r"FAIL  100 clients .*\n.*had no response", run.stdout), run.stdout
+
+
+def test_http_server_a_body_sent_after_head_fails_stage_7(tmp_path: Path):
+    """Break it (docs/protocols/lab-http-server.md): a HEAD response with a body breaks the
+    next response on the connection."""
+    lab = ROOT / "labs" / "http-server"
+    with_body = variant(
+        tmp_path,
+        "head_with_body",
+        (lab / "solution.py").read_text(encoding="utf-8"),
+        '(b"" if head else body)',
+        "body",
+    )
+    run = run_lab(lab, with_body)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 7 of 7 failed (6 passed)" in run.stdout, run.stdout
+    assert "FAIL  HEAD gets GET's status and headers and no body" in run.stdout, run.stdout

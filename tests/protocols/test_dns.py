@@ -7,6 +7,9 @@ import struct
 
 import dns.flags
 import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,6 +56,63 @@ def test_dnspython_client_gets_the_same_answers_from_the_hand_written_server(ser
     ]  # names are case-insensitive
     assert dns_query.with_dnspython(server, "nope.example.test", A) == ("NXDOMAIN", [])
     assert dns_query.with_dnspython(server, "api.example.test", AAAA) == ("NOERROR", [])  # NODATA
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode"),
+    [
+        ("nope.example.test", A, "NXDOMAIN"),  # the name does not exist
+        ("api.example.test", AAAA, "NOERROR"),  # NODATA: the name exists, not this type
+        ("example.test", A, "NOERROR"),  # the apex exists (it holds the SOA): NODATA
+    ],
+)
+def test_negative_answers_are_authoritative_and_carry_the_zone_soa(server, name, qtype, rcode):
+    """RFC 2308 §3: an authoritative negative answer MUST carry the zone's SOA in the
+    authority section; its MINIMUM and TTL set how long resolvers may cache it (§5)."""
+    query = dns.message.make_query(name, dns.rdatatype.RdataType(qtype))
+    response = dns.query.udp(query, server[0], port=server[1], timeout=2)
+    assert dns.rcode.to_text(response.rcode()) == rcode and not response.answer
+    assert response.flags & dns.flags.AA
+    (soa,) = response.authority
+    assert soa.name.to_text() == dns_query.ORIGIN and soa.rdtype == dns.rdatatype.SOA
+    assert (soa.ttl, soa[0].minimum) == (dns_query.SOA_TTL, dns_query.SOA_FIELDS[-1])
+    parsed = dns_query.parse_response(response.to_wire())
+    assert parsed.soa == (dns_query.SOA_TTL, dns_query.SOA_FIELDS[-1])  # the hand parser too
+
+
+def test_a_name_outside_the_zone_is_refused_not_denied():
+    """Saying NXDOMAIN for www.example.org would claim authority over a zone we do not
+    serve; an authoritative-only server answers REFUSED (RFC 1035 §4.1.1), without AA."""
+    query = dns_query.build_query("www.example.org", A, 5)
+    parsed = dns_query.parse_response(dns_query.answer(query))
+    assert parsed.rcode == dns_query.REFUSED and not parsed.authoritative and parsed.soa is None
+    for lookalike in ("badexample.test", "test"):  # a suffix match on text is not enough
+        query = dns_query.build_query(lookalike, A, 5)
+        assert dns_query.parse_response(dns_query.answer(query)).rcode == dns_query.REFUSED
+
+
+def test_the_apex_soa_is_answered():
+    response = dns.message.from_wire(
+        dns_query.answer(dns.message.make_query("example.test", "SOA").to_wire())
+    )
+    assert response.rcode() == 0 and response.answer[0][0].serial == dns_query.SOA_FIELDS[2]
+
+
+def test_the_255_octet_limit_counts_wire_octets_not_text():
+    """RFC 1035 §3.1: 255 octets on the wire, length bytes included. Four 62-octet labels
+    are 4 * 63 + 1 = 253 octets (their text form is 252 characters); five 50-octet labels
+    are 5 * 51 + 1 = 256 octets, but 255 characters of text with the final dot, which the old
+    check on the text (> 255) let through."""
+    fits = ".".join(["a" * 62] * 4)
+    assert len(dns_query.encode_name(fits)) == 253
+    wire = b"".join(b"\x32" + b"b" * 50 for _ in range(5)) + b"\0"
+    assert len(wire) == 256 and len(".".join(["b" * 50] * 5) + ".") == 255
+    with pytest.raises(ValueError, match="255 octets"):
+        dns_query.decode_name(wire, 0)
+    with pytest.raises(ValueError, match="255 octets"):
+        dns_query.encode_name(".".join(["b" * 50] * 5))
+    query = header() + wire + b"\0\1\0\1"
+    assert dns_query.parse_response(dns_query.answer(query)).rcode == dns_query.FORMERR
 
 
 def header(flags: int = 0x0100, qdcount: int = 1, query_id: int = 0xBEEF) -> bytes:
@@ -102,27 +162,66 @@ def test_answer_never_raises_on_arbitrary_bytes(data):
 
 
 def test_cache_serves_until_the_ttl_runs_out_then_asks_again():
-    clock = dns_cache.FakeClock()
-    resolver = dns_cache.CachingResolver(
-        dns_cache.zone_upstream({"a.test.": (["192.0.2.1"], 300)}), clock
-    )
-    assert resolver.resolve("a.test") == (["192.0.2.1"], 300)
+    zone = {("a.example.test.", dns_cache.A): (["192.0.2.1"], 300)}
+    clock, resolver = resolver_for(zone)
+    assert resolver.resolve("a.example.test") == ("NOERROR", ["192.0.2.1"], 300)
     clock.now = 299.5
-    assert resolver.resolve("A.TEST.") == (["192.0.2.1"], 0)  # a hit, case-insensitive
+    assert resolver.resolve("A.EXAMPLE.TEST.") == ("NOERROR", ["192.0.2.1"], 0)  # a hit
     assert resolver.upstream_queries == 1
     clock.now = 300
-    resolver.resolve("a.test")  # expired exactly at the TTL
+    resolver.resolve("a.example.test")  # expired exactly at the TTL
     assert resolver.upstream_queries == 2
 
 
-def test_cache_remembers_nxdomain_for_the_negative_ttl_and_caps_huge_ttls():
+def resolver_for(zone, soa=(3600, 60), **kwargs):
     clock = dns_cache.FakeClock()
-    upstream = dns_cache.zone_upstream({"big.test.": (["192.0.2.2"], 10**9)})
-    resolver = dns_cache.CachingResolver(upstream, clock, max_ttl=3600, negative_ttl=30)
-    assert resolver.resolve("big.test") == (["192.0.2.2"], 3600)
-    assert resolver.resolve("nope.test") == ([], 30)
-    clock.now = 29
-    assert resolver.resolve("nope.test") == ([], 1) and resolver.upstream_queries == 2
-    clock.now = 30
-    resolver.resolve("nope.test")
+    upstream = dns_cache.zone_upstream(zone, soa=soa)
+    return clock, dns_cache.CachingResolver(upstream, clock, **kwargs)
+
+
+def test_negative_ttl_is_the_smaller_of_soa_minimum_and_soa_ttl():
+    """RFC 2308 §5; the old resolver cached every negative answer for a fixed 30 s."""
+    for soa, expected in [((3600, 60), 60), ((45, 600), 45), ((86_400, 86_400), 10_800)]:
+        clock, resolver = resolver_for({}, soa=soa)
+        assert resolver.resolve("nope.example.test") == ("NXDOMAIN", [], expected)
+        clock.now = expected - 1
+        assert resolver.resolve("nope.example.test") == ("NXDOMAIN", [], 1)
+        assert resolver.upstream_queries == 1
+        clock.now = expected
+        resolver.resolve("nope.example.test")
+        assert resolver.upstream_queries == 2
+
+
+def test_negative_answers_without_soa_are_not_cached():
+    clock, resolver = resolver_for({}, soa=None)
+    assert resolver.resolve("nope.example.test") == ("NXDOMAIN", [], 0)
+    assert resolver.resolve("nope.example.test") == ("NXDOMAIN", [], 0)
+    assert resolver.upstream_queries == 2
+
+
+def test_cache_is_keyed_by_name_type_and_class():
+    zone = {("a.example.test.", dns_cache.A): (["192.0.2.1"], 300)}
+    clock, resolver = resolver_for(zone)
+    assert resolver.resolve("a.example.test", dns_cache.A)[1] == ["192.0.2.1"]
+    assert resolver.resolve("a.example.test", dns_cache.AAAA) == ("NOERROR", [], 60)  # NODATA
+    assert resolver.upstream_queries == 2  # an A answer is no answer for AAAA
+    assert resolver.resolve("a.example.test", dns_cache.A)[1] == ["192.0.2.1"]  # A still cached
+    resolver.resolve("a.example.test", dns_cache.A, qclass=3)  # CHAOS is another question
     assert resolver.upstream_queries == 3
+
+
+def test_nxdomain_covers_every_type_but_nodata_only_its_own():
+    zone = {("api.example.test.", dns_cache.A): (["192.0.2.20"], 60)}
+    clock, resolver = resolver_for(zone)
+    resolver.resolve("nope.example.test", dns_cache.A)
+    assert resolver.resolve("nope.example.test", dns_cache.AAAA)[0] == "NXDOMAIN"
+    assert resolver.upstream_queries == 1  # the name does not exist, whatever the type
+    assert resolver.resolve("api.example.test", dns_cache.AAAA) == ("NOERROR", [], 60)
+    assert resolver.resolve("api.example.test", dns_cache.A) == ("NOERROR", ["192.0.2.20"], 60)
+    assert resolver.upstream_queries == 3  # NODATA for AAAA said nothing about A
+
+
+def test_huge_ttls_are_capped():
+    zone = {("big.example.test.", dns_cache.A): (["192.0.2.2"], 10**9)}
+    clock, resolver = resolver_for(zone, max_ttl=3600)
+    assert resolver.resolve("big.example.test") == ("NOERROR", ["192.0.2.2"], 3600)

@@ -93,6 +93,8 @@ def test_an_expired_deadline_fails_fast_and_tells_the_server_to_stop():
         grpc_deadline.compiled(grpc_deadline.PROTO, "slow") as (pb2, pb2_grpc),
         grpc_deadline.grpc_server(pb2, pb2_grpc, view) as target,
     ):
+        # Noise budget: the call failed after 0.10-0.16 s and the server worked 0.10-0.15 s
+        # over 15 runs (5 beside two busy loops); 1 s is 6x that and half the 2 s of work.
         status, elapsed = grpc_deadline.call_with_deadline(
             target, pb2, pb2_grpc, view, work=2.0, deadline=0.1
         )

@@ -88,10 +88,17 @@ def test_a_silent_client_is_sent_goaway_after_the_idle_timeout():
     assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == NO_ERROR
 
 
-def test_multiplexing_beats_one_request_at_a_time_on_one_connection():
-    results = asyncio.run(http2_multiplex.compare(n=100, rounds=3))
+def test_multiplexing_beats_one_request_at_a_time_on_one_connection(monkeypatch):
+    # Noise budget: with the page's 4 ms of work, HTTP/1.1 over HTTP/2 was 2.8-7.3x over
+    # 10 runs but 1.16-5.6x over 8 runs at a load average of 19 on two cores (other
+    # suites): HTTP/1.1's time is sleep-bound (n x WORK), HTTP/2's is CPU-bound, so CPU
+    # starvation shrinks the ratio. With 30 ms of work and 30 requests it was 4.0-16.6x
+    # over those same 8 runs; 2x is half the worst.
+    monkeypatch.setattr(http2_multiplex, "WORK", 0.03)
+    results = asyncio.run(http2_multiplex.compare(n=30, rounds=3))
     (h1, h1_peak), (h2, h2_peak) = results["HTTP/1.1"], results["HTTP/2"]
-    assert h1_peak == 1 and h2_peak > 50  # the server really worked on them at once
+    assert h1_peak == 1 and h2_peak > 20  # the server really worked on them at once
+    assert h1 >= 30 * 0.03  # one at a time: at least n x WORK
     assert h1 > 2 * h2, f"HTTP/1.1 {h1 * 1000:.0f} ms vs HTTP/2 {h2 * 1000:.0f} ms"
 
 
@@ -133,11 +140,43 @@ def test_hpack_never_indexes_the_authorization_header():
     assert all(a - b > 30 for a, b in zip(with_auth[1:], no_auth[1:], strict=True))
 
 
-def test_one_late_tcp_segment_stalls_every_http2_stream():
-    hold = 0.2
-    baseline = asyncio.run(http2_hol.through_proxy(n=10, hold=0.0))
-    done = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
-    others = [t for stream_id, t in done.items() if stream_id != 1]
-    assert len(others) == 9
-    assert min(others) >= hold  # none of them got past stream 1's hole
-    assert statistics.median(others) > 3 * max(baseline.values())
+def test_real_loss_of_one_response_stalls_every_stream_on_its_connection_only():
+    """Real loss (the client's kernel drops the large response's segments for `window`
+    seconds) and its counterfactual, interleaved: the same loss on one shared HTTP/2
+    connection and on ten separate connections, each with the same filter.
+
+    This replaces a proxy that slept (a model) and a test that compared against the max
+    of one hold=0 run, which one slow moment made fail (issue 19): both variants now run
+    in every round, and what is compared is an ordering — which responses finish before
+    the one that lost data — not a time against a threshold."""
+    window, rounds = 0.5, 3
+    shared, apart, ahead = [], [], []
+    for _ in range(rounds):
+        large, others, held = asyncio.run(http2_hol.under_loss(10, window, separate=False))
+        assert len(others) == 9 and large >= window  # lost, and repaired only after the window
+        assert min(others) >= window  # nobody got past the hole in the byte stream ...
+        assert not any(t < large for t in others)  # ... nobody finished before it ...
+        assert held != 0  # ... though their segments had arrived (-1: a kernel before 5.4)
+        shared.append(statistics.median(others))
+        large, others, _ = asyncio.run(http2_hol.under_loss(10, window, separate=True))
+        assert len(others) == 9 and large >= window  # the same loss on its own connection
+        ahead.append(sum(t < large for t in others))
+        apart.append(statistics.median(others))
+    # Noise budget: over 14 runs (6 beside two busy loops, with three other suites on the
+    # machine) the large response took 0.68-1.04 s on its own connection, the others a
+    # median 25-379 ms: 9 of 9 finished before it in every run, so 7 (median of three
+    # rounds) leaves room. On one connection, 0 of 9 in every run (by construction). A
+    # ratio of the two medians was not kept: it came down to 1.7x on the busy machine.
+    assert statistics.median(ahead) >= 7, f"finished before the lossy one: {ahead}"
+    assert statistics.median(shared) > statistics.median(apart), (shared, apart)
+
+
+def test_a_hole_delays_only_the_bytes_behind_it():
+    """Break it (http2.md): make the last request the large one; the nine responses sent
+    before it are not delayed by its loss."""
+    window = 0.5
+    large, others, _ = asyncio.run(http2_hol.under_loss(10, window, big=9))
+    assert large >= window
+    # Noise budget: over 14 runs (6 beside two busy loops) the large one took 0.53-0.93 s
+    # and 9 of 9 finished before it every time: 7 leaves room for two stragglers.
+    assert sum(t < large for t in others) >= 7, (large, others)

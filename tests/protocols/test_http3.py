@@ -32,7 +32,7 @@ def test_a_client_that_does_not_trust_the_ca_refuses_the_handshake():
         with http3_request.certificates() as files:
             async with (
                 http3_request.h3_server(files) as address,
-                http3_request.h3_client(address, ca_file=None),  # system CAs only
+                http3_request.h3_client(address, ca_file=None),  # certifi's bundle only
             ):
                 pass
 
@@ -62,21 +62,32 @@ def test_the_server_ignores_garbage_datagrams_and_keeps_serving():
 
 
 def test_quic_loss_delays_only_the_stream_that_lost_packets():
-    window = 0.2
+    window = 0.5  # the page's run uses 0.2; 0.5 gives a busy machine room (see below)
     done, dropped = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
     others = [t for stream_id, t in done.items() if stream_id != 0]
     assert dropped > 0 and done[0] >= window  # stream 0 really waited for its data
-    assert sum(t < done[0] / 2 for t in others) >= 8  # the others did not wait for it
-    assert statistics.median(others) < done[0] / 2  # typically ~10 ms vs ~300 ms
+    # Noise budget: stream 0 took 0.53-0.90 s over 14 runs (6 beside two busy loops), the
+    # others a median 17-92 ms (up to 487 ms in an earlier busy series): 9 of 9 finished
+    # before stream 0 every time; the test asks for 7.
+    assert sum(t < done[0] for t in others) >= 7  # most did not wait for it
+    assert statistics.median(others) < done[0]
 
 
-def test_the_same_loss_stalls_every_stream_over_http2_but_only_one_over_quic():
-    hold = 0.2
-    h2 = asyncio.run(http2_hol.through_proxy(n=10, hold=hold))
-    quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=hold))
-    h2_others = statistics.median(t for stream_id, t in h2.items() if stream_id != 1)
-    quic_others = statistics.median(t for stream_id, t in quic.items() if stream_id != 0)
-    assert h2_others >= hold  # behind the hole in TCP's byte stream
-    assert quic_others < hold  # not behind stream 0's loss
-    # typically 200 ms vs 10 ms; a generous margin for a loaded machine
-    assert h2_others > 1.5 * quic_others, f"HTTP/2 {h2_others:.3f} s vs QUIC {quic_others:.3f} s"
+def test_the_same_loss_stalls_every_http2_stream_but_only_one_quic_stream():
+    """The same loss on both: every packet over 1000 bytes dropped for `window` seconds —
+    TCP segments by the client's kernel (a socket filter), QUIC datagrams by a relay —
+    and each protocol's own recovery repairs it. Compared: how many of the other nine
+    streams finished before the stream that lost data."""
+    window, rounds = 0.5, 3
+    h2_ahead, quic_ahead = [], []
+    for _ in range(rounds):  # interleaved, so a slow moment hits both
+        large, others, _ = asyncio.run(http2_hol.under_loss(n=10, window=window))
+        h2_ahead.append(sum(t < large for t in others))
+        quic, _ = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
+        quic_ahead.append(sum(t < quic[0] for stream_id, t in quic.items() if stream_id))
+    assert h2_ahead == [0] * rounds  # behind the hole in TCP's byte stream, every time
+    # Noise budget: over 14 runs (6 beside two busy loops) QUIC's stream 0 took
+    # 0.53-0.90 s and its other streams a median 17-92 ms (up to 487 ms in an earlier
+    # busy series): 9 of 9 were ahead of it in every run; 7 (median of three rounds)
+    # leaves room. HTTP/2: 0 of 9 in every run, by construction.
+    assert statistics.median(quic_ahead) >= 7, quic_ahead

@@ -101,11 +101,15 @@ def test_stop_and_wait_gives_up_with_an_error_when_the_link_is_dead():
 def test_reusing_a_connection_is_faster_than_a_new_one_per_request():
     # Nine interleaved rounds: the median survives a few rounds disturbed by other work
     # (make test runs another worker beside this one on a 2-core machine).
+    # Noise budget: new/reused was 5.3-8.3x over 15 runs (5 beside two busy loops): 1.2x
+    # holds with a 4x margin.
     new, reused = tcp_setup_cost.compare(n=100, rounds=9)
     assert new > 1.2 * reused, f"new {new * 1e6:.0f} µs vs reused {reused * 1e6:.0f} µs"
 
 
 def test_nagle_and_delayed_ack_stall_write_write_read_and_nodelay_fixes_it():
+    # Noise budget: the stall was 555-1406x the fast modes over 15 runs (5 beside two busy
+    # loops): the 40 ms delayed-ACK timer against tens of microseconds; 5x is far below.
     medians = tcp_nagle.compare(n=12)
     stalled = medians["two writes, Nagle on (default)"]
     assert stalled > 5 * medians["two writes, TCP_NODELAY"]
@@ -128,3 +132,20 @@ def test_a_larger_receive_window_lets_the_writer_get_further_ahead():
     small = tcp_flow_control.stalled_writer(16 << 10)["accepted"]
     large = tcp_flow_control.stalled_writer(256 << 10)["accepted"]
     assert large > 2 * small
+
+
+def test_framing_break_it_one_read_without_the_wait_two_when_reading_between_sends():
+    """tcp-udp.md Break it: on Linux loopback the wait changes nothing (both sends are in
+    the receive buffer before this thread reads); reading between the sends splits them."""
+    for _ in range(30):
+        client, server = tcp_framing.connected_pair()
+        with client, server:
+            client.sendall(b"hello")
+            client.sendall(b"world")
+            assert tcp_framing.naive_reads(server, 10) == [b"helloworld"]
+    client, server = tcp_framing.connected_pair()
+    with client, server:
+        client.sendall(b"hello")
+        first = server.recv(65536)
+        client.sendall(b"world")
+        assert [first, server.recv(65536)] == [b"hello", b"world"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import select
 import socket
 import threading
 
 import httpx
+import pytest
 
 from tests.conftest import load_snippet
 
@@ -67,6 +69,11 @@ def test_keepalive_measures_latency_and_drops_a_peer_that_never_answers_pings():
     latencies, (opcodes, code, elapsed) = asyncio.run(
         websocket_keepalive.demo(interval=0.1, timeout=0.1)
     )
+    # Noise budget: over 15 runs (5 beside two busy loops) the slowest pong took 33 ms and
+    # the frozen peer was dropped 0.20-0.24 s after its handshake; the bounds (1 s; 0.15 to
+    # 3 s) hold with 30x and 12x margins. The clock starts before the handshake: started
+    # after reading the 101, one run in 10 measured 0.0 s, because a busy thread read the
+    # 101, the pings and the close all at once (the server's clock had run meanwhile).
     assert len(latencies) == 20 and max(latencies) < 1.0
     assert websocket_keepalive.PING in opcodes  # it was asked
     assert opcodes[-1] == websocket_keepalive.CLOSE and code == 1011  # then dropped
@@ -156,3 +163,32 @@ def test_an_unmasked_client_frame_is_a_protocol_error_1002():
 
     opcode, payload = asyncio.run(websocket_handshake.with_echo_server(client))
     assert opcode == websocket_handshake.CLOSE and int.from_bytes(payload[:2]) == 1002
+
+
+def test_sse_client_that_ignores_last_event_id_gets_duplicates_and_stops(monkeypatch):
+    """Break it (websockets.md): without Last-Event-ID every connection restarts at id 1;
+    the client counts six events after two connections and stops: 1, 2, 3, 1, 2, 3."""
+    real = sse_stream.events
+    monkeypatch.setattr(sse_stream, "events", lambda client, url, last_id: real(client, url, None))
+    received = asyncio.run(sse_stream.demo())
+    assert [event_id for _, event_id, _ in received] == ["1", "2", "3", "1", "2", "3"]
+
+
+def test_tcp_keepalive_never_drops_a_peer_whose_kernel_is_alive():
+    """websockets.md: keep-alive probes are answered by the peer's kernel, so a peer whose
+    process never reads nor writes (hung) survives even a 1 s keep-alive. Linux only."""
+    if not hasattr(socket, "TCP_KEEPIDLE"):
+        pytest.skip("TCP_KEEPIDLE is Linux's")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        hung = socket.create_connection(listener.getsockname())  # never used again
+        server, _ = listener.accept()
+        with hung, server:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1)
+            # After 1 s idle a probe goes out, and 1 s without an answer would kill the
+            # connection. Over 2.5 s at least one probe went out and was answered.
+            readable, _, _ = select.select([server], [], [], 2.5)
+            assert not readable  # no error, no EOF: the connection is still up
+            assert server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0

@@ -95,6 +95,24 @@ def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
     }
 
 
+def size_trend(conn: psycopg.Connection, days: tuple[int, ...] = (1, 3, 7)) -> list[tuple]:
+    """(rows, table, B-tree, BRIN) bytes for the first d days of readings, for each d:
+    a ratio of sizes means little at one size, so measure it at several."""
+    trend = []
+    for d in days:
+        conn.execute(f"""CREATE TABLE sample AS SELECT * FROM readings
+            WHERE ts < timestamptz '2024-01-01 00:00+00' + interval '{d} days' ORDER BY ts""")
+        conn.execute("CREATE INDEX sample_btree ON sample USING btree (ts)")
+        conn.execute("CREATE INDEX sample_brin ON sample USING brin (ts)")
+        sizes = [
+            one(conn, f"SELECT pg_relation_size('{name}')")
+            for name in ("sample", "sample_btree", "sample_brin")
+        ]
+        trend.append((one(conn, "SELECT count(*) FROM sample"), *sizes))
+        conn.execute("DROP TABLE sample")
+    return trend
+
+
 def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     """The plan tree as a list, parents before children."""
     return [node] + [n for child in node.get("Plans", []) for n in plan_nodes(child)]
@@ -194,6 +212,13 @@ def main() -> None:
             f"  BRIN index on ts:   ~{sizes['readings_brin'] // 1024} kB"
             f" ({sizes['readings_btree'] / sizes['readings_brin']:.1f}x smaller)"
         )
+        print("  by table size (24 kB is BRIN's minimum: meta page, range map, one summary page)")
+        for n, table, btree, brin in size_trend(conn):
+            print(
+                f"    {n:>6} rows, table ~{table // 1024} kB:"
+                f" B-tree ~{btree // 1024} kB, BRIN ~{brin // 1024} kB,"
+                f" {btree / brin:.1f}x smaller"
+            )
         queries = {}
         for index, label in [("readings_btree", "B-tree"), ("readings_brin", "BRIN")]:
             q = queries[label] = range_query(conn, index)

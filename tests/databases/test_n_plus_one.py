@@ -55,3 +55,29 @@ def test_a_pool_with_a_free_connection_does_not_wait(database_url):
         held = pool.getconn()
         assert pool_connections.request_with_pool(pool) == 1  # the second slot is used
         pool.putconn(held)
+
+
+def test_a_pooled_block_commits_on_exit_and_session_settings_outlive_it(database_url):
+    """What the page says psycopg_pool does on return: the transaction ends (commit on a
+    normal exit, rollback on an exception), but session state is not reset."""
+    import uuid
+
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    table = f"pool_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE {table} (x int)")
+        try:
+            with ConnectionPool(database_url, min_size=1, max_size=1, open=True) as pool:
+                with pool.connection() as conn:  # no commit() call
+                    conn.execute(f"INSERT INTO {table} VALUES (1)")
+                    conn.execute("SET application_name = 'left-behind'")
+                with pytest.raises(ZeroDivisionError), pool.connection() as conn:
+                    conn.execute(f"INSERT INTO {table} VALUES (2)")
+                    1 / 0  # noqa: B018  (an exception: the block rolls back)
+                with pool.connection() as conn:  # the same, single connection
+                    assert conn.execute("SHOW application_name").fetchone() == ("left-behind",)
+            assert admin.execute(f"SELECT x FROM {table}").fetchall() == [(1,)]
+        finally:
+            admin.execute(f"DROP TABLE {table}")

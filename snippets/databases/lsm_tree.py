@@ -11,7 +11,7 @@ import random
 import struct
 from bisect import bisect_right
 from collections import Counter
-from functools import cached_property
+from functools import cache, cached_property
 
 PAGE = 1024  # scaled down with the memtable, so a small data set has several levels
 RECORD = struct.Struct("<HI")  # key length, value length (TOMBSTONE_LEN marks a delete)
@@ -22,6 +22,10 @@ Entry = tuple[bytes, bytes | None]  # (key, value); None is a tombstone (a delet
 def encode(key: bytes, value: bytes | None) -> bytes:
     size = TOMBSTONE_LEN if value is None else len(value)
     return RECORD.pack(len(key), size) + key + (value or b"")
+
+
+def record_size(key: bytes, value: bytes | None) -> int:
+    return RECORD.size + len(key) + len(value or b"")
 
 
 def decode_page(page: bytes) -> dict[bytes, bytes | None]:
@@ -72,20 +76,22 @@ class SSTable:
     index) and a bloom filter. A lookup reads at most one page."""
 
     def __init__(self, entries: list[Entry], io: Counter[str]) -> None:
-        self.io, self.first_keys = io, []
+        self.io, self.first_keys, self.sorted_entries = io, [], entries
         self.smallest, self.largest = entries[0][0], entries[-1][0]
         self.tier = 0  # size-tiered compaction: how many merges made this file
-        self.keys = [key for key, _ in entries]
-        pages, page = [], b""
+        pages: list[bytes] = []
+        page: list[bytes] = []
+        used = 0
         for key, value in entries:  # already sorted by key
             record = encode(key, value)
-            if len(page) + len(record) > PAGE:
-                pages.append(page.ljust(PAGE, b"\0"))
-                page = b""
+            if used + len(record) > PAGE:
+                pages.append(b"".join(page).ljust(PAGE, b"\0"))
+                page, used = [], 0
             if not page:
                 self.first_keys.append(key)
-            page += record
-        pages.append(page.ljust(PAGE, b"\0"))
+            page.append(record)
+            used += len(record)
+        pages.append(b"".join(page).ljust(PAGE, b"\0"))
         self.data = b"".join(pages)
         self.size = len(self.data)
         io["bytes written"] += self.size
@@ -94,8 +100,8 @@ class SSTable:
     def bloom(self) -> BloomFilter:
         """Built here at the first lookup, to keep the model quick; a real SSTable builds
         its filter while writing the file and stores it there."""
-        bloom = BloomFilter(len(self.keys))
-        for key in self.keys:
+        bloom = BloomFilter(len(self.sorted_entries))
+        for key, _ in self.sorted_entries:
             bloom.add(key)
         return bloom
 
@@ -112,9 +118,10 @@ class SSTable:
         return (key in entries), entries.get(key)
 
     def entries(self) -> list[Entry]:
+        """Every entry, as compaction reads them: the whole file. (The model hands back the
+        list it wrote, rather than decoding its own bytes again.)"""
         self.io["bytes read"] += self.size
-        pages = range(0, self.size, PAGE)
-        return [e for i in pages for e in decode_page(self.data[i : i + PAGE]).items()]
+        return self.sorted_entries
 
 
 # --8<-- [end:sstable]
@@ -137,7 +144,7 @@ class LSMTree:
 
     def __init__(
         self,
-        memtable_limit: int = 32,
+        memtable_limit: int = 16,
         policy: str = "leveled",
         fanout: int = 10,
         l0_files: int = 4,
@@ -152,7 +159,7 @@ class LSMTree:
         self.memtable_bytes = 0  # the size of the last flush: the unit levels are sized in
 
     def put(self, key: bytes, value: bytes | None) -> None:
-        self.io["bytes written"] += len(encode(key, value))  # the write-ahead log
+        self.io["bytes written"] += record_size(key, value)  # the write-ahead log
         self.memtable[key] = value
         if len(self.memtable) >= self.limit:
             self._flush()
@@ -243,7 +250,7 @@ class LSMTree:
         """Write a merge's output as files of about one memtable each."""
         tables, start, size = [], 0, 0
         for i, (key, value) in enumerate(entries):
-            size += RECORD.size + len(key) + len(value or b"")
+            size += record_size(key, value)
             if size >= self.memtable_bytes or i == len(entries) - 1:
                 tables.append(self._new_table(entries[start : i + 1]))
                 start, size = i + 1, 0
@@ -300,10 +307,11 @@ class BTreePages:
 
 
 # --8<-- [start:measure]
-SIZES = (500, 2_000, 8_000)  # writes; the data set grows 4x per step
+SIZES = (250, 1_000, 4_000)  # writes; the data set grows 4x per step
 STORES = {"leveled": {"fanout": 10}, "tiered": {"fanout": 4}, "btree": {}}
 
 
+@cache
 def workload(keys: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
     """`keys` writes of 100-byte values to random keys among `keys` (about a third are
     overwrites, so about 63% of the keys end up in the store)."""
@@ -344,7 +352,7 @@ def measure(
 
 def main() -> None:
     print(
-        f"A model: {PAGE}-byte pages, a 32-entry memtable, level 0 compacted at 4 files;"
+        f"A model: {PAGE}-byte pages, a 16-entry memtable, level 0 compacted at 4 files;"
         " n writes of 100-byte values to random keys among n"
     )
     results = {

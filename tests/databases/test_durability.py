@@ -207,3 +207,35 @@ def test_kv_store_lab_fsync_mode_syncs_the_directory_of_a_new_log(tmp_path, monk
     synced.clear()
     solution.Store(tmp_path, fsync=True).close()  # the log exists: nothing new to sync
     assert tmp_path not in synced
+
+
+def test_without_the_truncate_the_next_record_lands_behind_garbage(tmp_path):
+    """The page's "Break it": skip recover()'s truncate, append, and recover again."""
+    good = [wal_log.encode({"op": "put", "key": f"k{i}", "value": "v"}) for i in range(3)]
+    torn = wal_log.encode({"op": "put", "key": "torn", "value": "v"})[:-3]
+    after = wal_log.encode({"op": "put", "key": "after", "value": "v"})
+    log = tmp_path / "wal.log"
+    log.write_bytes(b"".join(good) + torn)
+    wal_log.recover(log)  # the control: truncates, so the append follows valid records
+    with log.open("ab") as f:
+        f.write(after)
+    assert "after" in wal_log.recover(log)[0]
+    log.write_bytes(b"".join(good) + torn + after)  # as if the truncate had been skipped
+    try:
+        state, _ = wal_log.recover(log)
+    except wal_log.CorruptLogError:
+        return  # refused: the acknowledged record is unreachable either way
+    assert "after" not in state
+
+
+def test_acknowledging_a_group_before_its_fsync_loses_acknowledged_writes():
+    """The page's "Break it": the records still pending at a power cut were never synced,
+    so acknowledging them on entry to the batch would have promised writes that are lost."""
+    lost = 0
+    for crash_at in range(101, 400, 7):
+        disk, acked = wal_power_loss.run_until_crash("group commit", crash_at)
+        pending = [f"k{i}" for i in range(len(acked), crash_at)]
+        survived = wal_power_loss.recovered_keys(disk.after_power_loss())
+        assert set(acked) <= survived  # the control: acknowledged after the fsync, kept
+        lost += sum(key not in survived for key in pending)
+    assert lost > 0

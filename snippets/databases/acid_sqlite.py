@@ -79,7 +79,8 @@ def atomicity(path: Path) -> dict[str, int]:
 
 
 # --8<-- [start:consistency]
-ATTEMPTS = {  # what breaks a rule -> the statement
+ATTEMPTS = {  # what breaks a rule -> the statement; the same as acid_postgres.py (a copy:
+    # snippets run alone and may not import each other)
     "overdraw alice (CHECK)": "UPDATE accounts SET balance = balance - 1000 WHERE id = 'alice'",
     "pay carol, who does not exist (FOREIGN KEY)": (
         "INSERT INTO transfers (src, dst, amount) VALUES ('alice', 'carol', 10)"

@@ -41,12 +41,13 @@ def test_query_count_check_catches_n_plus_1_and_passes_the_join(database_url):
 
 
 def test_a_pool_is_much_faster_than_a_new_connection_per_request(database_url):
-    new, pooled = pool_connections.compare(database_url, n=20, rounds=3)
-    # Noise budget: new / pooled observed 7.0-13.5x over 6 runs on the shared 2-core machine
-    # and 7.8-18.6x over 6 runs with two extra busy loops (medians of 3 interleaved rounds);
-    # the margin of 3x holds because a backend fork and authentication per request cost
-    # several times the one query both variants run.
-    assert new > 3 * pooled, f"new {new * 1e3:.2f} ms vs pooled {pooled * 1e3:.2f} ms"
+    new, pooled = pool_connections.compare(database_url, n=20, rounds=5)
+    # Noise budget: new / pooled (medians of interleaved rounds) observed 7.0-13.5x with 3
+    # rounds over 6 runs but 2.85x at worst over 10 runs with two extra busy loops; with 5
+    # rounds 4.4-15.7x over 12 runs and 3.7-15.8x over 12 busy runs. The margin of 2x
+    # holds because a backend fork and authentication per request cost several times the
+    # one query both variants run; the old 3x margin at 3 rounds would have flaked.
+    assert new > 2 * pooled, f"new {new * 1e3:.2f} ms vs pooled {pooled * 1e3:.2f} ms"
 
 
 def test_an_exhausted_pool_raises_pool_timeout_after_its_timeout(database_url):

@@ -100,7 +100,10 @@ class Store:
         self.lock = threading.Lock()
         self.data: dict[str, str] = {}
         self._recover()
+        created = not self.path.exists()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if created and fsync:
+            self._fsync_dir()  # fsync(2): a new file's directory entry needs its own fsync
 
     def _recover(self) -> None:
         if not self.path.exists():
@@ -160,13 +163,16 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)  # atomic: a crash leaves the old log or the new one
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        self._fsync_dir()  # make the rename itself durable
         os.close(self.fd)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
+
+    def _fsync_dir(self) -> None:
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def close(self) -> None:
         os.close(self.fd)

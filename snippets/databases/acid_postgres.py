@@ -105,6 +105,7 @@ def consistency(url: str, schema: str) -> list[tuple[str, str, str]]:
         ),
         "open a second 'bob' account (UNIQUE)": "INSERT INTO accounts VALUES ('bob', 0)",
         "leave the balance empty (NOT NULL)": "INSERT INTO accounts VALUES ('dave', NULL)",
+        "open an account with no id (PRIMARY KEY)": "INSERT INTO accounts VALUES (NULL, 10)",
     }
     rejected = []
     with connect(url, schema) as conn:

@@ -79,20 +79,24 @@ def atomicity(path: Path) -> dict[str, int]:
 
 
 # --8<-- [start:consistency]
+ATTEMPTS = {  # what breaks a rule -> the statement; the same as acid_postgres.py (a copy:
+    # snippets run alone and may not import each other)
+    "overdraw alice (CHECK)": "UPDATE accounts SET balance = balance - 1000 WHERE id = 'alice'",
+    "pay carol, who does not exist (FOREIGN KEY)": (
+        "INSERT INTO transfers (src, dst, amount) VALUES ('alice', 'carol', 10)"
+    ),
+    "open a second 'bob' account (UNIQUE)": "INSERT INTO accounts VALUES ('bob', 0)",
+    "leave the balance empty (NOT NULL)": "INSERT INTO accounts VALUES ('dave', NULL)",
+    "open an account with no id (PRIMARY KEY)": "INSERT INTO accounts VALUES (NULL, 10)",
+}
+
+
 def consistency(path: Path, foreign_keys: bool = True) -> list[tuple[str, str]]:
     """Statements that break a rule; returns (what, SQLite error name) for each rejected one."""
-    attempts = {
-        "overdraw alice (CHECK)": "UPDATE accounts SET balance = balance - 1000 WHERE id = 'alice'",
-        "pay carol, who does not exist (FOREIGN KEY)": (
-            "INSERT INTO transfers (src, dst, amount) VALUES ('alice', 'carol', 10)"
-        ),
-        "open a second 'bob' account (UNIQUE)": "INSERT INTO accounts VALUES ('bob', 0)",
-        "leave the balance empty (NOT NULL)": "INSERT INTO accounts VALUES ('dave', NULL)",
-    }
     conn = connect(path)
     conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
     rejected = []
-    for what, sql in attempts.items():
+    for what, sql in ATTEMPTS.items():
         conn.execute("BEGIN")
         try:
             conn.execute(sql)
@@ -141,7 +145,9 @@ def main() -> None:
         print("C  the database rejects what breaks a rule:")
         for what, name in consistency(path):
             print(f"   {what:44} {name}")
-        missed = {w for w, _ in consistency(path)} - {w for w, _ in consistency(path, False)}
+        rejected = {w for w, _ in consistency(path)}
+        print(f"   and accepts: {sorted(set(ATTEMPTS) - rejected)}")
+        missed = rejected - {w for w, _ in consistency(path, False)}
         print(f"   with PRAGMA foreign_keys = OFF (the default) it lets through: {sorted(missed)}")
         before, during, after_commit = isolation(path)
         print(

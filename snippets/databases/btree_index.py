@@ -1,4 +1,4 @@
-"""A B-tree from scratch: a lookup reads a few nodes where a scan reads every row.
+"""A B-tree from scratch: a lookup reads a few nodes where a scan reads every page.
 
 Run: python snippets/databases/btree_index.py
 """
@@ -106,31 +106,38 @@ class BTree:
 
 
 # --8<-- [start:compare]
-def lookup_cost(n: int, lookups: int = 200, seed: int = 1) -> tuple[int, float, float]:
-    """Build a tree of n random keys; return (height, nodes read per lookup,
-    rows a full scan reads per lookup — on average half the table when the key exists)."""
+def lookup_cost(
+    n: int, lookups: int = 200, seed: int = 1, t: int = 32
+) -> tuple[int, float, int, float]:
+    """Build a tree of n random keys; per lookup, return (height, nodes read, and the
+    pages a sequential scan reads: all of them for `WHERE key = ?`, or on average half
+    when it may stop at the first match, as with a UNIQUE key or `LIMIT 1`). A heap page
+    holds as many rows as a node holds keys (2t - 1), so pages compare with nodes."""
     rng = random.Random(seed)
     keys = rng.sample(range(n * 10), n)
-    tree = BTree()
+    tree = BTree(t)
     for key in keys:
         tree.insert(key, f"row {key}")
+    per_page = 2 * t - 1
     position = {key: i for i, key in enumerate(keys)}  # where each key sits in the heap
     tree.nodes_read = 0
-    scanned = 0
+    until_match = 0
     for key in rng.sample(keys, lookups):
         assert tree.search(key) == f"row {key}"
-        scanned += position[key] + 1  # a sequential scan reads rows until the match
-    return tree.height(), tree.nodes_read / lookups, scanned / lookups
+        until_match += position[key] // per_page + 1  # pages read up to the match
+    full_scan = -(-n // per_page)  # every page: another row might match too
+    return tree.height(), tree.nodes_read / lookups, full_scan, until_match / lookups
 
 
 # --8<-- [end:compare]
 
 
 def main() -> None:
-    print(f"{'rows':>8}{'height':>8}{'nodes read per lookup':>24}{'rows scanned per lookup':>26}")
+    print("pages per lookup; a page holds 63 rows, as a node holds 63 keys")
+    print(f"{'rows':>8}{'height':>8}{'B-tree nodes':>14}{'full scan':>11}{'scan, LIMIT 1':>15}")
     for n in [1_000, 10_000, 100_000]:
-        height, nodes, rows = lookup_cost(n)
-        print(f"{n:>8}{height:>8}{nodes:>24.1f}{rows:>26.1f}")
+        height, nodes, full, until_match = lookup_cost(n)
+        print(f"{n:>8}{height:>8}{nodes:>14.1f}{full:>11}{until_match:>15.1f}")
     tree = BTree(t=2)
     for key in [50, 10, 40, 20, 30, 60, 70, 80, 90]:
         tree.insert(key, str(key))

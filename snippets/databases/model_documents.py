@@ -75,6 +75,7 @@ def load_both(conn: psycopg.Connection, orders: list[dict]) -> None:
         CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL);
         CREATE TABLE order_items (
             order_id int REFERENCES orders, sku text REFERENCES products, qty int NOT NULL,
+            unit_price int NOT NULL,  -- the price paid: history, not a copy of products.price
             PRIMARY KEY (order_id, sku));
         -- document: each order is one self-contained value, product details copied in
         CREATE TABLE order_docs (id int PRIMARY KEY, doc jsonb NOT NULL);
@@ -89,8 +90,8 @@ def load_both(conn: psycopg.Connection, orders: list[dict]) -> None:
             "INSERT INTO orders VALUES (%s, %s)", [(o["id"], o["customer"]) for o in orders]
         )
         cur.executemany(
-            "INSERT INTO order_items VALUES (%s, %s, %s)",
-            [(o["id"], i["sku"], i["qty"]) for o in orders for i in o["items"]],
+            "INSERT INTO order_items VALUES (%s, %s, %s, %s)",
+            [(o["id"], i["sku"], i["qty"], i["price"]) for o in orders for i in o["items"]],
         )
         cur.executemany(
             "INSERT INTO order_docs VALUES (%s, %s)", [(o["id"], Jsonb(o)) for o in orders]
@@ -103,7 +104,7 @@ def load_both(conn: psycopg.Connection, orders: list[dict]) -> None:
 # --8<-- [start:questions]
 QUESTIONS = {
     "order 7 with its items": (
-        """SELECT o.id, o.customer, p.sku, p.name, p.price, i.qty
+        """SELECT o.id, o.customer, p.sku, p.name, i.unit_price, i.qty
            FROM orders o JOIN order_items i ON i.order_id = o.id
            JOIN products p ON p.sku = i.sku WHERE o.id = 7 ORDER BY p.sku""",
         """SELECT d.id, d.doc->>'customer', item->>'sku', item->>'name',
@@ -112,8 +113,7 @@ QUESTIONS = {
            WHERE d.id = 7 ORDER BY item->>'sku'""",
     ),
     "revenue per product": (
-        """SELECT p.sku, sum(p.price * i.qty) FROM order_items i
-           JOIN products p ON p.sku = i.sku GROUP BY p.sku ORDER BY p.sku""",
+        """SELECT sku, sum(unit_price * qty) FROM order_items GROUP BY sku ORDER BY sku""",
         """SELECT item->>'sku', sum((item->>'price')::int * (item->>'qty')::int)
            FROM order_docs, jsonb_array_elements(doc->'items') AS item
            GROUP BY 1 ORDER BY 1""",
@@ -153,6 +153,26 @@ def rename_product(conn: psycopg.Connection) -> tuple[int, int]:
 # --8<-- [end:rename]
 
 
+# --8<-- [start:price]
+TODAYS_PRICE = """SELECT p.sku, sum(p.price * i.qty) FROM order_items i
+                  JOIN products p ON p.sku = i.sku GROUP BY p.sku ORDER BY p.sku"""
+
+
+def raise_price(conn: psycopg.Connection) -> dict[str, bool]:
+    """The monitor now costs 200. Past revenue must not change: which queries agree?"""
+    conn.execute("UPDATE products SET price = 200 WHERE sku = 'MN-3'")
+    _, documents = QUESTIONS["revenue per product"]
+    truth = conn.execute(documents).fetchall()  # each document kept the price paid
+    return {
+        "order_items.unit_price": conn.execute(QUESTIONS["revenue per product"][0]).fetchall()
+        == truth,
+        "products.price (today's)": conn.execute(TODAYS_PRICE).fetchall() == truth,
+    }
+
+
+# --8<-- [end:price]
+
+
 def main() -> None:
     url = database_url()
     with scratch_schema(url) as conn:
@@ -165,6 +185,14 @@ def main() -> None:
         print("revenue per product:", revenue)
         rel, doc = rename_product(conn)
         print(f"rename the monitor: {rel} row rewritten normalized, {doc} documents rewritten")
+        before = (
+            conn.execute(TODAYS_PRICE).fetchall()
+            == conn.execute(QUESTIONS["revenue per product"][1]).fetchall()
+        )
+        print(f"revenue from products.price while no price has changed: same answer: {before}")
+        print("the monitor's price rises from 180 to 200; past revenue, same answer as documents?")
+        for source, same in raise_price(conn).items():
+            print(f"  from {source:26} {same}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def load_both(conn: sqlite3.Connection, orders: list[dict]) -> None:
     conn.executescript("""
         CREATE TABLE products (sku text PRIMARY KEY, name text NOT NULL, price int NOT NULL);
         CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL);
-        CREATE TABLE order_items (order_id int, sku text, qty int, PRIMARY KEY (order_id, sku));
+        CREATE TABLE order_items (order_id int, sku text, qty int, unit_price int NOT NULL,
+                                  PRIMARY KEY (order_id, sku));
         CREATE TABLE order_docs (id int PRIMARY KEY, doc text NOT NULL CHECK (json_valid(doc)));
     """)
     conn.executemany(
@@ -47,8 +48,8 @@ def load_both(conn: sqlite3.Connection, orders: list[dict]) -> None:
     )
     conn.executemany("INSERT INTO orders VALUES (?, ?)", [(o["id"], o["customer"]) for o in orders])
     conn.executemany(
-        "INSERT INTO order_items VALUES (?, ?, ?)",
-        [(o["id"], i["sku"], i["qty"]) for o in orders for i in o["items"]],
+        "INSERT INTO order_items VALUES (?, ?, ?, ?)",
+        [(o["id"], i["sku"], i["qty"], i["price"]) for o in orders for i in o["items"]],
     )
     conn.executemany(
         "INSERT INTO order_docs VALUES (?, ?)", [(o["id"], json.dumps(o)) for o in orders]
@@ -58,8 +59,7 @@ def load_both(conn: sqlite3.Connection, orders: list[dict]) -> None:
 # --8<-- [start:questions]
 QUESTIONS = {
     "revenue per product": (
-        """SELECT p.sku, sum(p.price * i.qty) FROM order_items i
-           JOIN products p ON p.sku = i.sku GROUP BY p.sku ORDER BY p.sku""",
+        """SELECT sku, sum(unit_price * qty) FROM order_items GROUP BY sku ORDER BY sku""",
         """SELECT item.value ->> 'sku', sum((item.value ->> 'price') * (item.value ->> 'qty'))
            FROM order_docs, json_each(order_docs.doc, '$.items') AS item
            GROUP BY 1 ORDER BY 1""",

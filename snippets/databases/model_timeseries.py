@@ -95,6 +95,24 @@ def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
     }
 
 
+def size_trend(conn: psycopg.Connection, days: tuple[int, ...] = (1, 3, 7)) -> list[tuple]:
+    """(rows, table, B-tree, BRIN) bytes for the first d days of readings, for each d:
+    a ratio of sizes means little at one size, so measure it at several."""
+    trend = []
+    for d in days:
+        conn.execute(f"""CREATE TABLE sample AS SELECT * FROM readings
+            WHERE ts < timestamptz '2024-01-01 00:00+00' + interval '{d} days' ORDER BY ts""")
+        conn.execute("CREATE INDEX sample_btree ON sample USING btree (ts)")
+        conn.execute("CREATE INDEX sample_brin ON sample USING brin (ts)")
+        sizes = [
+            one(conn, f"SELECT pg_relation_size('{name}')")
+            for name in ("sample", "sample_btree", "sample_brin")
+        ]
+        trend.append((one(conn, "SELECT count(*) FROM sample"), *sizes))
+        conn.execute("DROP TABLE sample")
+    return trend
+
+
 def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     """The plan tree as a list, parents before children."""
     return [node] + [n for child in node.get("Plans", []) for n in plan_nodes(child)]
@@ -148,34 +166,43 @@ def downsample(conn: psycopg.Connection, limit: int = 4) -> list[tuple[str, int,
 
 
 # --8<-- [start:retention]
-def retention(conn: psycopg.Connection, days: int = 5) -> dict[str, tuple[int, int, float]]:
+def retention(conn: psycopg.Connection, days: int = 5) -> dict[str, tuple[int, int, float, int]]:
     """Forget the oldest `days`, one day at a time like a nightly job: DELETE a day's rows
-    vs DROP a day's partition, interleaved so both see the same machine load.
-    Returns, per method: (rows left, bytes on disk afterwards, median seconds per day)."""
+    vs DROP a day's partition, interleaved so both see the same machine load. Returns,
+    per method: (rows left, bytes on disk afterwards, median seconds per day, median WAL
+    bytes per day — the work the server logged, which no machine load changes)."""
     seconds: dict[str, list[float]] = {"DELETE": [], "DROP PARTITION": []}
+    wal: dict[str, list[int]] = {"DELETE": [], "DROP PARTITION": []}
     for day in range(days):
-        start = time.perf_counter()
-        conn.execute(  # marks every row of the day dead; the space waits for VACUUM
-            "DELETE FROM readings WHERE ts < timestamptz '2024-01-01 00:00+00' + %s",
-            (timedelta(days=day + 1),),
-        )
-        seconds["DELETE"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        conn.execute(f"DROP TABLE readings_day{day}")  # unlinks the day's files
-        seconds["DROP PARTITION"].append(time.perf_counter() - start)
+        for method, sql, args in [
+            (  # marks every row of the day dead; the space waits for VACUUM
+                "DELETE",
+                "DELETE FROM readings WHERE ts < timestamptz '2024-01-01 00:00+00' + %s",
+                (timedelta(days=day + 1),),
+            ),
+            ("DROP PARTITION", f"DROP TABLE readings_day{day}", None),  # unlinks its files
+        ]:
+            lsn = one(conn, "SELECT pg_current_wal_insert_lsn()")
+            start = time.perf_counter()
+            conn.execute(sql, args)
+            seconds[method].append(time.perf_counter() - start)
+            wal[method].append(
+                int(one(conn, f"SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '{lsn}')"))
+            )
     partitions = """SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
                     WHERE inhparent = 'readings_by_day'::regclass"""
+    left = {
+        "DELETE": ("SELECT count(*) FROM readings", "SELECT pg_total_relation_size('readings')"),
+        "DROP PARTITION": ("SELECT count(*) FROM readings_by_day", partitions),
+    }
     return {
-        "DELETE": (
-            one(conn, "SELECT count(*) FROM readings"),
-            one(conn, "SELECT pg_total_relation_size('readings')"),
-            statistics.median(seconds["DELETE"]),
-        ),
-        "DROP PARTITION": (
-            one(conn, "SELECT count(*) FROM readings_by_day"),
-            one(conn, partitions),
-            statistics.median(seconds["DROP PARTITION"]),
-        ),
+        method: (
+            one(conn, rows),
+            one(conn, size),
+            statistics.median(seconds[method]),
+            int(statistics.median(wal[method])),
+        )
+        for method, (rows, size) in left.items()
     }
 
 
@@ -194,6 +221,13 @@ def main() -> None:
             f"  BRIN index on ts:   ~{sizes['readings_brin'] // 1024} kB"
             f" ({sizes['readings_btree'] / sizes['readings_brin']:.1f}x smaller)"
         )
+        print("  by table size (24 kB is BRIN's minimum: meta page, range map, one summary page)")
+        for n, table, btree, brin in size_trend(conn):
+            print(
+                f"    {n:>6} rows, table ~{table // 1024} kB:"
+                f" B-tree ~{btree // 1024} kB, BRIN ~{brin // 1024} kB,"
+                f" {btree / brin:.1f}x smaller"
+            )
         queries = {}
         for index, label in [("readings_btree", "B-tree"), ("readings_brin", "BRIN")]:
             q = queries[label] = range_query(conn, index)
@@ -212,13 +246,16 @@ def main() -> None:
         before = one(conn, "SELECT pg_total_relation_size('readings')")
         print(f"retention, forget the first 5 days (table + indexes were ~{before // 1024} kB):")
         results = retention(conn)
-        for method, (left, size, seconds) in results.items():
+        for method, (left, size, seconds, wal) in results.items():
             print(
                 f"  {method:15} {left} rows left, ~{size // 1024} kB on disk,"
-                f" median {seconds * 1000:.2f} ms per day"
+                f" median {seconds * 1000:.2f} ms and ~{wal // 1024} kB of WAL per day"
             )
-        ratio = results["DELETE"][2] / results["DROP PARTITION"][2]
-        print(f"dropping partitions was {ratio:.1f}x faster and gave the space back at once")
+        delete, drop = results["DELETE"], results["DROP PARTITION"]
+        print(
+            f"dropping partitions was {delete[2] / drop[2]:.1f}x faster, logged"
+            f" {delete[3] / drop[3]:.1f}x less WAL, and gave the space back at once"
+        )
 
 
 if __name__ == "__main__":

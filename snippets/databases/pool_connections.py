@@ -38,7 +38,8 @@ def request_with_new_connection(url: str) -> int:
 
 
 def request_with_pool(pool: ConnectionPool) -> int:
-    """Borrow an open connection, query, give it back (the pool rolls back what is left)."""
+    """Borrow an open connection, query, give it back: leaving the block commits (rolls
+    back on an exception); session settings such as SET stay with the connection."""
     with pool.connection() as conn:
         row = conn.execute("SELECT 1").fetchone()
         return row[0] if row else 0

@@ -203,9 +203,9 @@ def main() -> None:
         rule = "R + W > N" if r + w > 3 else "R + W <= N"
         print(f"  W={w} R={r} ({rule:<10}): {quorum_staleness(w, r)} of 200 reads stale")
     print("partition {a} | {b, c}, a client on each side increments one counter 50 times:")
-    for mode in ["CP", "AP"]:
+    for mode, label in [("CP", "CP, majority only"), ("AP", "AP, last-writer-wins")]:
         counts = partition(mode)
-        print(f"  {mode}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        print(f"  {label:<20}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     print("leader crash and failover to the most up-to-date follower, 50 crashes:")
     for needed, name in [(0, "asynchronous"), (1, "semi-synchronous (1 follower)")]:
         acked, lost = failover(needed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -37,11 +38,18 @@ def test_postgres_without_a_transaction_loses_the_debit(database_url, schema):
 
 def test_postgres_constraints_reject_bad_rows_with_their_sqlstate(database_url, schema):
     rejected = acid_postgres.consistency(database_url, schema)
-    assert [sqlstate for _, sqlstate, _ in rejected] == ["23514", "23503", "23505", "23502"]
+    assert [sqlstate for _, sqlstate, _ in rejected] == [
+        "23514",
+        "23503",
+        "23505",
+        "23502",
+        "23502",  # a PRIMARY KEY column is NOT NULL in PostgreSQL
+    ]
     assert [name for _, _, name in rejected] == [
         "CheckViolation",
         "ForeignKeyViolation",
         "UniqueViolation",
+        "NotNullViolation",
         "NotNullViolation",
     ]
     with acid_postgres.connect(database_url, schema) as conn:  # nothing got in
@@ -89,7 +97,7 @@ def test_sqlite_rolls_back_and_enforces_every_rule(tmp_path):
         "SQLITE_CONSTRAINT_FOREIGNKEY",
         "SQLITE_CONSTRAINT_PRIMARYKEY",
         "SQLITE_CONSTRAINT_NOTNULL",
-    ]
+    ]  # and not the NULL primary key: see the next test
     assert acid_sqlite.isolation(path) == (100, 100, 101)
     assert acid_sqlite.durability(path) == 1
 
@@ -101,3 +109,27 @@ def test_sqlite_ignores_foreign_keys_unless_asked(tmp_path):
         w for w, _ in acid_sqlite.consistency(path, foreign_keys=False)
     }
     assert let_through == {"pay carol, who does not exist (FOREIGN KEY)"}
+
+
+def test_sqlite_accepts_null_in_a_text_primary_key_unless_declared_not_null(tmp_path):
+    """SQLite's documented legacy: PRIMARY KEY implies NOT NULL only for INTEGER PRIMARY
+    KEY, WITHOUT ROWID and STRICT tables, or with an explicit NOT NULL."""
+    path = tmp_path / "bank.db"
+    acid_sqlite.create(path)
+    accepted = set(acid_sqlite.ATTEMPTS) - {w for w, _ in acid_sqlite.consistency(path)}
+    assert accepted == {"open an account with no id (PRIMARY KEY)"}
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE loose (id text PRIMARY KEY)")
+    conn.execute("INSERT INTO loose VALUES (NULL)")
+    conn.execute("INSERT INTO loose VALUES (NULL)")  # two NULLs: not even unique
+    assert conn.execute("SELECT count(*) FROM loose WHERE id IS NULL").fetchone() == (2,)
+    for table in [
+        "CREATE TABLE strict_pk (id text PRIMARY KEY NOT NULL)",
+        "CREATE TABLE strict_pk (id text PRIMARY KEY) WITHOUT ROWID",
+        "CREATE TABLE strict_pk (id text PRIMARY KEY) STRICT",  # SQLite 3.37+
+    ]:
+        conn.execute("DROP TABLE IF EXISTS strict_pk")
+        conn.execute(table)
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            conn.execute("INSERT INTO strict_pk VALUES (NULL)")
+    conn.close()

@@ -32,6 +32,22 @@ def test_postgres_answers_every_question_the_same_both_ways(database_url):
         assert names == [("display",)]
 
 
+def test_a_price_change_separates_the_price_paid_from_todays_price(database_url):
+    """ "Same answer both ways" held only because no price had changed: with the price
+    paid kept in order_items it still holds; joined to today's price it breaks."""
+    with model_documents.scratch_schema(database_url) as conn:
+        model_documents.load_both(conn, model_documents.sample_orders())
+        revenue_docs = model_documents.QUESTIONS["revenue per product"][1]
+        before = conn.execute(model_documents.TODAYS_PRICE).fetchall()
+        assert before == conn.execute(revenue_docs).fetchall()  # the control: no change yet
+        assert model_documents.raise_price(conn) == {
+            "order_items.unit_price": True,
+            "products.price (today's)": False,
+        }
+        after = dict(conn.execute(model_documents.TODAYS_PRICE).fetchall())
+        assert after["MN-3"] == dict(before)["MN-3"] // 180 * 200  # history rewritten
+
+
 def test_sqlite_json_gives_the_same_answers_as_postgres_jsonb(database_url):
     conn = sqlite3.connect(":memory:")
     model_documents_sqlite.load_both(conn, model_documents_sqlite.sample_orders())
@@ -49,6 +65,13 @@ def test_brin_is_far_smaller_than_btree_but_reads_whole_block_ranges(database_ur
         model_timeseries.load(conn)
         sizes = model_timeseries.index_sizes(conn)
         assert sizes["readings_btree"] > 20 * sizes["readings_brin"]
+        trend = model_timeseries.size_trend(conn)
+        rows, btrees, brins = [t[0] for t in trend], [t[2] for t in trend], [t[3] for t in trend]
+        assert rows == [8640, 25920, 60480]
+        assert len(set(brins)) == 1 and brins[0] == 3 * 8192  # flat: BRIN's minimum size
+        assert btrees[2] > 2 * btrees[1] > 4 * btrees[0]  # the B-tree grows with the rows
+        ratios = [b / r for b, r in zip(btrees, brins, strict=True)]
+        assert ratios == sorted(ratios) and ratios[-1] > 5 * ratios[0]  # so the ratio does too
         btree = model_timeseries.range_query(conn, "readings_btree")
         brin = model_timeseries.range_query(conn, "readings_brin")
         assert "Bitmap Index Scan on readings_brin" in brin["plan"]
@@ -71,7 +94,13 @@ def test_dropping_partitions_frees_space_and_beats_delete(database_url):
         assert deleted[0] == dropped[0] == 2 * 8640  # the same rows left
         assert deleted[1] == before  # DELETE leaves dead rows: nothing given back yet
         assert dropped[1] < 0.4 * before  # five files of seven unlinked
-        assert deleted[2] > 2 * dropped[2], results
+        # WAL bytes are counted, not timed: 290-301x over 5 runs, load or not
+        assert deleted[3] > 20 * dropped[3], results  # WAL: a record per row vs a few
+        # Noise budget: DELETE/DROP time ratio observed 6.5-25x over 6 runs on the shared
+        # 2-core machine and 1.6-29x over 10 runs with two extra busy loops (both take a few
+        # ms, so scheduling noise dominates under load); the margin of 1x (DELETE slower at
+        # all) holds because its minimum was 1.58. The WAL ratio above carries the lesson.
+        assert deleted[2] > dropped[2], results
 
 
 def bfs_hops(start: str, goal: str) -> int | None:

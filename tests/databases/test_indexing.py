@@ -59,11 +59,13 @@ def test_btree_rejects_a_degree_that_cannot_split():
 
 
 def test_btree_lookups_grow_with_height_while_a_scan_grows_with_rows():
-    h_small, nodes_small, scan_small = btree_index.lookup_cost(1_000, lookups=100)
-    h_big, nodes_big, scan_big = btree_index.lookup_cost(100_000, lookups=100)
+    h_small, nodes_small, full_small, half_small = btree_index.lookup_cost(1_000, lookups=100)
+    h_big, nodes_big, full_big, half_big = btree_index.lookup_cost(100_000, lookups=100)
     assert nodes_big <= h_big + 1 and h_big <= h_small + 2  # 100x rows: a level or two more
-    assert scan_big > 50 * scan_small  # a scan reads ~100x more rows
-    assert scan_big > 1000 * nodes_big
+    assert full_big > 90 * full_small  # a full scan reads ~100x more pages
+    assert full_big == -(-100_000 // 63)  # every page: no LIMIT, so no early stop
+    assert 0.3 * full_big < half_big < 0.7 * full_big  # stopping at the match: about half
+    assert full_big > 100 * nodes_big  # pages against nodes: the same unit
 
 
 def test_range_scan_visits_only_the_nodes_it_needs():

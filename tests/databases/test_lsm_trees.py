@@ -1,10 +1,8 @@
-"""LSM trees (docs/databases/lsm-trees.md): correctness against a dict, the bloom filter's
-promise, and write vs read amplification against the B-tree page model."""
+"""LSM trees (docs/databases/lsm-trees.md): correctness against a dict under both
+compaction policies, the bloom filter's promise, and write vs read amplification against
+the B-tree page model at several data set sizes (the trend, never absolute numbers)."""
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,35 +13,82 @@ from tests.conftest import load_snippet
 lsm_tree = load_snippet("databases/lsm_tree")
 
 keys = st.binary(min_size=1, max_size=6)
-ops = st.lists(st.tuples(keys, st.one_of(st.none(), st.binary(max_size=300))), max_size=80)
+ops = st.lists(st.tuples(keys, st.one_of(st.none(), st.binary(max_size=300))), max_size=120)
+
+
+def check_shape(tree) -> None:
+    """The invariants each policy promises after every write."""
+    if tree.policy == "leveled":
+        assert len(tree.levels[0]) < tree.l0_files
+        for level in tree.levels[1:]:  # sorted and non-overlapping: one file per lookup
+            assert all(a.largest < b.smallest for a, b in zip(level, level[1:], strict=False))
+    else:
+        assert len(tree.levels) == 1
+        tiers = [t.tier for t in tree.levels[0]]
+        assert tiers == sorted(tiers, reverse=True)  # oldest (biggest) first
+        assert all(tiers.count(t) < tree.fanout for t in tiers)
 
 
 @settings(max_examples=60, deadline=None)
-@given(ops=ops, probes=st.lists(keys, max_size=10), use_bloom=st.booleans())
-def test_lsm_tree_behaves_like_a_dict_through_flushes_and_compactions(ops, probes, use_bloom):
+@given(
+    ops=ops,
+    probes=st.lists(keys, max_size=10),
+    use_bloom=st.booleans(),
+    policy=st.sampled_from(["leveled", "tiered"]),
+)
+def test_lsm_tree_behaves_like_a_dict_through_flushes_and_compactions(
+    ops, probes, use_bloom, policy
+):
     model: dict[bytes, bytes] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = lsm_tree.LSMTree(Path(tmp), memtable_limit=3, max_tables=2, use_bloom=use_bloom)
-        for key, value in ops:
-            if value is None:
-                tree.delete(key)  # a tombstone must hide older SSTables' values
-                model.pop(key, None)
-            else:
-                tree.put(key, value)
-                model[key] = value
-        for key in [*model, *probes, *(k for k, _ in ops)]:
-            assert tree.get(key) == model.get(key)
-        assert len(tree.tables) <= 3
+    tree = lsm_tree.LSMTree(
+        memtable_limit=3, policy=policy, fanout=2, l0_files=2, use_bloom=use_bloom
+    )
+    for key, value in ops:
+        if value is None:
+            tree.delete(key)  # a tombstone must hide older SSTables' values
+            model.pop(key, None)
+        else:
+            tree.put(key, value)
+            model[key] = value
+        check_shape(tree)
+    for key in [*model, *probes, *(k for k, _ in ops)]:
+        assert tree.get(key) == model.get(key)
+
+
+class DropsTombstonesEverywhere(lsm_tree.LSMTree):
+    """The page's "Break it": a merge that drops tombstones even above the bottom."""
+
+    def _merge(self, tables, bottom):
+        return super()._merge(tables, bottom=True)
+
+
+@pytest.mark.parametrize("policy", ["leveled", "tiered"])
+def test_dropping_tombstones_above_the_bottom_brings_deleted_keys_back(policy):
+    def deleted_keys_seen(cls) -> int:
+        tree = cls(memtable_limit=4, policy=policy, fanout=2, l0_files=2)
+        for i in range(200):
+            tree.put(b"k%03d" % i, b"v")
+        for i in range(0, 200, 2):
+            tree.delete(b"k%03d" % i)
+        for i in range(200, 260):  # more writes: merges above the bottom level
+            tree.put(b"k%03d" % i, b"v")
+        return sum(tree.get(b"k%03d" % i) is not None for i in range(0, 200, 2))
+
+    assert deleted_keys_seen(lsm_tree.LSMTree) == 0
+    assert deleted_keys_seen(DropsTombstonesEverywhere) > 0
 
 
 def test_bloom_filter_has_no_false_negatives_and_few_false_positives():
-    bloom = lsm_tree.BloomFilter(keys=2000)
-    members = [f"key{i}".encode() for i in range(2000)]
-    for key in members:
-        bloom.add(key)
-    assert all(bloom.might_contain(key) for key in members)
-    false_positives = sum(bloom.might_contain(f"other{i}".encode()) for i in range(5000))
-    assert false_positives < 5000 * 0.03  # ~1% expected at 10 bits per key
+    def false_positives(bits_per_key: int) -> int:
+        bloom = lsm_tree.BloomFilter(keys=2000, bits_per_key=bits_per_key)
+        members = [f"key{i}".encode() for i in range(2000)]
+        for key in members:
+            bloom.add(key)
+        assert all(bloom.might_contain(key) for key in members)
+        return sum(bloom.might_contain(f"other{i}".encode()) for i in range(5000))
+
+    assert false_positives(10) < 5000 * 0.03  # ~1% expected at 10 bits per key
+    assert false_positives(2) > 5000 * 0.25  # the page's "Break it": ~40% at 2 bits per key
 
 
 def test_a_corrupt_page_is_reported_not_misread():
@@ -54,22 +99,60 @@ def test_a_corrupt_page_is_reported_not_misread():
 
 @pytest.fixture(scope="module")
 def measured():
-    return lsm_tree.amplification(use_bloom=True), lsm_tree.amplification(use_bloom=False)
+    return {
+        (n, store): lsm_tree.measure(n, store, probes=200)
+        for n in lsm_tree.SIZES
+        for store in lsm_tree.STORES
+    }
 
 
-def test_lsm_tree_writes_far_fewer_bytes_than_in_place_page_updates(measured):
-    with_bloom, _ = measured
-    lsm, btree = with_bloom["lsm write amplification"], with_bloom["btree write amplification"]
-    assert lsm > 1 and lsm < 10 and btree > 5 * lsm
+def wa(measured, store):
+    return [measured[n, store]["write amplification"] for n in lsm_tree.SIZES]
+
+
+def test_leveled_write_amplification_grows_with_the_data_set_and_crosses_the_btree(measured):
+    leveled, tiered, btree = wa(measured, "leveled"), wa(measured, "tiered"), wa(measured, "btree")
+    assert leveled == sorted(leveled) and leveled[-1] > 2 * leveled[0]  # a level per 10x data
+    assert tiered == sorted(tiered) and tiered[-1] > tiered[0]
+    assert max(btree) < 1.05 * min(btree)  # page / record: flat in the data set size
+    assert leveled[0] < btree[0] and leveled[-1] > btree[-1]  # "sometimes" lower (DDIA ch. 3)
+    assert all(t < lv for t, lv in zip(tiered, leveled, strict=True))  # tiered writes less...
+
+
+def test_tiered_compaction_pays_in_sorted_runs_and_reads(measured):
+    n = lsm_tree.SIZES[-1]
+    leveled, tiered = measured[n, "leveled"], measured[n, "tiered"]
+    assert tiered["sorted runs"] > 1.5 * leveled["sorted runs"]  # ...and keeps more runs
+    off = "pages per lookup (absent, bloom off)"
+    assert tiered[off] > 1.5 * leveled[off]
 
 
 def test_without_bloom_filters_an_lsm_lookup_reads_more_pages_than_the_btree(measured):
-    with_bloom, without = measured
-    assert without["lsm pages per lookup (absent)"] > 2 * without["btree pages per lookup (absent)"]
+    n = lsm_tree.SIZES[-1]
+    btree = measured[n, "btree"]
+    for store in ["leveled", "tiered"]:
+        r = measured[n, store]
+        assert (
+            r["pages per lookup (absent, bloom off)"]
+            > 2 * btree["pages per lookup (absent, bloom on)"]
+        )
+        assert (
+            r["pages per lookup (present, bloom off)"]
+            > 1.5 * r["pages per lookup (present, bloom on)"]
+        )
+        # bloom filters skip almost every SSTable that cannot hold the key
+        assert r["pages per lookup (absent, bloom on)"] < 0.2
+        assert r["pages per lookup (present, bloom on)"] < 1.2
+    assert btree["pages per lookup (present, bloom on)"] == 1
+
+
+def test_without_compaction_writes_are_cheapest_and_reads_dearest(measured):
+    """The page's "Break it": l0_files too high for compaction ever to run."""
+    n = lsm_tree.SIZES[-1]
+    never = lsm_tree.measure(n, "leveled", probes=200, l0_files=10**6)
+    assert never["write amplification"] < 2.5 < measured[n, "tiered"]["write amplification"]
+    assert never["sorted runs"] > 100
     assert (
-        without["lsm pages per lookup (present)"]
-        > 1.5 * with_bloom["lsm pages per lookup (present)"]
+        never["pages per lookup (absent, bloom off)"]
+        > 10 * measured[n, "leveled"]["pages per lookup (absent, bloom off)"]
     )
-    # bloom filters skip almost every SSTable that cannot hold the key
-    assert with_bloom["lsm pages per lookup (absent)"] < 0.2
-    assert with_bloom["btree pages per lookup (present)"] == 1

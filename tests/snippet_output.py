@@ -28,13 +28,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.snippets import all_snippets, needs  # noqa: F401  (the tests use them from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 SNIPPETS = ROOT / "snippets"
 BUDGET_SECONDS = 5.0  # DESIGN.md §6: one snippet < 5 s
-
-
-def all_snippets() -> list[Path]:
-    return sorted(p for p in SNIPPETS.glob("*/*.py") if p.name != "__init__.py")
 
 
 def output_file(snippet: Path) -> Path:
@@ -114,9 +112,3 @@ def _group_alive(pgid: int) -> bool:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, 9)
-
-
-def needs(snippet: Path) -> list[str]:
-    """Environment variables a snippet declares with a `Needs: A, B` docstring line."""
-    match = re.search(r"^Needs:\s*(.+)$", snippet.read_text(encoding="utf-8"), flags=re.M)
-    return [v.strip() for v in match[1].split(",")] if match else []

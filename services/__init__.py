@@ -7,6 +7,7 @@ defines:
     NAME = "PostgreSQL"                 # what the learner reads
     PROVIDES = ("DATABASE_URL",)        # the variables a snippet's `Needs:` line names
     def start() -> ContextManager[Started]
+    def binary() -> Path                # found, or raise Missing
 
 `start()` finds the binary (or raises Missing, whose message is the one-line install
 command per platform), starts the server on 127.0.0.1 with an ephemeral port and its files
@@ -15,7 +16,7 @@ with the variables' values, and on exit stops it and every process it spawned (m
 marks them with an environment variable and finds them all). A service that snippets
 start themselves (NGINX, Apache) only finds the binary and provides its path.
 
-Adding a server (HAProxy, RabbitMQ, NATS, Prometheus …) is one module here with those three
+Adding a server (HAProxy, RabbitMQ, NATS, Prometheus …) is one module here with those four
 names (and BINARY_ONLY = True if snippets start it themselves), plus its name in MODULES:
 the test fixtures (tests/services/), `make run` and `make services` pick it up from there.
 

@@ -27,12 +27,14 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM and SIGHUP (a closed terminal) stop the servers like Ctrl-C does."""
+def _stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal) all stop the servers. (SIGINT's
+    handler is set even when the shell started us with SIGINT ignored, as `cmd &` does.)"""
 
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
 
@@ -44,7 +46,7 @@ def run(spec: str, args: list[str]) -> int:
         return USAGE
     wanted = needs(snippet)
     services = sorted({provider_of(v) for v in wanted if not os.environ.get(v)})
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         with started(services) as running:
             env = dict(os.environ)
@@ -83,7 +85,7 @@ def up(names: list[str]) -> int:
     if unknown:
         say(f"unknown service {unknown}; services: {' '.join(MODULES)}")
         return USAGE
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         with started(names) as running:
             say("Servers running (each on 127.0.0.1, its files in a temp dir):")

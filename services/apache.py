@@ -30,3 +30,6 @@ def apache_binary() -> Path:
 def start() -> Iterator[Started]:
     binary = apache_binary()
     yield Started({"APACHE2_BIN": str(binary)}, f"Apache httpd ({binary}), started by the snippet")
+
+
+binary = apache_binary  # every service module has one: found, or Missing with the install lines

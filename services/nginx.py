@@ -23,3 +23,6 @@ def nginx_binary() -> Path:
 def start() -> Iterator[Started]:
     binary = nginx_binary()
     yield Started({"NGINX_BIN": str(binary)}, f"NGINX ({binary}), started by the snippet")
+
+
+binary = nginx_binary  # every service module has one: found, or Missing with the install lines

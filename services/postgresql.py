@@ -318,3 +318,6 @@ def crashable_postgresql(settings: dict[str, str] | None = None) -> Iterator[Cra
             yield cluster
         finally:
             cluster.stop()
+
+
+binary = postgres_binary  # every service module has one: found, or Missing with the install lines

@@ -71,7 +71,8 @@ services: $(LEARN_STAMP)  ## keep PostgreSQL and Redis running and print their e
 	@$(BIN)/python -m services up $(ONLY)
 
 notebook: $(NOTEBOOK_STAMP)  ## open the notebook labs in JupyterLab (on 127.0.0.1; Ctrl-C stops it)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. $(sort $(wildcard docs/*/*.ipynb))
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) \
+		$(sort $(wildcard docs/*/*.ipynb))
 
 outputs: $(STAMP)  ## re-record page output from real runs: make outputs [S=protocols/tcp_echo | S=notebooks]
 	$(BIN)/python -m pytest -q -p no:randomly tests/test_snippets.py tests/test_notebooks.py \

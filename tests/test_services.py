@@ -124,6 +124,20 @@ def test_ci_finds_the_system_postgresql_first():
     assert "/usr/lib/postgresql/" in str(pg.postgres_binary())
 
 
+def test_the_postgresql_version_the_databases_chapter_names_is_the_one_that_ran(database_url):
+    """docs/databases/index.md says which major version recorded the pages' outputs."""
+    import psycopg
+
+    if not services_required():
+        pytest.skip("CI only (REQUIRE_SERVICES=1): a laptop may run another version")
+    index = (ROOT / "docs" / "databases" / "index.md").read_text(encoding="utf-8")
+    claimed = re.search(r"outputs on these pages come from PostgreSQL (\d+)", index)
+    assert claimed, "the databases index no longer says which PostgreSQL recorded the outputs"
+    with psycopg.connect(database_url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+    assert version.split(".")[0] == claimed[1], version
+
+
 def test_a_variable_already_set_wins_over_starting_a_server(database_url):
     env, mark = learner_env(DATABASE_URL=database_url)
     run = subprocess.run(

@@ -12,13 +12,17 @@ initdb and postgres refuse to run as root (CI containers run as root): then both
 the `postgres` system user (or `nobody`), with the temp dir owned by it.
 
 Speed over safety: servers run with `fsync=off`, `synchronous_commit=off` and
-`full_page_writes=off` unless asked for `fsync=True`. A lesson about crashes starts its
+`full_page_writes=off`, their data on tmpfs (/dev/shm) where there is one, unless asked for
+`fsync=True`. A fresh data directory is a copy of a template that initdb makes once per
+binary in ~/.cache/backend-fundamentals/postgresql (about 40 MB): a copy takes a fraction of
+a second, initdb one to a few. A lesson about crashes starts its
 own server with `crashable_postgresql()` (at the end) — never the shared one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import re
@@ -27,6 +31,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -157,19 +162,62 @@ class PostgresExecutor(Executor):
         self._log_file.close()
 
 
-def _initdb(postgres: Path, data: Path, base: Path, as_user: dict[str, Any]) -> None:
+INITDB_OPTIONS = ("-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+
+
+def _run_initdb(postgres: Path, data: Path, base: Path, as_user: dict[str, Any]) -> None:
     subprocess.run(
-        [
-            str(postgres.parent / "initdb"),
-            *("-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"),
-            *("--locale=C", "--no-sync"),
-        ],
+        [str(postgres.parent / "initdb"), "-D", str(data), *INITDB_OPTIONS],
         check=True,
         capture_output=True,
         timeout=120,
         cwd=base,
         **as_user,
     )
+
+
+def _cache_dir() -> Path:
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home) / "backend-fundamentals" / "postgresql"
+
+
+def _template(postgres: Path, as_user: dict[str, Any]) -> Path:
+    """A freshly initdb'd data directory for this binary, made once and kept in the user's
+    cache: copying it takes a fraction of a second, initdb one to several seconds."""
+    binary = postgres.resolve()
+    # A new binary (path, build, version) or new initdb options: a new template.
+    identity = f"{binary}|{binary.stat().st_mtime_ns}|{INITDB_OPTIONS}".encode()
+    version = describe(binary).split()[1]
+    template = _cache_dir() / f"{version}-{hashlib.sha256(identity).hexdigest()[:16]}"
+    if (template / "PG_VERSION").exists():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with temp_dir("pg-template-", as_user) as base:
+        _run_initdb(postgres, base / "data", base, as_user)
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=template.parent))
+        shutil.copytree(base / "data", partial / "data", symlinks=True)
+        try:
+            (partial / "data").rename(template)  # atomic: a parallel maker may win, fine
+        except OSError:
+            pass
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return template
+
+
+def _initdb(postgres: Path, data: Path, base: Path, as_user: dict[str, Any]) -> None:
+    """A fresh data directory at `data`: a copy of the cached template (made by initdb on
+    first use), owned by the user the server runs as; initdb itself if there is no cache."""
+    try:
+        template = _template(postgres, as_user)
+    except OSError:  # no writable cache directory: initdb every time
+        _run_initdb(postgres, data, base, as_user)
+        return
+    shutil.copytree(template, data, symlinks=True)
+    data.chmod(0o700)  # postgres refuses a data directory others can read
+    if as_user:
+        for path in (data, *data.rglob("*")):
+            os.lchown(path, as_user["user"], as_user["group"])
 
 
 def _start(postgres: Path, base: Path, options: dict[str, str]) -> tuple[PostgreSQL, Any]:
@@ -209,7 +257,7 @@ def running_postgresql(
     fsync=True for lessons about durability (crash and recover); False is faster."""
     postgres = postgres_binary()
     as_user = unprivileged_user()
-    with temp_dir("pg-", as_user) as base:
+    with temp_dir("pg-", as_user, in_memory=not fsync) as base:
         _initdb(postgres, base / "data", base, as_user)
         server, executor = _start(
             postgres, base, {**_options(base, fsync, 100), **(settings or {})}

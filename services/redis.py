@@ -60,7 +60,7 @@ class RedisExecutor(Executor):
 @contextlib.contextmanager
 def running_redis() -> Iterator[Redis]:
     binary = redis_binary()
-    with temp_dir("redis-") as base:
+    with temp_dir("redis-", in_memory=True) as base:
         log = base / "redis.log"
 
         def make(port: int) -> RedisExecutor:

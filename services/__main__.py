@@ -71,7 +71,7 @@ def run(spec: str, args: list[str]) -> int:
                 raise
     except Missing as missing:
         say(f"{snippet.relative_to(ROOT)} needs {', '.join(wanted)}. {missing}")
-        say("Or set the variable to your own server's address.")
+        say(f"Or set {', '.join(wanted)} to use your own.")
         return 69  # EX_UNAVAILABLE
     except KeyboardInterrupt:
         say("[make run] interrupted; servers stopped")

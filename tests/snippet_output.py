@@ -28,6 +28,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.snippets import all_snippets, needs  # noqa: F401  (the tests use them from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 SNIPPETS = ROOT / "snippets"
 BUDGET_SECONDS = 5.0  # DESIGN.md §6: one snippet < 5 s, run alone (make bench-snippets)
@@ -35,10 +37,6 @@ MEDIAN_TARGET_SECONDS = 1.0  # DESIGN.md §6: the median snippet < 1 s
 # In the test suite a snippet shares 2 cores with other workers, so its wall time says
 # nothing about its budget; the suite only guards against a hang.
 HANG_GUARD_SECONDS = 60.0
-
-
-def all_snippets() -> list[Path]:
-    return sorted(p for p in SNIPPETS.glob("*/*.py") if p.name != "__init__.py")
 
 
 def output_file(snippet: Path) -> Path:
@@ -125,9 +123,3 @@ def _group_alive(pgid: int) -> bool:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, 9)
-
-
-def needs(snippet: Path) -> list[str]:
-    """Environment variables a snippet declares with a `Needs: A, B` docstring line."""
-    match = re.search(r"^Needs:\s*(.+)$", snippet.read_text(encoding="utf-8"), flags=re.M)
-    return [v.strip() for v in match[1].split(",")] if match else []

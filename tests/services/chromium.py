@@ -19,11 +19,10 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 
-# Environment variables this module can provide to snippets (see tests/services/__init__.py).
-ENV: dict[str, str] = {}
-
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's Chromium (browser downloads do not work here, so never Playwright's own)."""
-    return require_binary("chromium", apt="chromium", candidates=("/usr/bin/chromium",))
+    return require_binary(
+        "chromium", apt="chromium", candidates=("/usr/bin/chromium",), brew="--cask chromium"
+    )

@@ -1,0 +1,176 @@
+"""Real servers on loopback, started for you: one implementation for the tests and for
+learners (`make run`, `make services`).
+
+Each module in this package is one service (postgresql.py, redis.py, nginx.py, …) and
+defines:
+
+    NAME = "PostgreSQL"                 # what the learner reads
+    PROVIDES = ("DATABASE_URL",)        # the variables a snippet's `Needs:` line names
+    def start() -> ContextManager[Started]
+    def binary() -> Path                # found, or raise Missing
+
+`start()` finds the binary (or raises Missing, whose message is the one-line install
+command per platform), starts the server on 127.0.0.1 with an ephemeral port and its files
+in a temp dir, waits until it answers (a readiness check, never a sleep), yields a Started
+with the variables' values, and on exit stops it and every process it spawned (mirakuru
+marks them with an environment variable and finds them all). A service that snippets
+start themselves (NGINX, Apache) only finds the binary and provides its path.
+
+Adding a server (HAProxy, RabbitMQ, NATS, Prometheus …) is one module here with those four
+names (and BINARY_ONLY = True if snippets start it themselves), plus its name in MODULES:
+the test fixtures (tests/services/), `make run` and `make services` pick it up from there.
+
+    python -m services run protocols/tcp_nagle    # what `make run S=…` does
+    python -m services up [postgresql redis …]    # what `make services` does
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pwd
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+from mirakuru import Executor
+from mirakuru.exceptions import ProcessExitedWithError
+
+MODULES = ("postgresql", "redis", "nginx", "apache")  # one module per service, in this package
+SBIN = "/usr/sbin:/usr/local/sbin:/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin"
+
+
+class Missing(Exception):
+    """A server binary is not installed; the message says how to install it."""
+
+
+@dataclass(frozen=True)
+class Install:
+    """How to get a binary, one command per platform."""
+
+    apt: str  # Debian/Ubuntu package
+    brew: str  # Homebrew formula
+
+    def lines(self) -> str:
+        return (
+            f"  Debian/Ubuntu: sudo apt-get install {self.apt}\n"
+            f"  macOS:         brew install {self.brew}"
+        )
+
+
+@dataclass
+class Started:
+    """A running service: the variables it provides, and one line saying what runs."""
+
+    env: dict[str, str]
+    description: str
+    handle: Any = None  # the service's own object (e.g. the PostgreSQL server), for tests
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def find_binary(
+    name: str, install: Install, candidates: tuple[str, ...] = (), label: str = ""
+) -> Path:
+    """The first of `candidates` that exists, else `name` on PATH or in the sbin dirs."""
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK):
+            return Path(candidate)
+    found = shutil.which(name) or shutil.which(name, path=SBIN)
+    if found:
+        return Path(found)
+    raise Missing(f"{label or name} is not installed. Install it with:\n{install.lines()}")
+
+
+def services_required() -> bool:
+    """REQUIRE_SERVICES=1 (CI): a missing server is a failure, never a skip."""
+    return os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def modules() -> dict[str, ModuleType]:
+    return {name: importlib.import_module(f"services.{name}") for name in MODULES}
+
+
+def provider_of(variable: str) -> str:
+    """The service module that provides an environment variable."""
+    for name, module in modules().items():
+        if variable in module.PROVIDES:
+            return name
+    raise KeyError(f"no module in services/ provides {variable}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+E = TypeVar("E", bound=Executor)
+
+
+def start_on_a_free_port(make: Callable[[int], E], log: Path, attempts: int = 5) -> E:
+    """Start `make(port)` on a free loopback port. A port taken between choosing and binding
+    it ("Address already in use" in the server's log) is retried with another one."""
+    for attempt in range(attempts):
+        logged = log.stat().st_size if log.exists() else 0
+        executor = make(free_port())
+        try:
+            executor.start()
+            return executor
+        except ProcessExitedWithError:
+            close = getattr(executor, "close_log", None)
+            if close:
+                close()
+            with log.open(errors="replace") as file:
+                file.seek(logged)
+                text = file.read()
+            if "in use" in text and attempt < attempts - 1:
+                continue
+            raise RuntimeError(
+                f"{executor.command_parts[0]} did not start:\n{text[-2000:]}"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def unprivileged_user() -> dict[str, Any]:
+    """Popen arguments that drop root to a service user: PostgreSQL refuses to run as root
+    (CI containers run as root). The `postgres` user Debian creates, else `nobody`."""
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    raise RuntimeError("running as root and there is no `postgres` or `nobody` user to run as")
+
+
+MEMORY = Path("/dev/shm")  # Linux's tmpfs: no disk I/O for servers whose data is throwaway
+
+
+@contextlib.contextmanager
+def temp_dir(
+    prefix: str, owner: dict[str, Any] | None = None, in_memory: bool = False
+) -> Iterator[Path]:
+    """A temp dir that a dropped-privilege user can reach, removed on exit. in_memory: on
+    tmpfs where there is one (a server that never needs to survive a crash: fsync off)."""
+    memory = in_memory and MEMORY.is_dir() and os.access(MEMORY, os.W_OK)
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir=MEMORY if memory else None))
+    try:
+        if owner:
+            os.chown(base, owner["user"], owner["group"])
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def started(names: list[str]) -> Iterator[list[Started]]:
+    """Start the named services (modules of this package) together; stop them all on exit,
+    also on Ctrl-C or an error while starting the next one."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(modules()[name].start()) for name in names]

@@ -1,0 +1,92 @@
+"""Redis: `redis-server` on 127.0.0.1 with an ephemeral port, no persistence, its files in
+a temp dir; ready when a real client gets PONG; stopped (with anything it spawned) by
+mirakuru. REDIS_URL is redis://127.0.0.1:<port>/0."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirakuru import Executor
+
+from services import Install, Started, find_binary, start_on_a_free_port, temp_dir
+
+NAME = "Redis"
+PROVIDES = ("REDIS_URL",)
+INSTALL = Install(apt="redis-server", brew="redis")
+CANDIDATES = ("/usr/bin/redis-server",)
+
+
+@dataclass(frozen=True)
+class Redis:
+    host: str
+    port: int
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{self.host}:{self.port}/{db}"
+
+
+def redis_binary() -> Path:
+    return find_binary("redis-server", INSTALL, CANDIDATES, label="Redis")
+
+
+class RedisExecutor(Executor):
+    def __init__(self, command: list[str], server: Redis, log: Path) -> None:
+        self.server = server
+        self._log_file = log.open("a")
+        super().__init__(
+            command, timeout=30, sleep=0.05, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+
+    def pre_start_check(self) -> bool:
+        return False  # a fresh port every time
+
+    def after_start_check(self) -> bool:
+        import redis
+
+        try:
+            with redis.Redis(self.server.host, self.server.port, socket_timeout=1) as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def close_log(self) -> None:
+        self._log_file.close()
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[Redis]:
+    binary = redis_binary()
+    with temp_dir("redis-", in_memory=True) as base:
+        log = base / "redis.log"
+
+        def make(port: int) -> RedisExecutor:
+            command = [str(binary), "--bind", "127.0.0.1", "--port", str(port)]
+            command += ["--dir", str(base), "--save", "", "--appendonly", "no"]
+            command += ["--logfile", "", "--loglevel", "warning", "--daemonize", "no"]
+            return RedisExecutor(command, Redis("127.0.0.1", port), log)
+
+        executor = start_on_a_free_port(make, log)
+        try:
+            yield executor.server
+        finally:
+            executor.stop()
+            executor.close_log()
+
+
+def describe(binary: Path) -> str:
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    version = next((w[2:] for w in out.stdout.split() if w.startswith("v=")), "?")
+    return f"Redis {version} ({binary})"
+
+
+@contextlib.contextmanager
+def start() -> Iterator[Started]:
+    with running_redis() as server:
+        yield Started({"REDIS_URL": server.url()}, describe(redis_binary()), handle=server)
+
+
+binary = redis_binary  # every service module has one: found, or Missing with the install lines

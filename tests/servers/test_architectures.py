@@ -141,12 +141,19 @@ def test_threads_do_not_speed_up_cpu_bound_python_but_processes_do():
     assert speedup > 1.3, f"pre-fork / threads = {speedup:.2f}"
 
 
-def test_one_blocking_call_in_the_event_loop_raises_everyones_p99():
-    ratios = []
+def test_one_blocking_call_in_the_event_loop_delays_requests_that_never_block():
+    """Counted, not a p99 (a 0.2 s run has tens of /io requests): the share of /io requests
+    that took at least a whole blocking call (100 ms, 10x their own wait), with the loop
+    clean and with 1 request in 20 blocking, interleaved. /io never blocks, yet while a
+    /block sleeps no other coroutine runs: the 7 other clients' requests all wait it out."""
+    block = arch_servers.BLOCK_SECONDS
+    extra = []
     for _ in range(3):
         clean, blocked = arch_servers.blocking_in_the_loop(duration=0.2)
         assert clean.errors == blocked.errors == 0
         assert blocked.latencies["/block"], "some requests did block the loop"
-        ratios.append(blocked.percentile(99, "/io") / clean.percentile(99, "/io"))
-    # /io requests never block, yet while a /block sleeps no other coroutine runs.
-    assert statistics.median(ratios) > 1.5, ratios
+        extra.append(
+            blocked.share_slower_than(block, "/io") - clean.share_slower_than(block, "/io")
+        )
+    # Noise budget: NOISE_BLOCKING below.
+    assert statistics.median(extra) > 0.1, extra

@@ -90,8 +90,11 @@ def test_iterative_is_slowest_under_concurrent_io_bound_load():
     rate = {a: statistics.median(r.requests_per_second() for r in rs) for a, rs in runs.items()}
     iterative = rate.pop("iterative")
     for arch, value in rate.items():
-        # 8 clients waiting 10 ms each: ~8x (4x for the pool and pre-fork of 4) in theory
-        assert value > 2 * iterative, f"{arch}: {value:.0f} req/s vs iterative {iterative:.0f}"
+        # 8 clients waiting 10 ms each: ~8x (4x for the pool and pre-fork of 4) in theory.
+        # Noise budget: the smallest ratio (median of 3 interleaved rounds) was 3.1-3.5 over
+        # 5 runs on the shared machine and 2.3-3.5 over 5 runs with two busy-loop processes
+        # added; 1.5x keeps a margin below 2.3 and still tells "overlaps waits" from "does not".
+        assert value > 1.5 * iterative, f"{arch}: {value:.0f} req/s vs iterative {iterative:.0f}"
 
 
 def spin(seconds: float) -> None:
@@ -148,12 +151,15 @@ def test_one_blocking_call_in_the_event_loop_delays_requests_that_never_block():
     /block sleeps no other coroutine runs: the 7 other clients' requests all wait it out."""
     block = arch_servers.BLOCK_SECONDS
     extra = []
-    for _ in range(3):
+    for _ in range(5):
         clean, blocked = arch_servers.blocking_in_the_loop(duration=0.2)
         assert clean.errors == blocked.errors == 0
         assert blocked.latencies["/block"], "some requests did block the loop"
         extra.append(
             blocked.share_slower_than(block, "/io") - clean.share_slower_than(block, "/io")
         )
-    # Noise budget: NOISE_BLOCKING below.
+    # Noise budget: by construction ~0.3-0.45 (7 of every 24-31 /io requests wait a whole
+    # /block). The median of 3 rounds was 0.15-0.47 over 17 runs, 6 of them with two
+    # busy-loop processes on the 2 cores (single rounds -0.55 to 1.0: on a starved CPU clean
+    # /io requests take 100 ms too); 5 rounds steady the median above the 0.1 bound.
     assert statistics.median(extra) > 0.1, extra

@@ -45,6 +45,7 @@ def stack(nginx_bin: str) -> Iterator[tuple]:
         mp.setenv("NGINX_BIN", nginx_bin)
         upstream = f"127.0.0.1:{app.server_address[1]}"
         with nginx_proxy.running_nginx(nginx_proxy.CONF, ROOT=str(root), APP=upstream) as nginx:
+            nginx.root = Path(root)  # for tests that look at the served files
             yield nginx, app
 
 
@@ -82,6 +83,40 @@ def test_an_app_slower_than_proxy_read_timeout_gets_504_at_the_timeout(stack):
     # NGINX writes the error log line around when it sends the 504: it may trail the reply.
     logged = any("upstream timed out" in line for line in nginx.log)
     assert logged or nginx.wait_for("upstream timed out")
+
+
+def test_proxy_read_timeout_is_between_two_reads_not_for_the_whole_response(stack):
+    """/api/trickle sends its 12-byte body a byte every 0.1 s (1.2 s in all) under a 1 s
+    proxy_read_timeout: never 1 s of silence, so the whole answer arrives, later than the
+    timeout. The 504 test above is the control: silence, and the timeout fires."""
+    nginx, _ = stack
+    start = time.perf_counter()
+    status, _, body = nginx_proxy.get(nginx.url, "/api/trickle?seconds=1.2")
+    elapsed = time.perf_counter() - start
+    assert (status, body) == (200, b"." * 12)
+    # Noise budget: 1.2 s of sleeps in the app; observed 1.21-1.75 s over 10 runs, 4 of them
+    # with two busy-loop processes; load only lengthens it, so "> 1.0" cannot flake.
+    assert elapsed > 1.0, elapsed  # longer than proxy_read_timeout, and still a 200
+
+
+def test_nginx_rejects_an_invalid_range_with_416_and_builds_its_etag_from_mtime_and_size(
+    stack,
+):
+    """Say which system: RFC 9110 §14.2 lets a server ignore an invalid Range (static_server
+    does: 200) or reject it; NGINX 1.22 rejects it with 416. Its ETag is "%xT-%xO": the
+    mtime in whole seconds, then the size, in hex. A 10 KB request line gets 414."""
+    nginx, _ = stack
+    for invalid in ("bytes=5-3", "bytes=oops"):
+        status, headers, _ = nginx_proxy.get(nginx.url, "/index.html", {"Range": invalid})
+        assert status == 416 and headers["Content-Range"] == "bytes */8", (invalid, status)
+    status, headers, _ = nginx_proxy.get(nginx.url, "/index.html")
+    stat = (nginx.root / "index.html").stat()
+    assert headers["ETag"] == f'"{int(stat.st_mtime):x}-{stat.st_size:x}"', headers["ETag"]
+    assert "Date" in headers
+    host, port = nginx.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.makefile("rb").readline().startswith(b"HTTP/1.1 414 ")
 
 
 def test_malformed_and_oversized_requests_get_400_and_never_reach_the_app(stack):

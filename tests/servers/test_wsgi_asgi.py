@@ -120,3 +120,33 @@ def test_serve_stops_the_server_process():
     with asgi_app.serve(asgi_app.uvicorn()) as address:
         assert asgi_app.get(address, "/")[0] == 200
     assert asgi_app.get(address, "/", timeout=0.5) is None  # nobody listens any more
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_calling_a_wsgi_app_by_hand_closes_its_iterable_even_on_error(fail, monkeypatch):
+    """PEP 3333: "If the iterable returned by the application has a close() method, the
+    server or gateway must call that method upon completion of the current request" —
+    also when iterating it raised. (Like wsgiref's FileWrapper, which closes its file.)"""
+    closed = []
+
+    class Body:
+        def __iter__(self):
+            yield b"one"
+            if fail:
+                raise RuntimeError("the app failed mid-body")
+            yield b"two"
+
+        def close(self):
+            closed.append(True)  # e.g. a file or a database cursor released
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    monkeypatch.setattr(wsgi_app, "app", app)
+    if fail:
+        with pytest.raises(RuntimeError):
+            wsgi_app.call_by_hand("GET", "/")
+    else:
+        assert wsgi_app.call_by_hand("GET", "/")[2] == b"onetwo"
+    assert closed == [True]

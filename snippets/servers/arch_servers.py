@@ -401,8 +401,8 @@ def main() -> None:
     table = benchmark()
     for workload, results in table.items():
         print(f"{workload}: 8 clients in a closed loop, one request per connection, 0.1 s per run")
-        columns = ("req/s", "n", "p50 ms", "max ms", "cores")
-        print(f"  {'architecture':24} {'  '.join(columns)}")
+        print(f"  {'architecture':24} {'req/s':>7} {'n':>5}", end="")
+        print(f" {'p50 ms':>7} {'max ms':>7} {'cores':>6}")
         for arch, r in results.items():
             print(
                 f"  {arch:24} {r.requests_per_second():7.1f} {'~' + str(r.count()):>5}"

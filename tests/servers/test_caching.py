@@ -152,6 +152,8 @@ def test_a_bigger_cache_and_a_longer_ttl_mean_fewer_origin_calls():
 
 
 def test_a_stampede_hits_the_origin_many_times_and_single_flight_once():
+    # Noise budget: 50 of 50 in all of 10 runs (4 with two busy-loop processes): the barrier
+    # releases all threads well within the origin's 50 ms.
     assert cache_stampede.stampede(coalesce=False) > 10  # 50 in theory
     assert cache_stampede.stampede(coalesce=True) == 1
 

@@ -79,6 +79,8 @@ def test_an_app_slower_than_proxy_read_timeout_gets_504_at_the_timeout(stack):
     status, _, _ = nginx_proxy.get(nginx.url, "/api/slow?delay=3")
     elapsed = time.perf_counter() - start
     assert status == 504
+    # Noise budget: observed 0.302-0.324 s over 10 runs, 4 with two busy-loop processes;
+    # NGINX's timer is what fires, so load adds milliseconds, not the app's 3 s.
     assert 0.25 < elapsed < 2.0, elapsed  # proxy_read_timeout 300ms, not the app's 3 s
     # NGINX writes the error log line around when it sends the 504: it may trail the reply.
     logged = any("upstream timed out" in line for line in nginx.log)
@@ -94,7 +96,7 @@ def test_proxy_read_timeout_is_between_two_reads_not_for_the_whole_response(stac
     status, _, body = nginx_proxy.get(nginx.url, "/api/trickle?seconds=1.2")
     elapsed = time.perf_counter() - start
     assert (status, body) == (200, b"." * 12)
-    # Noise budget: 1.2 s of sleeps in the app; observed 1.21-1.75 s over 10 runs, 4 of them
+    # Noise budget: 1.2 s of sleeps in the app; observed 1.23-1.35 s over 10 runs, 4 of them
     # with two busy-loop processes; load only lengthens it, so "> 1.0" cannot flake.
     assert elapsed > 1.0, elapsed  # longer than proxy_read_timeout, and still a 200
 
@@ -145,11 +147,12 @@ def test_a_client_trickling_its_headers_is_dropped_after_client_header_timeout(s
         slow.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n")  # never the final CRLF
         # Meanwhile other clients are served at once: one event loop, no thread held.
         assert nginx_proxy.get(nginx.url, "/index.html")[0] == 200
-        assert time.perf_counter() - start < 0.5
+        assert time.perf_counter() - start < 0.5  # observed 1-16 ms over 10 runs
         reply, ended = trickle(slow, pace=0.2)  # 48 bytes, 9.6 s of trickling at most
         closed_after = ended - start
     assert reply != b"!", "NGINX still held the trickling connection after 9.6 s"
     assert reply == b"", f"NGINX answered instead of closing: {reply[:40]!r}"
+    # Noise budget: observed 0.996-1.024 s over 10 runs, 4 with two busy-loop processes.
     assert 0.8 < closed_after < 3.0, closed_after
 
 
@@ -190,9 +193,13 @@ def test_idle_keepalive_connections_hold_prefork_processes_but_not_event_or_ngin
     # event: one child process with worker threads; NGINX: master + 1 single-threaded worker
     assert event["processes"] == 2 and event["threads"] > 8
     assert nginx["processes"] == 2 and nginx["threads"] == 2
-    # the 9th client waits for an idle connection's KeepAliveTimeout (1 s) on prefork only
+    # the 9th client waits for an idle connection's KeepAliveTimeout (1 s) on prefork only.
+    # Noise budget: prefork's 9th client waited 0.76-0.96 s over 10 runs (4 with two
+    # busy-loop processes), event's and NGINX's at most 0.21 s and 0.03 s (usually a few ms;
+    # a ratio "10x faster" failed once on the busy machine); without idle clients prefork
+    # took at most 3 ms. 0.5 s splits "waits for KeepAliveTimeout" from "does not".
     assert prefork["loaded"] > 0.5
-    assert prefork["loaded"] > 10 * max(event["loaded"], nginx["loaded"])
+    assert max(event["loaded"], nginx["loaded"]) < 0.5, (event, nginx)
     assert prefork["unloaded"] < 0.1  # with no idle clients prefork is as quick as the rest
 
 

@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import io
 import socket
+import statistics
 import wsgiref.util
 import wsgiref.validate
 
@@ -108,12 +109,20 @@ def test_real_servers_serve_the_apps_and_answer_malformed_requests_with_400(serv
 
 
 def test_one_asgi_process_overlaps_waits_that_tie_up_sync_wsgi_workers(gunicorn, uvicorn):
-    wsgi_seconds, wsgi_pids = wsgi_app.concurrent(gunicorn, "/wait")
-    asgi_seconds, asgi_pids = asgi_app.concurrent(uvicorn, "/wait")
-    # 20 requests x 50 ms over 2 sync workers cannot take less than 0.5 s ...
-    assert wsgi_seconds >= 0.45 and 1 <= len(wsgi_pids) <= 2
-    # ... while one uvicorn process waits for all 20 at once.
-    assert len(asgi_pids) == 1 and asgi_seconds * 2 < wsgi_seconds, (asgi_seconds, wsgi_seconds)
+    saved = []
+    for _ in range(3):  # interleaved rounds, compared by their difference
+        wsgi_seconds, wsgi_pids = wsgi_app.concurrent(gunicorn, "/wait")
+        asgi_seconds, asgi_pids = asgi_app.concurrent(uvicorn, "/wait")
+        # 20 requests x 50 ms over 2 sync workers cannot take less than 0.5 s ...
+        assert wsgi_seconds >= 0.45 and 1 <= len(wsgi_pids) <= 2
+        assert len(asgi_pids) == 1
+        saved.append(wsgi_seconds - asgi_seconds)
+    # ... while one uvicorn process waits for all 20 at once: ~0.45 s less in theory.
+    # Noise budget: single runs gave wsgi 0.59-1.13 s, asgi 0.11-0.30 s over 10 runs (4 with
+    # two busy-loop processes); the old "asgi x 2 < wsgi" came within 5 % of failing
+    # (0.30 x 2 vs 0.63). The smallest single difference was 0.33 s; the bound on the median
+    # of 3 is 0.2 s. Client overhead, which load inflates, is in both and cancels.
+    assert statistics.median(saved) > 0.2, saved
 
 
 def test_serve_stops_the_server_process():

@@ -130,7 +130,7 @@ class AppHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.hits += 1  # type: ignore[attr-defined]
         url = urlsplit(self.path)
-        if url.path == "/api/trickle":
+        if url.path.endswith("/trickle"):
             return self.trickle(float(parse_qs(url.query).get("seconds", ["1"])[0]))
         if url.path == "/api/slow":
             delay = float(parse_qs(url.query).get("delay", ["1"])[0])

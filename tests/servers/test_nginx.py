@@ -3,6 +3,7 @@ packages, started by the snippets' own functions with the configs the page shows
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -99,6 +100,21 @@ def test_proxy_read_timeout_is_between_two_reads_not_for_the_whole_response(stac
     # Noise budget: 1.2 s of sleeps in the app; observed 1.23-1.35 s over 10 runs, 4 of them
     # with two busy-loop processes; load only lengthens it, so "> 1.0" cannot flake.
     assert elapsed > 1.0, elapsed  # longer than proxy_read_timeout, and still a 200
+
+
+def test_a_sub_second_read_timeout_cuts_a_trickle_off_nginx_timers_are_lazy(stack):
+    """The page's caveat, run: under /api/ (proxy_read_timeout 300ms) the same trickle is
+    cut off mid-body, because NGINX leaves a running timer alone when re-arming it would
+    move it by under 300 ms (NGX_TIMER_LAZY_DELAY), so it fires 300 ms after the headers."""
+    nginx, _ = stack
+    start = time.perf_counter()
+    with pytest.raises(http.client.IncompleteRead):
+        nginx_proxy.get(nginx.url, "/api/sub/trickle?seconds=1.2")
+    # Noise budget: NGINX's own timer; cut off after ~0.3-0.4 s, well before the 1.2 s.
+    assert time.perf_counter() - start < 1.1
+    # "while reading upstream": the body timed out, not the header (that is the 504 test)
+    marker = "timed out (110: Connection timed out) while reading upstream"
+    assert any(marker in line for line in nginx.log) or nginx.wait_for(marker)
 
 
 def test_nginx_rejects_an_invalid_range_with_416_and_builds_its_etag_from_mtime_and_size(

@@ -171,9 +171,9 @@ def server(spawn: Callable[..., object]) -> Server:
     return Server(("127.0.0.1", port), program)
 
 
-def p99(seconds: list[float]) -> float:
-    ordered = sorted(seconds)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+def slowest(seconds: list[float]) -> float:
+    """The slowest of a few dozen requests: too few for a p99 (that needs ~1,000)."""
+    return max(seconds)
 
 
 # --- stage 1: serves one client -----------------------------------------------------------
@@ -300,7 +300,7 @@ def test_an_oversized_head_gets_431(server: Server) -> None:
 
 @pytest.mark.stage(5)
 def test_good_clients_keep_their_latency_under_slowloris(server: Server) -> None:
-    """50 slowloris connections trickle bytes; good clients' p99 stays near unloaded"""
+    """50 slowloris connections trickle bytes; good clients' slowest stays near unloaded"""
     unloaded = [get(server.address).seconds for _ in range(40)]
     with Slowloris(server.address, ATTACKERS).running() as attack:
         replies = []
@@ -310,10 +310,10 @@ def test_good_clients_keep_their_latency_under_slowloris(server: Server) -> None
         reconnects = attack.reconnects
     statuses = {r.status for r in replies}
     assert statuses == {200}, f"good clients got {statuses} under slowloris, expected only 200"
-    loaded, bound = p99([r.seconds for r in replies]), 10 * p99(unloaded) + 0.1
+    loaded, bound = slowest([r.seconds for r in replies]), 10 * slowest(unloaded) + 0.1
     assert loaded < bound, (
-        f"good clients' p99 was {loaded * 1000:.1f} ms under slowloris, against"
-        f" {p99(unloaded) * 1000:.1f} ms unloaded (the limit is {bound * 1000:.0f} ms)"
+        f"good clients' slowest request took {loaded * 1000:.1f} ms under slowloris, against"
+        f" {slowest(unloaded) * 1000:.1f} ms unloaded (the limit is {bound * 1000:.0f} ms)"
     )
     assert reconnects >= ATTACKERS // 2, (
         f"the slowloris connections were closed only {reconnects} times in 1.6 s:"
@@ -346,9 +346,9 @@ def test_clients_that_never_close_hold_no_worker(server: Server) -> None:
         " a connection whose response is already sent should be the first to go when the"
         " server is full"
     )
-    loaded, bound = p99([r.seconds for r in replies]), 10 * p99(unloaded) + 0.1
+    loaded, bound = slowest([r.seconds for r in replies]), 10 * slowest(unloaded) + 0.1
     assert loaded < bound, (
-        f"good clients' p99 was {loaded * 1000:.1f} ms with {NEVER_CLOSE} clients that never"
-        f" close, against {p99(unloaded) * 1000:.1f} ms unloaded (the limit is"
+        f"good clients' slowest request took {loaded * 1000:.1f} ms with {NEVER_CLOSE} clients"
+        f" that never close, against {slowest(unloaded) * 1000:.1f} ms unloaded (the limit is"
         f" {bound * 1000:.0f} ms)"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import re
 import threading
 import zlib
 from collections import Counter
@@ -62,17 +63,22 @@ def origin_server() -> Iterator[tuple[tuple[str, int], Counter[str]]]:
 
 
 # --8<-- [start:directives]
+# name, then optionally "=" and a token or a quoted string (which may hold commas:
+# private="Set-Cookie, Authorization"), RFC 9111 §5.2 and RFC 9110 §5.6.4
+DIRECTIVE = re.compile(r'\s*([^=,\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,]*?))?\s*(?:,|$)')
+
+
 def directives(cache_control: str) -> dict[str, int | None]:
     """Parse Cache-Control (RFC 9111 §5.2). A malformed delta-seconds counts as 0, i.e.
     already stale (§4.2.1 encourages caches to consider invalid freshness information
     stale), and a repeated directive keeps its first value (§4.2.1: use the first
     occurrence, or consider the response stale)."""
     parsed: dict[str, int | None] = {}
-    for part in cache_control.split(","):
-        name, _, value = part.strip().partition("=")
-        if name and name.lower() not in parsed:
-            value = value.strip('"')
-            parsed[name.lower()] = (int(value) if value.isdigit() else 0) if value else None
+    for match in DIRECTIVE.finditer(cache_control):
+        name, value = match.group(1).lower(), match.group(2)
+        if name not in parsed:
+            value = value.strip('"') if value else value  # max-age="60" is tolerated (§5.2)
+            parsed[name] = (int(value) if value.isdigit() else 0) if value else None
     return parsed
 
 
@@ -96,6 +102,7 @@ class CachingClient:
         self.store: dict[str, Entry] = {}
         self.background = ThreadPoolExecutor(max_workers=1)
         self.pending: list[Future[object]] = []
+        self.revalidating: dict[str, Future[object]] = {}  # path -> its one background fetch
 
     def get(self, path: str) -> tuple[str, bytes]:
         """(what the cache did, body)."""
@@ -109,9 +116,14 @@ class CachingClient:
         if "no-cache" not in entry.rules and age < max_age:
             return f"fresh hit (age {age:.0f} s)", entry.body  # no request at all
         if "no-cache" not in entry.rules and age < max_age + swr:
-            # RFC 5861 §3: serve the stale copy now, revalidate in the background.
-            self.pending.append(self.background.submit(self.fetch, path, entry))
-            return f"stale (age {age:.0f} s): served, revalidating", entry.body
+            # RFC 5861 §3: serve the stale copy now, revalidate in the background — once:
+            # stale hits that arrive while a revalidation is in flight do not start another.
+            running = self.revalidating.get(path)
+            if running is None or running.done():
+                self.revalidating[path] = self.background.submit(self.fetch, path, entry)
+                self.pending.append(self.revalidating[path])
+                return f"stale (age {age:.0f} s): served, revalidating", entry.body
+            return f"stale (age {age:.0f} s): served, already revalidating", entry.body
         status, body = self.fetch(path, entry)  # too stale: the client waits for the origin
         return f"revalidated: origin sent {status}", body
 

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import httpx
 
@@ -33,6 +34,7 @@ REASONS = {
 }
 BACKEND_SECONDS = 0.05  # each backend takes 50 ms to answer
 USER_ID = re.compile(r"[A-Za-z0-9_-]+")  # what may go into the backend URLs we build
+ENCODED_SEPARATORS = re.compile(r"%(2f|5c|25)", re.IGNORECASE)  # an encoded "/", "\\" or "%"
 
 
 class HttpError(Exception):
@@ -135,13 +137,24 @@ class TokenBucket:
 
 
 # --8<-- [start:gateway]
+def is_safe_path(path: str) -> bool:
+    """False for a path a backend could resolve outside the route it matched: a dot-segment
+    (`/api/users/../internal` is `/internal` to RFC 3986 §5.2.4), also percent-encoded
+    (`%2e%2e`), an encoded slash or backslash, which some servers decode and split on, an
+    encoded `%` (decoded twice, `%252e` becomes `.`) and a raw backslash."""
+    if ENCODED_SEPARATORS.search(path) or "\\" in path:
+        return False
+    segments = unquote(path).split("/")  # %2e is ".": RFC 3986 §2.3 (unreserved)
+    return not any(segment in (".", "..") for segment in segments)
+
+
 @dataclass
 class Gateway:
     routes: dict[str, str]  # path prefix -> backend base URL
     keys: set[str]
     rate: float = 0.2  # tokens per second per key
     burst: int = 5
-    timeout: float = 2.0  # per backend call
+    timeout: float = 2.0  # seconds for a whole backend call: a deadline
     clock: Callable[[], float] = time.monotonic
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     client: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
@@ -159,6 +172,8 @@ class Gateway:
             return json_response(
                 429, {"error": "rate limited"}, **{"Retry-After": str(math.ceil(wait))}
             )
+        if not is_safe_path(target.partition("?")[0]):  # before routing: no ../ escapes
+            return json_response(400, {"error": "invalid path"})
         if target.startswith("/api/profile/"):
             user = target.removeprefix("/api/profile/")
             if not USER_ID.fullmatch(user):  # never paste client text into a URL unchecked
@@ -175,11 +190,14 @@ class Gateway:
         """One backend request; its failures become the gateway's 502 / 504, and a URL that
         httpx refuses to send (the client's path made it invalid) a 400."""
         try:
-            reply = await self.client.get(url, timeout=self.timeout)
-            return reply.status_code, reply.json()
+            # httpx's timeout bounds each operation (connect, each read), so a backend that
+            # sends a byte every 0.1 s never trips it: the deadline bounds the whole call.
+            async with asyncio.timeout(self.timeout):
+                reply = await self.client.get(url, timeout=self.timeout)
+                return reply.status_code, reply.json()
         except httpx.InvalidURL:  # e.g. control characters in the client's path
             return 400, {"error": "invalid request target"}
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return 504, {"error": "backend timed out"}
         except httpx.TransportError:
             return 502, {"error": "backend unreachable"}

@@ -1,5 +1,6 @@
-"""Round robin, least connections and power of two choices across backends of uneven speed,
-compared on p99 latency in a seeded simulation: one slow backend ruins round robin.
+"""A model, not a measurement: round robin, least connections and power of two choices
+across simulated backends of uneven speed, compared on p99 latency in a seeded simulation:
+one slow backend ruins round robin.
 
 Run: python snippets/servers/lb_algorithms.py
 """
@@ -54,8 +55,19 @@ def round_robin() -> Picker:
 
 
 def least_connections() -> Picker:
-    # ties go to the backend that has served least, so equal backends share evenly
-    return lambda backends, now: min(backends, key=lambda b: (b.outstanding(now), b.served))
+    """The fewest outstanding requests; ties are tried in turn, as NGINX's least_conn does.
+    (Breaking ties by "served least" instead would favour the slow backend, which has
+    always served least, every time all four are idle.)"""
+    turn = 0
+
+    def pick(backends: list[Backend], now: float) -> Backend:
+        nonlocal turn
+        n = len(backends)  # scan from the one after the last pick; min keeps the first tie
+        i = min(((turn + k) % n for k in range(n)), key=lambda i: backends[i].outstanding(now))
+        turn = (i + 1) % n
+        return backends[i]
+
+    return pick
 
 
 def power_of_two_choices(seed: int) -> Picker:
@@ -97,29 +109,30 @@ def percentile(values: list[float], p: float) -> float:
 # --8<-- [end:simulate]
 
 
-def compare() -> dict[str, tuple[float, float, list[int]]]:
-    """(p50, p99, requests per backend) for each algorithm."""
+def compare(seed: int = 1) -> dict[str, tuple[float, float, list[int]]]:
+    """(p50, p99, requests per backend) for each algorithm, on one seeded arrival sequence."""
     results = {}
     for name, picker in [
         ("round robin", round_robin()),
         ("least connections", least_connections()),
-        ("power of two choices", power_of_two_choices(seed=2)),
+        ("power of two choices", power_of_two_choices(seed=seed + 1)),
     ]:
-        latencies, served = simulate(picker)
+        latencies, served = simulate(picker, seed=seed)
         results[name] = (percentile(latencies, 50), percentile(latencies, 99), served)
     return results
 
 
 def main() -> None:
     results = compare()
-    print("20000 requests at 90/s; the backends take 10, 10, 10 and 40 ms on average")
+    print("A simulation (a model): 20000 requests, Poisson arrivals at 90/s, exponential sizes;")
+    print("one FIFO queue per backend; the backends take 10, 10, 10 and 40 ms on average")
     for name, (p50, p99, served) in results.items():
         print(f"{name:21} p50 {p50:.1f} ms  p99 {p99:.1f} ms  requests per backend {served}")
     rr, lc = results["round robin"][1], results["least connections"][1]
     p2c = results["power of two choices"][1]
     print(
         f"p99: round robin {rr / lc:.1f}x worse than least connections;"
-        f" power of two choices {p2c / lc:.1f}x, asking only 2 backends per request"
+        f" power of two choices {p2c / lc:.2f}x, asking only 2 of the 4 backends per request"
     )
 
 

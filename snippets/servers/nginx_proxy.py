@@ -124,11 +124,14 @@ def running_nginx(conf: Path, **values: str) -> Iterator[Nginx]:
 
 # --8<-- [start:app]
 class AppHandler(BaseHTTPRequestHandler):
-    """The Python app behind NGINX: reports what it saw; /api/slow?delay=s answers late."""
+    """The Python app behind NGINX: reports what it saw; /api/slow?delay=s answers late;
+    /api/trickle?seconds=s answers at once but sends its body a byte every 0.1 s."""
 
     def do_GET(self) -> None:
         self.server.hits += 1  # type: ignore[attr-defined]
         url = urlsplit(self.path)
+        if url.path.endswith("/trickle"):
+            return self.trickle(float(parse_qs(url.query).get("seconds", ["1"])[0]))
         if url.path == "/api/slow":
             delay = float(parse_qs(url.query).get("delay", ["1"])[0])
             self.server.stopping.wait(delay)  # type: ignore[attr-defined]
@@ -148,6 +151,19 @@ class AppHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except BrokenPipeError:
             pass  # NGINX gave up on us (504) and closed the connection
+
+    def trickle(self, seconds: float) -> None:
+        steps = max(1, round(seconds / 0.1))
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(steps))
+            self.end_headers()
+            for _ in range(steps):  # never silent for long: proxy_read_timeout never fires
+                if self.server.stopping.wait(0.1):  # type: ignore[attr-defined]
+                    return
+                self.wfile.write(b".")
+        except BrokenPipeError:
+            pass
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the output to what the snippet prints
@@ -220,6 +236,12 @@ def main() -> None:
                     f"GET /api/slow (app takes {delay} s) -> {status}"
                     f" after {time.perf_counter() - start:.2f} s"
                 )
+            start = time.perf_counter()  # a byte every 0.1 s: never 1 s of silence
+            status, _, body = get(nginx.url, "/api/trickle?seconds=1.2")
+            print(
+                f"GET /api/trickle (a byte every 0.1 s for 1.2 s, read timeout 1 s) -> {status}"
+                f" after {time.perf_counter() - start:.2f} s, {len(body)} bytes"
+            )
             nginx.wait_for("timed out")  # the log line can trail the 504 by a moment
             logged = next(line for line in nginx.log if "timed out" in line)
             print("  NGINX logged:", re.sub(r".*\*\d+ (.*?),.*", r"\1", logged))

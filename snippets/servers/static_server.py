@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-MAX_HEAD = 8192  # bytes of request line + headers before 431
+MAX_HEAD = 8192  # bytes of request line + headers before 431 (a request line alone: 414)
 REASONS = {
     200: "OK",
     206: "Partial Content",
@@ -30,6 +30,7 @@ REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     416: "Range Not Satisfiable",
+    414: "URI Too Long",
     431: "Request Header Fields Too Large",
 }
 
@@ -57,7 +58,9 @@ def resolve(root: Path, target: str) -> Path | None:
 
 # --8<-- [start:validators]
 def etag_of(stat: os.stat_result) -> str:
-    """A strong validator that changes when the file does (like NGINX: size and mtime)."""
+    """A strong validator that changes when the file does: size and mtime, like NGINX's
+    (which is "%xT-%xO", mtime in whole seconds then size, both in hex). Nanoseconds here:
+    two edits of the same length within one second still get different tags."""
     return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
 
 
@@ -136,7 +139,9 @@ class StaticHandler(socketserver.StreamRequestHandler):
                 raise ConnectionError("client closed mid-request")
             data += chunk
         if end < 0 or end > MAX_HEAD:
-            raise HttpError(431)
+            line_end = data.find(b"\r\n")
+            # RFC 9112 §3: a request-target longer than the server will parse MUST get 414
+            raise HttpError(414 if line_end < 0 or line_end > MAX_HEAD else 431)
         self.connection.settimeout(self.timeout)  # sending the response: its own timeout
         lines = data[:end].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
@@ -189,6 +194,7 @@ class StaticHandler(socketserver.StreamRequestHandler):
         return None
 
     def send_head(self, status: int, fields: dict[str, str]) -> None:
+        fields = {"Date": email.utils.formatdate(usegmt=True), **fields}  # RFC 9110 §6.6.1 MUST
         head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in fields.items()
         )

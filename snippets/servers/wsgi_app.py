@@ -77,7 +77,12 @@ def call_by_hand(method: str, path: str, body: bytes = b"") -> tuple[str, list, 
     }
     started: list = []
     chunks = app(environ, lambda status, headers: started.extend([status, headers]))
-    return started[0], started[1], b"".join(chunks)
+    try:
+        body = b"".join(chunks)
+    finally:  # PEP 3333: the server must call close() if the iterable has one, even on error
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return started[0], started[1], body
 
 
 # --8<-- [end:by_hand]

@@ -58,7 +58,10 @@ def test_a_client_trickling_its_head_gets_408_at_the_deadline(architecture, monk
         reply, ended = trickle(sock, pace=0.1)  # 4.8 s of trickling at most
         took = ended - start
     assert reply.startswith(b"HTTP/1.1 408 "), f"after {took:.1f} s of trickling: {reply[:40]!r}"
-    assert 0.3 < took < 2.0, took
+    # Noise budget: observed 0.348-0.573 s over 10 runs of all six (4 runs with two busy-loop
+    # processes). The server's deadline starts at accept(), which can come before our
+    # `start`, so the lower bound sits below 0.4 s; the upper one is 3x the worst seen.
+    assert 0.25 < took < 2.0, took
 
 
 def test_pool_and_pre_fork_bound_concurrency_to_their_size():
@@ -85,12 +88,20 @@ def interleaved(architectures: list[str], workload: str, rounds: int, duration: 
     return runs
 
 
-def test_iterative_is_slowest_under_concurrent_io_bound_load():
-    runs = interleaved(list(arch_servers.ARCHITECTURES), "/io", rounds=3, duration=0.12)
+def test_iterative_is_slowest_under_concurrent_io_bound_load(monkeypatch):
+    # A 50 ms wait instead of the page's 10 ms: overlapping waits only shows while the wait
+    # outlasts each request's CPU, and on a machine whose cores are shared many times over a
+    # request's few ms of CPU stretch past 10 ms of wall time (the forked servers inherit it).
+    monkeypatch.setattr(arch_servers, "IO_SECONDS", 0.05)
+    runs = interleaved(list(arch_servers.ARCHITECTURES), "/io", rounds=3, duration=0.25)
     rate = {a: statistics.median(r.requests_per_second() for r in rs) for a, rs in runs.items()}
     iterative = rate.pop("iterative")
     for arch, value in rate.items():
-        # 8 clients waiting 10 ms each: ~8x (4x for the pool and pre-fork of 4) in theory
+        # 8 clients waiting 50 ms each: ~8x (4x for the pool and pre-fork of 4) in theory.
+        # Noise budget: with the page's 10 ms wait the smallest ratio (median of 3 rounds)
+        # was 2.3-3.5 over 10 runs (5 with two busy-loop processes) and fell to 1.3 at a
+        # load average of 20 on the 2 cores; with 50 ms it was 3.1-3.8 over 3 runs at a load
+        # average of 14-17. 2x stays well below that.
         assert value > 2 * iterative, f"{arch}: {value:.0f} req/s vs iterative {iterative:.0f}"
 
 
@@ -125,6 +136,8 @@ def test_threads_do_not_speed_up_cpu_bound_python_but_processes_do():
     free = min(free_before, free_cores())
     threads, processes = runs.values()
     # The GIL: however many threads, one computes at a time, so at most ~1 core is busy.
+    # Noise budget: thread cores 0.14-0.50 over 10 runs on the shared machine (5 with two
+    # busy-loop processes); more than 1.1 would need two threads computing at once.
     assert statistics.median(r.cores() for r in threads) < 1.1
     # Parallel speedup needs a free second core. When other work (other test workers, other
     # programs) already fills the machine, no server can show it: say so instead of guessing.
@@ -134,6 +147,9 @@ def test_threads_do_not_speed_up_cpu_bound_python_but_processes_do():
             pytest.fail(reason)
         pytest.skip(reason)
     # Processes compute in parallel: on 2 cores, up to ~2x the requests per second.
+    # Noise budget: not measured here — the shared machine never had 1.5 cores free (free
+    # cores 0.08-0.43 over 10 runs), so this part skipped; CI runs it alone, after the
+    # parallel phase (`exclusive`), where it is checked.
     speedup = statistics.median(
         p.requests_per_second() / t.requests_per_second()
         for p, t in zip(processes, threads, strict=True)
@@ -141,12 +157,23 @@ def test_threads_do_not_speed_up_cpu_bound_python_but_processes_do():
     assert speedup > 1.3, f"pre-fork / threads = {speedup:.2f}"
 
 
-def test_one_blocking_call_in_the_event_loop_raises_everyones_p99():
-    ratios = []
-    for _ in range(3):
+def test_one_blocking_call_in_the_event_loop_delays_requests_that_never_block():
+    """Counted, not a p99 (a 0.2 s run has tens of /io requests): the share of /io requests
+    that took at least a whole blocking call (100 ms, 10x their own wait), with the loop
+    clean and with 1 request in 20 blocking, interleaved. /io never blocks, yet while a
+    /block sleeps no other coroutine runs: the 7 other clients' requests all wait it out."""
+    block = arch_servers.BLOCK_SECONDS
+    extra = []
+    for _ in range(5):
         clean, blocked = arch_servers.blocking_in_the_loop(duration=0.2)
         assert clean.errors == blocked.errors == 0
         assert blocked.latencies["/block"], "some requests did block the loop"
-        ratios.append(blocked.percentile(99, "/io") / clean.percentile(99, "/io"))
-    # /io requests never block, yet while a /block sleeps no other coroutine runs.
-    assert statistics.median(ratios) > 1.5, ratios
+        extra.append(
+            blocked.share_slower_than(block, "/io") - clean.share_slower_than(block, "/io")
+        )
+    # Noise budget: by construction ~0.6 (the 7 /io requests in flight with each /block wait
+    # it out: ~14 of ~23). Medians of 3 rounds were 0.61 in all of 7 runs, 4 of them with
+    # two busy-loop processes (single rounds 0.41-0.64). An earlier mix, with the /block 9th,
+    # sometimes sent no /block at all in 0.2 s on a starved machine, and its medians fell to
+    # 0.15 (single rounds -0.55 to 1.0); hence /block first, and 5 rounds. Bound: 0.1.
+    assert statistics.median(extra) > 0.1, extra

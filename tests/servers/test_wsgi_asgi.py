@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import io
 import socket
+import statistics
 import wsgiref.util
 import wsgiref.validate
 
@@ -108,15 +109,53 @@ def test_real_servers_serve_the_apps_and_answer_malformed_requests_with_400(serv
 
 
 def test_one_asgi_process_overlaps_waits_that_tie_up_sync_wsgi_workers(gunicorn, uvicorn):
-    wsgi_seconds, wsgi_pids = wsgi_app.concurrent(gunicorn, "/wait")
-    asgi_seconds, asgi_pids = asgi_app.concurrent(uvicorn, "/wait")
-    # 20 requests x 50 ms over 2 sync workers cannot take less than 0.5 s ...
-    assert wsgi_seconds >= 0.45 and 1 <= len(wsgi_pids) <= 2
-    # ... while one uvicorn process waits for all 20 at once.
-    assert len(asgi_pids) == 1 and asgi_seconds * 2 < wsgi_seconds, (asgi_seconds, wsgi_seconds)
+    saved = []
+    for _ in range(3):  # interleaved rounds, compared by their difference
+        wsgi_seconds, wsgi_pids = wsgi_app.concurrent(gunicorn, "/wait")
+        asgi_seconds, asgi_pids = asgi_app.concurrent(uvicorn, "/wait")
+        # 20 requests x 50 ms over 2 sync workers cannot take less than 0.5 s ...
+        assert wsgi_seconds >= 0.45 and 1 <= len(wsgi_pids) <= 2
+        assert len(asgi_pids) == 1
+        saved.append(wsgi_seconds - asgi_seconds)
+    # ... while one uvicorn process waits for all 20 at once: ~0.45 s less in theory.
+    # Noise budget: single runs gave wsgi 0.59-1.13 s, asgi 0.11-0.30 s over 10 runs (4 with
+    # two busy-loop processes); the old "asgi x 2 < wsgi" came within 5 % of failing
+    # (0.30 x 2 vs 0.63). The smallest single difference was 0.33 s; the bound on the median
+    # of 3 is 0.2 s. Client overhead, which load inflates, is in both and cancels.
+    assert statistics.median(saved) > 0.2, saved
 
 
 def test_serve_stops_the_server_process():
     with asgi_app.serve(asgi_app.uvicorn()) as address:
         assert asgi_app.get(address, "/")[0] == 200
     assert asgi_app.get(address, "/", timeout=0.5) is None  # nobody listens any more
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_calling_a_wsgi_app_by_hand_closes_its_iterable_even_on_error(fail, monkeypatch):
+    """PEP 3333: "If the iterable returned by the application has a close() method, the
+    server or gateway must call that method upon completion of the current request" —
+    also when iterating it raised. (Like wsgiref's FileWrapper, which closes its file.)"""
+    closed = []
+
+    class Body:
+        def __iter__(self):
+            yield b"one"
+            if fail:
+                raise RuntimeError("the app failed mid-body")
+            yield b"two"
+
+        def close(self):
+            closed.append(True)  # e.g. a file or a database cursor released
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    monkeypatch.setattr(wsgi_app, "app", app)
+    if fail:
+        with pytest.raises(RuntimeError):
+            wsgi_app.call_by_hand("GET", "/")
+    else:
+        assert wsgi_app.call_by_hand("GET", "/")[2] == b"onetwo"
+    assert closed == [True]

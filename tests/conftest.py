@@ -160,6 +160,7 @@ PHASES = [  # (phase, where its tests live); the first match wins
     ("labs", "tests/labs/"),
     ("notebooks", "tests/test_notebooks.py"),
     ("build", "tests/site/test_build.py"),
+    ("services", "tests/test_services.py"),
     ("browser", "tests/site/"),
     ("structure", "tests/test_"),
     ("page fences", "docs/"),

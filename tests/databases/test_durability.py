@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -293,6 +295,40 @@ def test_kv_store_lab_starts_after_a_lost_page_without_fsync_and_refuses_with_it
         assert store.data == {"a": "1"}
         store.close()
         assert (directory / kv.LOG_NAME).stat().st_size == len(before)
+
+
+def test_kv_store_lab_without_the_size_check_loses_the_record_on_restart(tmp_path):
+    """The lab page's "Break it": without encode()'s TooLarge check, stage 3's escaping
+    test fails — the over-limit record is acknowledged, then cut off at the restart (and in
+    --fsync mode the store refuses to start instead)."""
+    source = Path("labs/kv-store/solution.py").read_text(encoding="utf-8")
+    check = "    if len(payload) > MAX_RECORD:\n        raise TooLarge"
+    assert check in source
+    variant = tmp_path / "no_size_check.py"
+    variant.write_text(source.replace(check, "    if False:\n        raise TooLarge"))
+    run = subprocess.run(
+        [sys.executable, "labs/run.py", "kv-store", "--file", str(variant), "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert "Stage 3 of 6 failed (2 passed)" in run.stdout, run.stdout + run.stderr
+    assert "FAIL  Values with quotes" in run.stdout and "got 'NOT_FOUND'" in run.stdout
+
+    spec = importlib.util.spec_from_file_location("kv_no_size_check", variant)
+    unchecked = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unchecked)
+    for fsync in (False, True):
+        directory = tmp_path / f"data-{fsync}"
+        store = unchecked.Store(directory, fsync=fsync)
+        store.put("quotes", '"' * 60_000)  # 120,000 bytes once JSON-escaped
+        store.put("after", "v")
+        store.close()
+        if fsync:
+            with pytest.raises(unchecked.CorruptLog, match="claims"):
+                unchecked.Store(directory, fsync=True)
+        else:
+            assert unchecked.Store(directory).data == {}  # both acknowledged puts gone
 
 
 def test_without_the_truncate_the_next_record_lands_behind_garbage(tmp_path):

@@ -45,25 +45,29 @@ def encode(op: dict[str, str]) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def scan(data: bytes) -> tuple[list[dict[str, str]], int]:
+def scan(data: bytes, strict: bool = True) -> tuple[list[dict[str, str]], int]:
     """Records from the start, and where the valid ones end (a torn tail after that).
 
-    A crash tears at most the record being written, the last one: anything wrong with more
-    than one record's worth of data after it is damage, and truncating there would drop
-    acknowledged writes, so raise CorruptLog instead."""
+    A crash tears at most the record being written, the last one, only while at most one
+    record is unsynced: under SIGKILL (the kernel keeps every write), or with --fsync
+    (each record is synced before the next). There (strict), anything wrong with more
+    than one record's worth of data after it is damage, and truncating would drop
+    acknowledged writes, so raise CorruptLog instead. Without fsync a power cut can leave
+    valid records after a lost page: an ordinary crash, not damage, so (not strict) stop
+    at the first bad record, as PostgreSQL's replay does."""
     records, offset = [], 0
     while offset + HEADER.size <= len(data):  # fewer bytes left: a torn header
         length, crc = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + length
         if length > MAX_RECORD:  # encode() never writes this: garbage, or a damaged header
-            if len(data) - offset > HEADER.size + MAX_RECORD:
+            if strict and len(data) - offset > HEADER.size + MAX_RECORD:
                 raise CorruptLog(f"record at byte {offset} claims {length} bytes")
             break  # a short fragment at the end: torn
         if end > len(data):
             break  # torn: the writer died mid-record
         op = _decode(data[offset + HEADER.size : end], crc)
         if op is None:
-            if end < len(data) and _valid_after(data, end):
+            if strict and end < len(data) and _valid_after(data, end):
                 raise CorruptLog(f"damaged record at byte {offset} with valid records after it")
             break  # a damaged last record: torn
         records.append(op)
@@ -91,11 +95,24 @@ def _valid_after(data: bytes, offset: int) -> bool:
     return _decode(data[offset + HEADER.size : end], crc) is not None
 
 
+def fsync_dir(directory: Path) -> None:
+    """fsync(2): a file's directory entry is durable only after an fsync of the directory."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class Store:
     """A dict in memory, every change appended to a log before it is acknowledged."""
 
     def __init__(self, directory: Path, fsync: bool = False) -> None:
+        missing = [d for d in (directory, *directory.parents) if not d.exists()]
         directory.mkdir(parents=True, exist_ok=True)
+        if fsync:  # a new directory's entry lives in its parent: sync that, top down
+            for created in reversed(missing):
+                fsync_dir(created.parent)
         self.dir, self.path, self.fsync = directory, directory / LOG_NAME, fsync
         self.lock = threading.Lock()
         self.data: dict[str, str] = {}
@@ -103,13 +120,13 @@ class Store:
         created = not self.path.exists()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if created and fsync:
-            self._fsync_dir()  # fsync(2): a new file's directory entry needs its own fsync
+            fsync_dir(self.dir)  # fsync(2): a new file's directory entry needs its own fsync
 
     def _recover(self) -> None:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        records, valid_end = scan(data)
+        records, valid_end = scan(data, strict=self.fsync)  # see scan()
         if valid_end < len(data):  # cut the torn tail, so new records follow valid ones
             with self.path.open("r+b") as f:
                 f.truncate(valid_end)
@@ -163,16 +180,9 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)  # atomic: a crash leaves the old log or the new one
-        self._fsync_dir()  # make the rename itself durable
+        fsync_dir(self.dir)  # make the rename itself durable
         os.close(self.fd)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
-
-    def _fsync_dir(self) -> None:
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def close(self) -> None:
         os.close(self.fd)

@@ -1,4 +1,5 @@
-"""An LSM tree vs a B-tree: the LSM tree writes far fewer bytes; bloom filters keep reads cheap.
+"""An LSM tree vs a B-tree, counted: leveled compaction's write amplification grows with
+the data, size-tiered writes less but keeps more runs; bloom filters keep point reads cheap.
 
 Run: python snippets/databases/lsm_tree.py
 """
@@ -14,6 +15,7 @@ from collections import Counter
 from functools import cache, cached_property
 
 PAGE = 1024  # scaled down with the memtable, so a small data set has several levels
+BITS_PER_KEY = 10  # each SSTable's bloom filter: about 1% false positives
 RECORD = struct.Struct("<HI")  # key length, value length (TOMBSTONE_LEN marks a delete)
 TOMBSTONE_LEN = 0xFFFFFFFF
 Entry = tuple[bytes, bytes | None]  # (key, value); None is a tombstone (a delete)
@@ -100,7 +102,7 @@ class SSTable:
     def bloom(self) -> BloomFilter:
         """Built here at the first lookup, to keep the model quick; a real SSTable builds
         its filter while writing the file and stores it there."""
-        bloom = BloomFilter(len(self.sorted_entries))
+        bloom = BloomFilter(len(self.sorted_entries), BITS_PER_KEY)
         for key, _ in self.sorted_entries:
             bloom.add(key)
         return bloom
@@ -322,9 +324,12 @@ def workload(keys: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
 def measure(
     keys: int, store: str, probes: int = 200, seed: int = 7, **options: int
 ) -> dict[str, float]:
-    """Write amplification = bytes written to disk / bytes of user data. Read
-    amplification = pages read per lookup once the writes are done: keys that exist
-    and keys that do not, with bloom filters and (for the LSM tree) without."""
+    """Write amplification = bytes written to disk / bytes of user data. Space
+    amplification = bytes in the SSTables (the B-tree's pages) / bytes of the live
+    records (the log holds the memtable's), with and without page padding: without it,
+    what is left over is stale copies. Read amplification = pages read per lookup once
+    the writes are done: keys that exist and keys that do not, with bloom filters and
+    (for the LSM tree) without."""
     writes = workload(keys, seed)
     user_bytes = sum(len(k) + len(v) for k, v in writes)
     rng = random.Random(seed)
@@ -332,6 +337,16 @@ def measure(
     for key, value in writes:
         tree.put(key, value)
     result = {"write amplification": tree.io["bytes written"] / user_bytes}
+    live = sum(record_size(k, v) for k, v in dict(writes).items())
+    if isinstance(tree, LSMTree):
+        tables = [t for level in tree.levels for t in level]
+        logged = sum(record_size(k, v) for k, v in tree.memtable.items())  # the log
+        on_disk = sum(t.size for t in tables) + logged
+        records = sum(record_size(k, v) for t in tables for k, v in t.sorted_entries) + logged
+    else:  # one copy of each record, in pages that splits leave part empty
+        on_disk, records = len(tree.disk), live
+    result["space amplification"] = on_disk / live
+    result["space amplification (records)"] = records / live
     for bloom in [True, False]:
         if isinstance(tree, LSMTree):
             tree.use_bloom = bloom
@@ -363,6 +378,15 @@ def main() -> None:
     for n in SIZES:
         wa = [results[n, s]["write amplification"] for s in STORES]
         print(f"  {n:>6}  {wa[0]:>19.1f}x  {wa[1]:>19.1f}x  {wa[2]:>6.1f}x")
+    print("space amplification (bytes on disk / bytes of live records; in brackets, the records")
+    print("alone, without page padding: what is left over is stale copies):")
+    for n in SIZES:
+        sa = [
+            f"{results[n, s]['space amplification']:.2f}x"
+            f" [{results[n, s]['space amplification (records)']:.2f}x]"
+            for s in STORES
+        ]
+        print(f"  {n:>6}  {sa[0]:>20}  {sa[1]:>20}  {sa[2]:>15}")
     n = SIZES[-1]
     print(f"pages read per lookup at n = {n} (present key, absent key):")
     for s in STORES:

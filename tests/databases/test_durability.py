@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -179,13 +181,22 @@ def test_without_writeback_no_fsync_loses_everything_on_power_loss():
     assert wal_power_loss.recovered_keys(disk.after_process_crash()) == set(acked)
 
 
-def test_kv_store_lab_fsync_mode_syncs_the_directory_of_a_new_log(tmp_path, monkeypatch):
-    """fsync(2): a new file's directory entry is durable only after an fsync of the
-    directory. The lab's reference solution, in --fsync mode, must do it before its first
-    acknowledgement; an existing log needs no directory fsync."""
+def load_kv_solution():
     spec = importlib.util.spec_from_file_location("kv_solution", "labs/kv-store/solution.py")
     solution = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(solution)
+    return solution
+
+
+kv = load_kv_solution()
+
+
+def test_kv_store_lab_fsync_mode_syncs_the_directory_of_a_new_log(tmp_path, monkeypatch):
+    """fsync(2): a new file's directory entry is durable only after an fsync of the
+    directory. The lab's reference solution, in --fsync mode, must do it before its first
+    acknowledgement — for the log, and for each directory it had to create (in that
+    directory's parent); an existing log needs no directory fsync."""
+    solution = load_kv_solution()  # its own module: the patches below stay in this test
     opened, synced = {}, []
     real_open, real_fsync = os.open, os.fsync
 
@@ -200,13 +211,124 @@ def test_kv_store_lab_fsync_mode_syncs_the_directory_of_a_new_log(tmp_path, monk
 
     monkeypatch.setattr(solution.os, "open", traced_open)
     monkeypatch.setattr(solution.os, "fsync", traced_fsync)
-    store = solution.Store(tmp_path, fsync=True)
+    data = tmp_path / "new" / "data"  # two directories Store must create
+    store = solution.Store(data, fsync=True)
     store.put("k", "v")
     store.close()
-    assert tmp_path in synced and synced.index(tmp_path) < synced.index(store.path)
+    first_ack = synced.index(store.path)
+    for directory in (tmp_path, tmp_path / "new", data):  # parents of the created ones
+        assert directory in synced[:first_ack], f"{directory} not synced before the ack"
+    assert synced.index(tmp_path) < synced.index(tmp_path / "new")  # top down
     synced.clear()
-    solution.Store(tmp_path, fsync=True).close()  # the log exists: nothing new to sync
-    assert tmp_path not in synced
+    solution.Store(data, fsync=True).close()  # everything exists: nothing new to sync
+    assert synced == []
+
+
+def power_cut_image(seed: int, fsync: bool) -> tuple[bytes, list[dict[str, str]]]:
+    """The lab's log written to the power-loss model (some values span 4 KiB pages), then
+    the power cut: what survives is what the model made durable."""
+    rng = random.Random(seed)
+    disk = wal_power_loss.ForgetfulDisk(random.Random(seed))
+    ops = []
+    for i in range(rng.randrange(100, 400)):
+        op = {"op": "put", "key": f"k{i}", "value": "v" * rng.choice([50, 50, 50, 6000])}
+        disk.write(kv.encode(op))
+        ops.append(op)
+        if fsync:
+            disk.fsync()
+        if (i + 1) % 20 == 0:
+            disk.writeback()
+    return disk.after_power_loss(), ops
+
+
+def test_kv_store_lab_scan_refuses_damage_only_where_one_record_can_be_unsynced():
+    """The lab's scan: strict (--fsync) raises CorruptLog on damage followed by valid
+    records; without fsync a power cut can leave exactly that, so it stops at the first
+    bad record (PostgreSQL's rule) and the store starts."""
+    good = kv.encode({"op": "put", "key": "a", "value": "1"})
+    data = bytearray(good * 3)
+    data[len(good) + kv.HEADER.size] ^= 0x01  # one bit in the second record's payload
+    with pytest.raises(kv.CorruptLog, match="valid records after it"):
+        kv.scan(bytes(data), strict=True)
+    assert kv.scan(bytes(data), strict=False) == (
+        [{"op": "put", "key": "a", "value": "1"}],
+        len(good),
+    )
+    garbage = kv.HEADER.pack(2**31, 0) + b"x" * (kv.MAX_RECORD + 100)
+    with pytest.raises(kv.CorruptLog, match="claims"):
+        kv.scan(good + garbage, strict=True)
+    assert kv.scan(good + garbage, strict=False)[1] == len(good)
+    for strict in (True, False):  # a torn last record is a torn tail either way
+        assert kv.scan(good * 2 + good[:-3], strict=strict)[1] == 2 * len(good)
+
+    refused = 0
+    for seed in range(30):
+        data, ops = power_cut_image(seed, fsync=False)
+        records, _ = kv.scan(data, strict=False)
+        assert records == ops[: len(records)], seed  # a prefix, never an exception
+        try:
+            kv.scan(data, strict=True)
+        except kv.CorruptLog:
+            refused += 1  # what the old scan (always strict) did after an ordinary power cut
+        data, ops = power_cut_image(seed, fsync=True)  # the control: one unsynced record
+        assert kv.scan(data, strict=True)[0] == ops, seed
+    assert refused > 0
+
+
+def test_kv_store_lab_starts_after_a_lost_page_without_fsync_and_refuses_with_it(tmp_path):
+    """A value spanning 4 KiB pages whose middle page was lost (reads as zeros), valid
+    records after it: the default store recovers what precedes it and truncates there;
+    the --fsync store, where that cannot be a crash, refuses to start."""
+    before = kv.encode({"op": "put", "key": "a", "value": "1"})
+    big = bytearray(kv.encode({"op": "put", "key": "big", "value": "v" * 10_000}))
+    big[4096:8192] = bytes(4096)  # the lost page
+    after = kv.encode({"op": "put", "key": "b", "value": "2"})
+    for fsync in (False, True):
+        directory = tmp_path / f"fsync-{fsync}"
+        directory.mkdir()
+        (directory / kv.LOG_NAME).write_bytes(before + bytes(big) + after)
+        if fsync:
+            with pytest.raises(kv.CorruptLog):
+                kv.Store(directory, fsync=True)
+            continue
+        store = kv.Store(directory)
+        assert store.data == {"a": "1"}
+        store.close()
+        assert (directory / kv.LOG_NAME).stat().st_size == len(before)
+
+
+def test_kv_store_lab_without_the_size_check_loses_the_record_on_restart(tmp_path):
+    """The lab page's "Break it": without encode()'s TooLarge check, stage 3's escaping
+    test fails — the over-limit record is acknowledged, then cut off at the restart (and in
+    --fsync mode the store refuses to start instead)."""
+    source = Path("labs/kv-store/solution.py").read_text(encoding="utf-8")
+    check = "    if len(payload) > MAX_RECORD:\n        raise TooLarge"
+    assert check in source
+    variant = tmp_path / "no_size_check.py"
+    variant.write_text(source.replace(check, "    if False:\n        raise TooLarge"))
+    run = subprocess.run(
+        [sys.executable, "labs/run.py", "kv-store", "--file", str(variant), "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert "Stage 3 of 6 failed (2 passed)" in run.stdout, run.stdout + run.stderr
+    assert "FAIL  Values with quotes" in run.stdout and "got 'NOT_FOUND'" in run.stdout
+
+    spec = importlib.util.spec_from_file_location("kv_no_size_check", variant)
+    unchecked = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unchecked)
+    for fsync in (False, True):
+        directory = tmp_path / f"data-{fsync}"
+        store = unchecked.Store(directory, fsync=fsync)
+        store.put("quotes", '"' * 60_000)  # 120,000 bytes once JSON-escaped
+        store.put("after", "v")
+        store.close()
+        if fsync:
+            with pytest.raises(unchecked.CorruptLog, match="claims"):
+                unchecked.Store(directory, fsync=True)
+        else:
+            assert unchecked.Store(directory).data == {}  # both acknowledged puts gone
 
 
 def test_without_the_truncate_the_next_record_lands_behind_garbage(tmp_path):

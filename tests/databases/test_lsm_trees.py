@@ -1,6 +1,7 @@
 """LSM trees (docs/databases/lsm-trees.md): correctness against a dict under both
 compaction policies, the bloom filter's promise, and write vs read amplification against
-the B-tree page model at several data set sizes (the trend, never absolute numbers)."""
+the B-tree page model at several data set sizes (the trend, never absolute numbers), space
+amplification per policy, and what weak bloom filters cost."""
 
 from __future__ import annotations
 
@@ -156,3 +157,30 @@ def test_without_compaction_writes_are_cheapest_and_reads_dearest(measured):
         never["pages per lookup (absent, bloom off)"]
         > 10 * measured[n, "leveled"]["pages per lookup (absent, bloom off)"]
     )
+
+
+def test_tiered_keeps_more_stale_copies_than_leveled_at_every_size(measured):
+    """Space amplification, counted: the records in the SSTables (and the log) per byte of
+    live records. Page padding is reported apart: it is the model's 1 KiB pages."""
+    for n in lsm_tree.SIZES:
+        leveled, tiered, btree = (measured[n, s] for s in ("leveled", "tiered", "btree"))
+        records = "space amplification (records)"
+        assert tiered[records] > leveled[records] + 0.1, n  # several copies of some keys
+        assert leveled[records] < 1.3, n  # compaction keeps leveled close to one copy
+        assert btree[records] == 1  # updated in place: one copy of each record
+        for r in (leveled, tiered, btree):  # padding only adds
+            assert r["space amplification"] >= r[records]
+
+
+def test_weak_bloom_filters_cost_their_false_positive_rate_per_run_not_a_page(monkeypatch):
+    """The page's "Break it": bits_per_key=2. An absent key reads about the false-positive
+    rate (0.2-0.4) of a page per sorted run, not one page per run as with no filter."""
+    n = lsm_tree.SIZES[-1]
+    strong = {s: lsm_tree.measure(n, s, probes=200) for s in ("leveled", "tiered")}
+    monkeypatch.setattr(lsm_tree, "BITS_PER_KEY", 2)
+    for store in ("leveled", "tiered"):
+        weak = lsm_tree.measure(n, store, probes=200)
+        absent = weak["pages per lookup (absent, bloom on)"]
+        assert 0.1 < absent / weak["sorted runs"] < 0.5, (store, absent)
+        assert absent > 5 * strong[store]["pages per lookup (absent, bloom on)"]
+        assert absent < 0.5 * weak["pages per lookup (absent, bloom off)"]

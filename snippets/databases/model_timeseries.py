@@ -30,8 +30,8 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if not url:
         sys.exit(
-            "set DATABASE_URL to a PostgreSQL server, e.g. "
-            "postgresql://postgres:pw@127.0.0.1:5432/postgres (docs/databases/index.md)"
+            "set DATABASE_URL to a PostgreSQL server, or run"
+            " `make run S=databases/model_timeseries`, which starts one and stops it afterwards"
         )
     return url
 
@@ -135,7 +135,7 @@ def range_query(conn: psycopg.Connection, index: str) -> dict[str, Any]:
         "plan": [
             n["Node Type"] + (f" on {n['Index Name']}" if "Index Name" in n else "") for n in nodes
         ],
-        "rows": plan["Plans"][0]["Actual Rows"],  # what the scan under the Aggregate found
+        "rows": int(plan["Plans"][0]["Actual Rows"]),  # what the scan under the Aggregate found
         "pages": plan["Shared Hit Blocks"] + plan["Shared Read Blocks"],  # index + table
         # a lossy bitmap holds whole pages: every row on them is checked against the WHERE
         "lossy heap blocks": heap.get("Lossy Heap Blocks", 0),

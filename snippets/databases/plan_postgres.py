@@ -30,8 +30,8 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if not url:
         sys.exit(
-            "set DATABASE_URL to a PostgreSQL server, e.g. "
-            "postgresql://postgres:pw@127.0.0.1:5432/postgres (docs/databases/index.md)"
+            "set DATABASE_URL to a PostgreSQL server, or run"
+            " `make run S=databases/plan_postgres`, which starts one and stops it afterwards"
         )
     return url
 
@@ -112,7 +112,7 @@ def planner_story(conn: psycopg.Connection) -> list[tuple[str, str, int, int]]:
     def record(moment: str) -> None:
         root = plan(conn, analyze=True)
         scan = customer_scan(root)
-        moments.append((moment, join_type(root), scan["Plan Rows"], scan["Actual Rows"]))
+        moments.append((moment, join_type(root), scan["Plan Rows"], int(scan["Actual Rows"])))
 
     create_tables(conn)
     record("fresh statistics, 10 customers in IS")

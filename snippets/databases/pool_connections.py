@@ -24,8 +24,8 @@ def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if not url:
         sys.exit(
-            "set DATABASE_URL to a PostgreSQL server, e.g. "
-            "postgresql://postgres:pw@127.0.0.1:5432/postgres (docs/databases/index.md)"
+            "set DATABASE_URL to a PostgreSQL server, or run"
+            " `make run S=databases/pool_connections`, which starts one and stops it afterwards"
         )
     return url
 

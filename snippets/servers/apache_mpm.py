@@ -230,7 +230,7 @@ def main() -> None:
         # wait would move a ratio tenfold; prefork's ~1 s is the KeepAliveTimeout's)
         print(
             "prefork kept the 9th client waiting until an idle connection's KeepAliveTimeout"
-            f" (1 s) freed a process: {results['prefork']['loaded'] * 1000:.0f} ms, against"
+            f" (1 s) freed a process: {results['prefork']['loaded'] * 1000:.1f} ms, against"
             f" {results['event']['loaded'] * 1000:.1f} ms on event (one request each)"
         )
 

@@ -20,6 +20,7 @@ import selectors
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate
 
 HOST = "127.0.0.1"
 TIMEOUT = 1.0  # seconds from accept() to a complete request head (stage 3)
@@ -39,6 +40,7 @@ REASONS = {
 def response(status: int, body: bytes) -> bytes:
     head = (
         f"HTTP/1.1 {status} {REASONS[status]}\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\n"  # RFC 9110 §6.6.1: MUST, we have a clock
         f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )

@@ -42,6 +42,7 @@ class Reply:
     status: int
     body: bytes
     seconds: float
+    head: bytes = b""  # the status line and the header fields
 
 
 def get(address: tuple[str, int], request: bytes = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n") -> Reply:
@@ -66,7 +67,7 @@ def get(address: tuple[str, int], request: bytes = b"GET / HTTP/1.1\r\nHost: lab
         status = int(status_line.split(b" ")[1])
     except (IndexError, ValueError):
         raise AssertionError(f"sent {request[:60]!r}; got no status line: {data[:80]!r}") from None
-    return Reply(status, body, time.perf_counter() - start)
+    return Reply(status, body, time.perf_counter() - start, head)
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:
@@ -181,10 +182,15 @@ def slowest(seconds: list[float]) -> float:
 
 @pytest.mark.stage(1)
 def test_get_root_gets_200_hello(server: Server) -> None:
-    """GET / gets 200 with the body hello"""
+    """GET / gets 200 with the body hello and a Date"""
     reply = get(server.address)
     assert reply.status == 200, f"GET /: expected 200, got {reply.status}"
     assert reply.body == b"hello\n", f"GET /: expected body b'hello\\n', got {reply.body!r}"
+    fields = [line.lower() for line in reply.head.split(b"\r\n")[1:]]
+    dates = [f for f in fields if f.startswith(b"date:")]
+    assert len(dates) == 1 and dates[0].endswith(b" gmt"), (
+        f"GET /: expected one Date header field in GMT (RFC 9110 §6.6.1), got {reply.head!r}"
+    )
 
 
 @pytest.mark.stage(1)

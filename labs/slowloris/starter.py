@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
+from email.utils import formatdate  # noqa: F401  (stage 1: the Date header field)
 
 HOST = "127.0.0.1"
 TIMEOUT = 1.0  # seconds from accept() to a complete request head (stage 3)
@@ -35,8 +36,9 @@ REASONS = {
 def response(status: int, body: bytes) -> bytes:
     """A complete HTTP/1.1 response that closes the connection."""
     # TODO stage 1: return the status line (b"HTTP/1.1 200 OK\r\n"), the headers
-    #   Content-Type: text/plain, Content-Length and Connection: close, a blank line,
-    #   then the body. REASONS has the reason phrases.
+    #   Date (formatdate(usegmt=True), a MUST), Content-Type: text/plain,
+    #   Content-Length and Connection: close, a blank line, then the body.
+    #   REASONS has the reason phrases.
     raise NotImplementedError("stage 1: build the response bytes")
 
 

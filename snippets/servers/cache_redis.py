@@ -23,8 +23,8 @@ def redis_url() -> str:
     url = os.environ.get("REDIS_URL")
     if not url:
         sys.exit(
-            "set REDIS_URL to a Redis server, e.g. redis://127.0.0.1:6379/0"
-            " (sudo apt-get install redis-server; docs/servers/caching.md)"
+            "set REDIS_URL to a Redis server, e.g. redis://127.0.0.1:6379/0,"
+            " or run `make run S=servers/cache_redis`, which starts one"
         )
     return url
 

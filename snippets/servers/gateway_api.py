@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from urllib.parse import unquote
 
 import httpx
@@ -34,7 +35,8 @@ REASONS = {
 }
 BACKEND_SECONDS = 0.05  # each backend takes 50 ms to answer
 USER_ID = re.compile(r"[A-Za-z0-9_-]+")  # what may go into the backend URLs we build
-ENCODED_SEPARATORS = re.compile(r"%(2f|5c|25)", re.IGNORECASE)  # an encoded "/", "\\" or "%"
+# an encoded "/", "\\" or "%"; an encoded NUL; a lead byte of overlong UTF-8 (%c0%ae is ".")
+ENCODED_SEPARATORS = re.compile(r"%(2f|5c|25|00|c0|c1)", re.IGNORECASE)
 
 
 class HttpError(Exception):
@@ -75,6 +77,7 @@ async def start_http(app: App, read_timeout: float = 5.0) -> tuple[asyncio.Serve
             return
         lines = [
             f"HTTP/1.1 {status} {REASONS[status]}",
+            f"Date: {formatdate(usegmt=True)}",  # RFC 9110 §6.6.1: MUST, we have a clock
             f"Content-Length: {len(body)}",
             "Connection: close",
             *(f"{k}: {v}" for k, v in fields.items()),
@@ -140,12 +143,14 @@ class TokenBucket:
 def is_safe_path(path: str) -> bool:
     """False for a path a backend could resolve outside the route it matched: a dot-segment
     (`/api/users/../internal` is `/internal` to RFC 3986 §5.2.4), also percent-encoded
-    (`%2e%2e`), an encoded slash or backslash, which some servers decode and split on, an
-    encoded `%` (decoded twice, `%252e` becomes `.`) and a raw backslash."""
-    if ENCODED_SEPARATORS.search(path) or "\\" in path:
+    (`%2e%2e`) or with a parameter (`..;/`, which Tomcat and Spring treat as `..`), an
+    encoded slash or backslash, which some servers decode and split on, an encoded `%`
+    (decoded twice, `%252e` becomes `.`), overlong UTF-8 (`%c0%ae` is `.` to a lax
+    decoder), a NUL (raw or `%00`, which C code reads as the end) and a raw backslash."""
+    if ENCODED_SEPARATORS.search(path) or "\\" in path or "\0" in path:
         return False
     segments = unquote(path).split("/")  # %2e is ".": RFC 3986 §2.3 (unreserved)
-    return not any(segment in (".", "..") for segment in segments)
+    return not any(segment.split(";", 1)[0] in (".", "..") for segment in segments)
 
 
 @dataclass

@@ -76,9 +76,17 @@ def call_by_hand(method: str, path: str, body: bytes = b"") -> tuple[str, list, 
         "wsgi.run_once": False,
     }
     started: list = []
-    chunks = app(environ, lambda status, headers: started.extend([status, headers]))
+    written: list[bytes] = []
+
+    def start_response(status: str, headers: list, exc_info: object = None) -> Callable:
+        if started and not exc_info:  # PEP 3333: a second call only to replace an error page
+            raise AssertionError("start_response called twice without exc_info")
+        started[:] = [status, headers]  # nothing is sent before we return: it may replace
+        return written.append  # write(data): the legacy API, its bytes come first
+
+    chunks = app(environ, start_response)
     try:
-        body = b"".join(chunks)
+        body = b"".join(written) + b"".join(chunks)
     finally:  # PEP 3333: the server must call close() if the iterable has one, even on error
         if hasattr(chunks, "close"):
             chunks.close()

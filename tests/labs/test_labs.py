@@ -150,6 +150,7 @@ def test_slowloris_stages_stop_the_naive_server_at_stage_2(
         'raise NotImplementedError("stage 1: build the response bytes")',
         # stage 1 done: the solution's response()
         'return (\n        f"HTTP/1.1 {status} {REASONS[status]}\\r\\n"'
+        '\n        f"Date: {formatdate(usegmt=True)}\\r\\n"'
         '\n        f"Content-Type: text/plain\\r\\nContent-Length: {len(body)}\\r\\n"'
         '\n        "Connection: close\\r\\n\\r\\n"'
         "\n    ).encode() + body",

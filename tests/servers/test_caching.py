@@ -198,3 +198,11 @@ def test_an_app_process_that_hangs_is_stopped_not_left_running():
     with pytest.raises(RuntimeError, match="did not finish"):
         cache_redis.origin_calls_with(hang, timeout=0.2)
     assert set(multiprocessing.active_children()) - before == set()  # stopped and reaped
+
+
+def test_without_redis_url_the_snippet_says_how_to_get_a_redis(monkeypatch):
+    """The message names the command that starts a Redis for the learner, not a page."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        cache_redis.redis_url()
+    assert "make run S=servers/cache_redis" in str(exit_.value.code), exit_.value.code

@@ -4,6 +4,7 @@ concurrent aggregation, backend failures and bad input."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
 import statistics
 import time
@@ -142,7 +143,33 @@ def test_bad_requests_get_4xx_and_a_silent_client_408(raw, status):
             server.close()
             await server.wait_closed()
 
-    assert asyncio.run(run()).startswith(b"HTTP/1.1 " + status + b" ")
+    reply = asyncio.run(run())
+    assert reply.startswith(b"HTTP/1.1 " + status + b" ")
+    assert_dated(reply.split(b"\r\n\r\n")[0].decode().lower().split("\r\n"))
+
+
+def assert_dated(lines: list[str]) -> None:
+    """RFC 9110 §6.6.1: an origin server with a clock MUST send Date in 2xx-4xx responses,
+    in IMF-fixdate (GMT), close to now."""
+    dates = [line.partition(":")[2].strip() for line in lines if line.startswith("date:")]
+    assert len(dates) == 1, lines
+    assert dates[0].endswith(" gmt"), dates
+    sent = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+    assert abs(sent - time.time()) < 60, dates
+
+
+def test_the_gateway_s_own_2xx_and_4xx_responses_carry_a_date():
+    async def test(client, gateway):
+        return [
+            await client.get("/api/users/1", headers=KEY),  # 200, the backend's answer
+            await client.get("/api/users/1"),  # 401, the gateway's own
+            await client.get("/nowhere", headers=KEY),  # 404
+        ]
+
+    replies = with_gateway(test)
+    assert [r.status_code for r in replies] == [200, 401, 404]
+    for reply in replies:
+        assert_dated([f"{k}: {v}".lower() for k, v in reply.headers.multi_items()])
 
 
 def raw_exchange(url: str, request: bytes) -> bytes:
@@ -215,6 +242,13 @@ ESCAPES = [
     "/api/users/..\\internal\\admin",
     "/api/users/./1",
     "/api/orders/../users/1?user=1",
+    "/api/users/..;/internal/admin",  # Tomcat and Spring drop the ";..." and see ".."
+    "/api/users/.;x/1",
+    "/api/users/%2e%2e;/internal/admin",
+    "/api/users/%c0%ae%c0%ae/internal/admin",  # overlong UTF-8 for ".."
+    "/api/users/%C1%9C/internal/admin",  # overlong UTF-8 for "\\"
+    "/api/users/..%00/internal/admin",
+    "/api/users/..\0/internal/admin",  # a raw NUL
 ]
 
 
@@ -247,7 +281,15 @@ def test_dot_segments_and_encoded_separators_get_400_and_reach_no_backend(path):
 
 
 def test_is_safe_path_keeps_ordinary_paths():
-    for path in ("/api/users", "/api/users/7", "/api/users/a.b", "/api/users/...", "/api/u%20x"):
+    for path in (
+        "/api/users",
+        "/api/users/7",
+        "/api/users/a.b",
+        "/api/users/...",
+        "/api/u%20x",
+        "/api/users/x;v=1",
+        "/api/users/..a",
+    ):
         assert gateway_api.is_safe_path(path), path
 
 

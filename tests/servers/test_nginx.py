@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -217,6 +218,21 @@ def test_idle_keepalive_connections_hold_prefork_processes_but_not_event_or_ngin
     assert prefork["loaded"] > 0.5
     assert max(event["loaded"], nginx["loaded"]) < 0.5, (event, nginx)
     assert prefork["unloaded"] < 0.1  # with no idle clients prefork is as quick as the rest
+
+
+def test_the_output_reports_absolute_waits_not_a_ratio_of_two_single_samples(monkeypatch, capsys):
+    """One request per server is one sample each: a ratio of two (e.g. 994 ms / 4.6 ms =
+    216x) mostly measures the noise on the small one, so main() prints the waits."""
+    waits = {"prefork": 0.9876, "event": 0.0046, "nginx": 0.0003}
+    monkeypatch.setattr(
+        apache_mpm,
+        "measure",
+        lambda kind, root: {"processes": 2, "threads": 2, "unloaded": 0.001, "loaded": waits[kind]},
+    )
+    apache_mpm.main()
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert "987.6 ms" in last and "4.6 ms" in last, last
+    assert not re.search(r"\d\.?\d*x\b", last), last  # no "216.6x longer"
 
 
 def test_counting_processes_and_threads_survives_a_process_exiting_mid_scan(monkeypatch):

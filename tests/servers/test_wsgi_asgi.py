@@ -8,6 +8,7 @@ import http.client
 import io
 import socket
 import statistics
+import sys
 import wsgiref.util
 import wsgiref.validate
 
@@ -159,3 +160,34 @@ def test_calling_a_wsgi_app_by_hand_closes_its_iterable_even_on_error(fail, monk
     else:
         assert wsgi_app.call_by_hand("GET", "/")[2] == b"onetwo"
     assert closed == [True]
+
+
+def test_calling_a_wsgi_app_by_hand_supports_write_and_exc_info(monkeypatch):
+    """PEP 3333: start_response(status, headers, exc_info=None) returns a write(body_data)
+    callable, and may be called again only with exc_info (an app replacing its response
+    after an error). The old by-hand server (a two-argument lambda) failed both."""
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written ")  # the legacy imperative API: these bytes come first
+        try:
+            raise ValueError("the app failed after starting its response")
+        except ValueError:
+            start_response("500 Internal Server Error", [("X-Error", "1")], sys.exc_info())
+        return [b"iterated"]
+
+    monkeypatch.setattr(wsgi_app, "app", app)
+    assert wsgi_app.call_by_hand("GET", "/") == (
+        "500 Internal Server Error",
+        [("X-Error", "1")],
+        b"written iterated",
+    )
+
+    def twice(environ, start_response):
+        start_response("200 OK", [])
+        start_response("200 OK", [])
+        return []
+
+    monkeypatch.setattr(wsgi_app, "app", twice)
+    with pytest.raises(AssertionError, match="twice without exc_info"):
+        wsgi_app.call_by_hand("GET", "/")

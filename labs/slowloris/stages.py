@@ -177,6 +177,14 @@ def slowest(seconds: list[float]) -> float:
     return max(seconds)
 
 
+def fourth_slowest(seconds: list[float]) -> float:
+    """The 4th slowest of 40 good requests (90% were faster). One request that the machine
+    itself delayed (another program on the CPU) moves the slowest, not this: a flake hunt
+    saw the slowest of 40 reach 184 ms against a 177 ms bound at load 14. A server that
+    lets slowloris hold it delays many requests, up to its 1 s deadline."""
+    return sorted(seconds)[-4]
+
+
 # --- stage 1: serves one client -----------------------------------------------------------
 
 
@@ -306,7 +314,7 @@ def test_an_oversized_head_gets_431(server: Server) -> None:
 
 @pytest.mark.stage(5)
 def test_good_clients_keep_their_latency_under_slowloris(server: Server) -> None:
-    """50 slowloris connections trickle bytes; good clients' slowest stays near unloaded"""
+    """50 slowloris connections trickle bytes; 90% of good clients stay near unloaded"""
     unloaded = [get(server.address).seconds for _ in range(40)]
     with Slowloris(server.address, ATTACKERS).running() as attack:
         replies = []
@@ -316,9 +324,9 @@ def test_good_clients_keep_their_latency_under_slowloris(server: Server) -> None
         reconnects = attack.reconnects
     statuses = {r.status for r in replies}
     assert statuses == {200}, f"good clients got {statuses} under slowloris, expected only 200"
-    loaded, bound = slowest([r.seconds for r in replies]), 10 * slowest(unloaded) + 0.1
+    loaded, bound = fourth_slowest([r.seconds for r in replies]), 10 * slowest(unloaded) + 0.1
     assert loaded < bound, (
-        f"good clients' slowest request took {loaded * 1000:.1f} ms under slowloris, against"
+        f"good clients' 4th slowest request took {loaded * 1000:.1f} ms under slowloris, against"
         f" {slowest(unloaded) * 1000:.1f} ms unloaded (the limit is {bound * 1000:.0f} ms)"
     )
     assert reconnects >= ATTACKERS // 2, (
@@ -352,9 +360,9 @@ def test_clients_that_never_close_hold_no_worker(server: Server) -> None:
         " a connection whose response is already sent should be the first to go when the"
         " server is full"
     )
-    loaded, bound = slowest([r.seconds for r in replies]), 10 * slowest(unloaded) + 0.1
+    loaded, bound = fourth_slowest([r.seconds for r in replies]), 10 * slowest(unloaded) + 0.1
     assert loaded < bound, (
-        f"good clients' slowest request took {loaded * 1000:.1f} ms with {NEVER_CLOSE} clients"
+        f"good clients' 4th slowest request took {loaded * 1000:.1f} ms with {NEVER_CLOSE} clients"
         f" that never close, against {slowest(unloaded) * 1000:.1f} ms unloaded (the limit is"
         f" {bound * 1000:.0f} ms)"
     )

@@ -157,15 +157,33 @@ def temp_dir(
     prefix: str, owner: dict[str, Any] | None = None, in_memory: bool = False
 ) -> Iterator[Path]:
     """A temp dir that a dropped-privilege user can reach, removed on exit. in_memory: on
-    tmpfs where there is one (a server that never needs to survive a crash: fsync off)."""
+    tmpfs where there is one (a server that never needs to survive a crash: fsync off).
+
+    It stays ours (0711: the service user may pass through, not write): we open logs and
+    copy data directories in it, and a directory the service user owned would let that
+    user swap a file for a link to anything we can write. What the service writes goes in
+    owned_dir()s inside it."""
     memory = in_memory and MEMORY.is_dir() and os.access(MEMORY, os.W_OK)
     base = Path(tempfile.mkdtemp(prefix=prefix, dir=MEMORY if memory else None))
     try:
         if owner:
-            os.chown(base, owner["user"], owner["group"])
+            base.chmod(0o711)
         yield base
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def owned_dir(path: Path, owner: dict[str, Any] | None, files: dict[str, str] = {}) -> Path:  # noqa: B006
+    """A new directory (0700) for the service user, with `files` written before it is
+    handed over: we never write into a directory after the service user owns it."""
+    path.mkdir(mode=0o700)
+    for name, text in files.items():
+        (path / name).write_text(text, encoding="utf-8")
+        (path / name).chmod(0o600)
+    if owner:
+        for child in (*[path / name for name in files], path):
+            os.lchown(child, owner["user"], owner["group"])
+    return path
 
 
 @contextlib.contextmanager

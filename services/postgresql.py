@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -40,7 +41,15 @@ from typing import Any
 
 from mirakuru import Executor
 
-from services import Install, Missing, Started, start_on_a_free_port, temp_dir, unprivileged_user
+from services import (
+    Install,
+    Missing,
+    Started,
+    owned_dir,
+    start_on_a_free_port,
+    temp_dir,
+    unprivileged_user,
+)
 
 NAME = "PostgreSQL"
 PROVIDES = ("DATABASE_URL",)
@@ -81,8 +90,11 @@ class PostgreSQL:
     data_dir: Path
     log: Path
 
+    password: str = ""
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/{database}?connect_timeout=5"
+        user = f"postgres:{self.password}" if self.password else "postgres"
+        return f"postgresql://{user}@{self.host}:{self.port}/{database}?connect_timeout=5"
 
 
 def wheel_binary() -> Path | None:
@@ -197,18 +209,32 @@ class PostgresExecutor(Executor):
         self._log_file.close()
 
 
-INITDB_OPTIONS = ("-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+# Over TCP a password (random per data directory): any local user can reach 127.0.0.1,
+# and a superuser can run programs as the server's user (COPY ... TO PROGRAM). Trust only
+# on the unix socket, in a directory only the server's user can enter.
+INITDB_OPTIONS = ("-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
+                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+PASSWORD = "superuser-password"  # in the cached template, and beside each data directory
 
 
-def _run_initdb(postgres: Path, data: Path, base: Path, as_user: dict[str, Any]) -> None:
-    subprocess.run(
-        [str(postgres.parent / "initdb"), "-D", str(data), *INITDB_OPTIONS],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        cwd=base,
-        **as_user,
-    )
+def _run_initdb(postgres: Path, data: Path, base: Path, as_user: dict[str, Any]) -> str:
+    """initdb into a new `data` directory; returns the superuser's new password."""
+    password = secrets.token_urlsafe(24)
+    secret = owned_dir(base / "initdb", as_user, {"password": password})
+    owned_dir(data, as_user)
+    try:
+        subprocess.run(
+            [str(postgres.parent / "initdb"), "-D", str(data), *INITDB_OPTIONS,
+             f"--pwfile={secret / 'password'}"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            cwd=base,
+            **as_user,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(secret, ignore_errors=True)
+    return password
 
 
 def _cache_dir() -> Path:
@@ -228,9 +254,10 @@ def _template(postgres: Path, as_user: dict[str, Any]) -> Path:
         return template
     template.parent.mkdir(parents=True, exist_ok=True)
     with temp_dir("pg-template-", as_user) as base:
-        _run_initdb(postgres, base / "data", base, as_user)
+        password = _run_initdb(postgres, base / "data", base, as_user)
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=template.parent))
-        shutil.copytree(base / "data", partial / "data", symlinks=True)
+        shutil.copytree(base / "data", partial / "data", symlinks=True)  # ours, not theirs
+        (partial / "data" / PASSWORD).write_text(password, encoding="utf-8")
         try:
             (partial / "data").rename(template)  # atomic: a parallel maker may win, fine
         except OSError:
@@ -246,26 +273,32 @@ def _initdb(postgres: Path, data: Path, base: Path, as_user: dict[str, Any]) -> 
     try:
         template = _template(postgres, as_user)
     except OSError:  # no writable cache directory: initdb every time
-        _run_initdb(postgres, data, base, as_user)
-        return
-    shutil.copytree(template, data, symlinks=True)
-    data.chmod(0o700)  # postgres refuses a data directory others can read
-    if as_user:
-        for path in (data, *data.rglob("*")):
-            os.lchown(path, as_user["user"], as_user["group"])
+        password = _run_initdb(postgres, data, base, as_user)
+    else:
+        password = (template / PASSWORD).read_text(encoding="utf-8")  # from our own copy
+        shutil.copytree(template, data, symlinks=True)  # in our base dir, as ours
+        data.chmod(0o700)  # postgres refuses a data directory others can read
+        if as_user:  # the directory itself last: until then the user cannot enter it
+            for path in (*data.rglob("*"), data):
+                os.lchown(path, as_user["user"], as_user["group"])
+    (base / PASSWORD).write_text(password, encoding="utf-8")
+    (base / PASSWORD).chmod(0o600)
 
 
 def _start(postgres: Path, base: Path, options: dict[str, str]) -> tuple[PostgreSQL, Any]:
     """Start postgres on base/data with `options`, on a free port (retried if taken)."""
     as_user = unprivileged_user()
     data, log = base / "data", base / "postgresql.log"
+    password = (base / PASSWORD).read_text(encoding="utf-8")
+    if not (base / "socket").exists():
+        owned_dir(base / "socket", as_user)
     servers: list[PostgreSQL] = []
 
     def make(port: int) -> PostgresExecutor:
         command = [str(postgres), "-D", str(data), "-p", str(port)]
         for key, value in options.items():
             command += ["-c", f"{key}={value}"]
-        servers.append(PostgreSQL("127.0.0.1", port, base, data, log))
+        servers.append(PostgreSQL("127.0.0.1", port, base / "socket", data, log, password))
         return PostgresExecutor(command, servers[-1].url(), log, {"cwd": base, **as_user})
 
     executor = start_on_a_free_port(make, log)
@@ -275,7 +308,7 @@ def _start(postgres: Path, base: Path, options: dict[str, str]) -> tuple[Postgre
 def _options(base: Path, fsync: bool, max_connections: int) -> dict[str, str]:
     return {
         "listen_addresses": "127.0.0.1",
-        "unix_socket_directories": str(base),
+        "unix_socket_directories": str(base / "socket"),
         "fsync": "on" if fsync else "off",
         "synchronous_commit": "on" if fsync else "off",
         "full_page_writes": "on" if fsync else "off",

@@ -5,6 +5,7 @@ mirakuru. REDIS_URL is redis://127.0.0.1:<port>/0."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ CANDIDATES = ("/usr/bin/redis-server",)
 class Redis:
     host: str
     port: int
+    password: str = ""  # random per server: any local user can reach 127.0.0.1
 
     def url(self, db: int = 0) -> str:
-        return f"redis://{self.host}:{self.port}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{db}"
 
 
 def redis_binary() -> Path:
@@ -48,7 +51,7 @@ class RedisExecutor(Executor):
         import redis
 
         try:
-            with redis.Redis(self.server.host, self.server.port, socket_timeout=1) as client:
+            with redis.Redis.from_url(self.server.url(), socket_timeout=1) as client:
                 return bool(client.ping())
         except redis.ConnectionError:
             return False
@@ -60,14 +63,18 @@ class RedisExecutor(Executor):
 @contextlib.contextmanager
 def running_redis() -> Iterator[Redis]:
     binary = redis_binary()
+    password = secrets.token_urlsafe(24)
     with temp_dir("redis-", in_memory=True) as base:
         log = base / "redis.log"
+        config = base / "redis.conf"  # the password in a 0600 file, not on the command line
+        config.write_text(f"requirepass {password}\n", encoding="utf-8")
+        config.chmod(0o600)
 
         def make(port: int) -> RedisExecutor:
-            command = [str(binary), "--bind", "127.0.0.1", "--port", str(port)]
+            command = [str(binary), str(config), "--bind", "127.0.0.1", "--port", str(port)]
             command += ["--dir", str(base), "--save", "", "--appendonly", "no"]
             command += ["--logfile", "", "--loglevel", "warning", "--daemonize", "no"]
-            return RedisExecutor(command, Redis("127.0.0.1", port), log)
+            return RedisExecutor(command, Redis("127.0.0.1", port, password), log)
 
         executor = start_on_a_free_port(make, log)
         try:

@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -336,3 +337,24 @@ def test_as_root_the_wheel_runs_from_a_checkout_its_user_cannot_reach(tmp_path):
         assert run.returncode == 0 and "18." in run.stdout, run.stderr  # its libpq found too
     finally:
         shutil.rmtree(copy)  # keyed by this test's temp path: never reused
+
+
+def test_without_its_password_no_local_user_can_use_a_server(database_url, redis_url):
+    """Any local user can reach 127.0.0.1: a PostgreSQL superuser runs programs as the
+    server's user (COPY … TO PROGRAM), so TCP needs the random password in the URL."""
+    import psycopg
+    import redis
+
+    parts = urllib.parse.urlsplit(database_url)
+    assert parts.password, database_url
+    anonymous = parts._replace(netloc=f"postgres@{parts.hostname}:{parts.port}").geturl()
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(anonymous, connect_timeout=5).close()
+    with psycopg.connect(database_url, connect_timeout=5) as conn:  # the control
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    parts = urllib.parse.urlsplit(redis_url)
+    anonymous_redis = redis.Redis(parts.hostname, parts.port, socket_timeout=5)
+    with anonymous_redis as client, pytest.raises(redis.AuthenticationError):
+        client.ping()
+    with redis.Redis.from_url(redis_url, socket_timeout=5) as client:
+        assert client.ping()

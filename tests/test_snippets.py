@@ -84,4 +84,4 @@ def test_a_snippet_that_hangs_is_stopped_and_reported(tmp_path):
     sleeper.write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
     run = run_snippet(sleeper, timeout=1.0)
     assert run.timed_out and run.returncode != 0 and run.stdout == "started\n"
-    assert not run.leftover or run.timed_out  # killed with its group, not left running
+    assert run.seconds < 30  # stopped at the timeout, not after its 60 s sleep

@@ -236,6 +236,7 @@ def test_path_rows_are_numbered_in_order_and_chapter_times_add_up():
     chapter index's "About …" is the sum of its broad-path times, to the half hour."""
     broad = (DOCS / "paths" / "broad.md").read_text(encoding="utf-8")
     sections = re.split(r"^## (\d+)\. ", broad, flags=re.M)[1:]
+    assert len(sections) >= 6, "broad.md: no '## N. <chapter>' sections found"
     for number, body in zip(sections[::2], sections[1::2], strict=True):
         rows = list(ROW.finditer(body))
         numbered = [r["num"] for r in rows if r["num"] != "lab"]

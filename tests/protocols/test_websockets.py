@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
+import errno
 import os
 import select
 import socket
+import struct
 import threading
+import time
 
 import httpx
 import pytest
@@ -174,21 +178,68 @@ def test_sse_client_that_ignores_last_event_id_gets_duplicates_and_stops(monkeyp
     assert [event_id for _, event_id, _ in received] == ["1", "2", "3", "1", "2", "3"]
 
 
-def test_tcp_keepalive_never_drops_a_peer_whose_kernel_is_alive():
+def silence_kernel(sock: socket.socket) -> ctypes.Array[ctypes.c_char]:
+    """Attach a one-instruction classic BPF filter, "return 0", to a TCP socket: its
+    kernel discards every segment arriving for it, so it answers nothing, keep-alive
+    probes included (a host that is gone). Keep the returned buffer alive."""
+    code = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET 0
+    sock.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", 1, ctypes.addressof(code)))
+    return code  # 26: SO_ATTACH_FILTER, <asm-generic/socket.h>
+
+
+def test_tcp_keepalive_drops_a_dead_kernel_but_never_a_live_kernel_with_a_hung_process():
     """websockets.md: keep-alive probes are answered by the peer's kernel, so a peer whose
-    process never reads nor writes (hung) survives even a 1 s keep-alive. Linux only."""
+    process never reads nor writes (hung) survives even a 1 s keep-alive; the control, a
+    peer whose kernel answers nothing (a filter drops every segment for it), is dropped
+    with ETIMEDOUT: the probes really run, and only a live kernel answers them. Linux."""
     if not hasattr(socket, "TCP_KEEPIDLE"):
-        pytest.skip("TCP_KEEPIDLE is Linux's")
+        pytest.skip("TCP_KEEPIDLE and socket filters are Linux's")
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        hung = socket.create_connection(listener.getsockname())  # never used again
-        server, _ = listener.accept()
-        with hung, server:
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1)
-            # After 1 s idle a probe goes out, and 1 s without an answer would kill the
-            # connection. Over 2.5 s at least one probe went out and was answered.
-            readable, _, _ = select.select([server], [], [], 2.5)
-            assert not readable  # no error, no EOF: the connection is still up
-            assert server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        peers, servers = [], []
+        for _ in range(2):
+            peers.append(socket.create_connection(listener.getsockname()))  # never used
+            servers.append(listener.accept()[0])
+        alive, dead = servers
+        code = silence_kernel(peers[1])
+        try:
+            for server in servers:
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1)
+            # After 1 s idle each server sends a probe; 1 s without an answer kills the
+            # connection (about 2 s in all). The dead peer's connection errors out then;
+            # the live one, probed on the same schedule, must still be up after 3.5 s.
+            # Noise budget: the timers are the kernel's, not this process's; observed
+            # death at 2.0-2.1 s over 10 runs (4 beside two busy loops); waiting up to
+            # 10 s for it and 3.5 s for the survivor leaves >1 s either side.
+            start = time.monotonic()
+            readable, _, _ = select.select([dead], [], [], 10)
+            died = time.monotonic() - start
+            assert readable == [dead], "the silent peer was never dropped"
+            assert dead.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ETIMEDOUT
+            assert died >= 1.5, f"dropped after {died:.2f} s, before any probe could time out"
+            readable, _, _ = select.select([alive], [], [], max(0.0, 3.5 - died))
+            assert not readable  # no error, no EOF: the probes were answered
+            assert alive.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        finally:
+            for sock in peers + servers:
+                sock.close()
+            del code
+
+
+def test_without_pings_the_frozen_client_is_never_dropped(monkeypatch):
+    """Break it (websockets.md): with ping_interval=None nothing is ever sent to the frozen
+    client, so it waits until its own socket timeout (5 s on the page, 1 s here) and gets
+    TimeoutError; the control, pings on, is dropped with 1011 long before that."""
+    real = socket.create_connection
+    monkeypatch.setattr(
+        websocket_keepalive.socket, "create_connection", lambda a, timeout: real(a, timeout=1.0)
+    )
+    _, (_, code, elapsed) = asyncio.run(websocket_keepalive.demo(interval=0.1, timeout=0.1))
+    # Noise budget: the keep-alive test above saw the drop at 0.20-0.24 s over 15 runs (5
+    # beside two busy loops); 1.0 s is a 4x margin, and pings every 0.1 s keep each recv()
+    # far under its 1 s timeout.
+    assert code == 1011 and elapsed < 1.0  # dropped before the 1 s socket timeout
+    with pytest.raises(TimeoutError):
+        asyncio.run(websocket_keepalive.demo(interval=None, timeout=0.1))

@@ -75,10 +75,11 @@ class FakeClock:
 def zone_upstream(
     zone: dict[tuple[str, int], tuple[list[str], int]],
     origin: str = "example.test.",
-    soa: tuple[int, int] | None = (3600, 60),
+    soa: tuple[int, int] | None = (60, 60),
 ) -> Upstream:
-    """An authoritative server for `origin`: negative answers carry `soa` (None: a broken
-    server that leaves it out)."""
+    """An authoritative server for `origin`: negative answers carry `soa`, as (the SOA's
+    TTL in the answer, its MINIMUM); dns_query.py's server sends min(3600, 60) = 60 as that
+    TTL (RFC 2308 §3). None: a broken server that leaves the SOA out."""
 
     def ask(name: str, qtype: int) -> Response:
         if (name, qtype) in zone:

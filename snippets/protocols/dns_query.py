@@ -19,7 +19,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-A, SOA, AAAA = 1, 6, 28  # record types (RFC 1035 §3.2.2, RFC 3596)
+A, NS, SOA, AAAA = 1, 2, 6, 28  # record types (RFC 1035 §3.2.2, RFC 3596)
 IN = 1  # the Internet class
 NOERROR, FORMERR, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 3, 4, 5  # RCODEs (RFC 1035 §4.1.1)
 HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
@@ -29,12 +29,16 @@ ZONE: dict[tuple[str, int], tuple[int, list[str]]] = {  # (name, type) -> (TTL, 
     ("www.example.test.", A): (300, ["192.0.2.10", "192.0.2.11"]),
     ("www.example.test.", AAAA): (300, ["2001:db8::10"]),
     ("api.example.test.", A): (60, ["192.0.2.20"]),
+    ("ns1.example.test.", A): (3600, ["192.0.2.53"]),  # the name server named by NS and SOA
 }
-# The zone's SOA record (RFC 1035 §3.3.13) lives at the apex. Its last field, MINIMUM, is
-# the negative-caching TTL (RFC 2308 §4); a resolver caches "no such name" for
-# min(MINIMUM, the SOA record's own TTL) (§5).
+# The zone's apex holds its NS record (RFC 1035 §3.3.11: which server is authoritative) and
+# its SOA record (§3.3.13). The SOA's last field, MINIMUM, is the negative-caching TTL
+# (RFC 2308 §4). In a negative answer the server sends the SOA with TTL
+# min(MINIMUM, the SOA record's own TTL) (RFC 2308 §3), and a resolver caches the "no"
+# for that long (§5).
+NS_TTL, NS_NAME = 3600, "ns1.example.test."
 SOA_TTL = 3600
-SOA_FIELDS = ("ns1.example.test.", "hostmaster.example.test.", 2026120101, 7200, 900, 1209600, 60)
+SOA_FIELDS = (NS_NAME, "hostmaster.example.test.", 2026120101, 7200, 900, 1209600, 60)
 
 
 # --8<-- [start:names]
@@ -124,10 +128,15 @@ def parse_response(packet: bytes) -> Answer:
 
 
 # --8<-- [start:server]
-def soa_record() -> bytes:
+def soa_record(ttl: int = SOA_TTL) -> bytes:
     mname, rname, *numbers = SOA_FIELDS
     rdata = encode_name(mname) + encode_name(rname) + struct.pack("!5I", *numbers)
-    return encode_name(ORIGIN) + struct.pack("!HHIH", SOA, IN, SOA_TTL, len(rdata)) + rdata
+    return encode_name(ORIGIN) + struct.pack("!HHIH", SOA, IN, ttl, len(rdata)) + rdata
+
+
+def negative_soa() -> bytes:
+    """RFC 2308 §3: in a negative answer the SOA's TTL is min(its own TTL, its MINIMUM)."""
+    return soa_record(ttl=min(SOA_TTL, SOA_FIELDS[-1]))
 
 
 def answer(query: bytes) -> bytes | None:
@@ -166,10 +175,14 @@ def answer(query: bytes) -> bytes | None:
         return reply(REFUSED, question)  # not our zone, and we do not recurse: no AA
     if name == ORIGIN and qtype == SOA:
         return reply(NOERROR, question, [soa_record()])
+    if name == ORIGIN and qtype == NS:  # 0xC00C: the question's name, the apex
+        rdata = encode_name(NS_NAME)
+        return reply(NOERROR, question, [struct.pack("!HHHIH", 0xC00C, NS, IN, NS_TTL,
+                                                     len(rdata)) + rdata])  # fmt: skip
     ttl, addresses = ZONE.get((name, qtype), (0, []))
     if not addresses:  # RFC 2308 §3: a negative answer carries the zone's SOA
         exists = name == ORIGIN or any(zone_name == name for zone_name, _ in ZONE)
-        return reply(NOERROR if exists else NXDOMAIN, question, authority=soa_record())
+        return reply(NOERROR if exists else NXDOMAIN, question, authority=negative_soa())
     records = [  # 0xC00C: a pointer to the question's name, at offset 12
         struct.pack("!HHHIH", 0xC00C, qtype, IN, ttl, len(packed)) + packed
         for packed in (ipaddress.ip_address(a).packed for a in addresses)
@@ -217,11 +230,11 @@ def ask(server: tuple[str, int], packet: bytes, timeout: float = 2.0) -> bytes:
 
 # --8<-- [start:crosscheck]
 def with_dnspython(server: tuple[str, int], name: str, qtype: int) -> tuple[str, list[str]]:
-    """The same question asked by dnspython's own client: (rcode, sorted addresses)."""
+    """The same question asked by dnspython's own client: (rcode, sorted answer data)."""
     query = dns.message.make_query(name, dns.rdatatype.RdataType(qtype))
     response = dns.query.udp(query, server[0], port=server[1], timeout=2)
-    addresses = sorted(rr.address for rrset in response.answer for rr in rrset)
-    return dns.rcode.to_text(response.rcode()), addresses
+    data = sorted(rr.to_text() for rrset in response.answer for rr in rrset)
+    return dns.rcode.to_text(response.rcode()), data
 
 
 # --8<-- [end:crosscheck]
@@ -243,6 +256,8 @@ def main() -> None:
         )
         print(f"dnspython parses the same bytes to the same answers: {same}")
         print(f"dnspython's own query for AAAA: {with_dnspython(server, 'www.example.test', AAAA)}")
+        print(f"the zone's name server (NS): {with_dnspython(server, 'example.test', NS)},"
+              f" its A: {with_dnspython(server, NS_NAME, A)[1]}")  # fmt: skip
         for name, qtype in [("nope.example.test", A), ("api.example.test", AAAA),
                             ("example.test", A), ("www.example.org", A)]:  # fmt: skip
             got = parse_response(ask(server, build_query(name, qtype, 7)))

@@ -230,3 +230,59 @@ def test_http_server_a_body_sent_after_head_fails_stage_7(tmp_path: Path):
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 7 of 7 failed (6 passed)" in run.stdout, run.stdout
     assert "FAIL  HEAD gets GET's status and headers and no body" in run.stdout, run.stdout
+
+
+def test_http_server_stage_6_requires_the_close_after_te_and_cl(tmp_path: Path):
+    """RFC 9112 §6.1: a server MAY reject Transfer-Encoding with Content-Length (400 is
+    this lab's choice) and MUST close the connection after responding. A server that
+    answers 400 but keeps the connection open for 3 s fails stage 6."""
+    lab = ROOT / "labs" / "http-server"
+    lingers = variant(
+        tmp_path,
+        "te_cl_open",
+        (lab / "solution.py").read_text(encoding="utf-8"),
+        "                lingering_close(sock)\n",
+        '                if "Transfer-Encoding" in str(error):\n'
+        "                    time.sleep(3)\n"
+        "                lingering_close(sock)\n",
+    )
+    run = run_lab(lab, lingers)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 6 of 7 failed (5 passed)" in run.stdout, run.stdout
+    assert "MUST close the connection (RFC 9112 §6.1)" in run.stdout, run.stdout
+
+
+def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(tmp_path: Path):
+    """Break it (lab-http-server.md): check the head's size only once \\r\\n\\r\\n is found,
+    and the head that never ends is buffered until the timeout instead of getting 431."""
+    lab = ROOT / "labs" / "http-server"
+    late = variant(
+        tmp_path,
+        "late_head_check",
+        (lab / "solution.py").read_text(encoding="utf-8"),
+        "            if len(self.buffer) > MAX_HEAD_BYTES:\n"
+        '                raise HttpError(431, "request head too large")\n',
+        "",
+    )
+    run = run_lab(lab, late)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 6 of 7 failed (5 passed)" in run.stdout, run.stdout
+    assert "FAIL  more than 8 KiB of request head gets 431" in run.stdout, run.stdout
+    assert run.stdout.count("FAIL  ") == 1, run.stdout
+
+
+def test_http_server_clearing_the_buffer_fails_only_pipelining(tmp_path: Path):
+    """Break it (lab-http-server.md): discard what follows a request's body, and the
+    pipelined requests are lost; every other check up to stage 4 sends one at a time."""
+    lab = ROOT / "labs" / "http-server"
+    body = "        request.body = self._chunked(deadline) if length is None else self._take("
+    source = (lab / "solution.py").read_text(encoding="utf-8")
+    line = next(x for x in source.splitlines(keepends=True) if x.startswith(body))
+    cleared = variant(
+        tmp_path, "buffer_clear", source, line, line + "        self.buffer.clear()\n"
+    )
+    run = run_lab(lab, cleared)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 4 of 7 failed (3 passed)" in run.stdout, run.stdout
+    assert "FAIL  three requests sent in one write get three responses" in run.stdout, run.stdout
+    assert run.stdout.count("FAIL  ") == 1, run.stdout

@@ -75,9 +75,12 @@ def test_negative_answers_are_authoritative_and_carry_the_zone_soa(server, name,
     assert response.flags & dns.flags.AA
     (soa,) = response.authority
     assert soa.name.to_text() == dns_query.ORIGIN and soa.rdtype == dns.rdatatype.SOA
-    assert (soa.ttl, soa[0].minimum) == (dns_query.SOA_TTL, dns_query.SOA_FIELDS[-1])
+    # RFC 2308 §3: "The TTL of this record is set from the minimum of the MINIMUM field of
+    # the SOA record and the TTL of the SOA itself": 60, not the SOA's own 3600.
+    assert (dns_query.SOA_TTL, dns_query.SOA_FIELDS[-1]) == (3600, 60)
+    assert (soa.ttl, soa[0].minimum) == (60, 60)
     parsed = dns_query.parse_response(response.to_wire())
-    assert parsed.soa == (dns_query.SOA_TTL, dns_query.SOA_FIELDS[-1])  # the hand parser too
+    assert parsed.soa == (60, 60)  # the hand parser too
 
 
 def test_a_name_outside_the_zone_is_refused_not_denied():
@@ -91,11 +94,23 @@ def test_a_name_outside_the_zone_is_refused_not_denied():
         assert dns_query.parse_response(dns_query.answer(query)).rcode == dns_query.REFUSED
 
 
-def test_the_apex_soa_is_answered():
+def test_the_apex_soa_is_answered_with_its_own_ttl():
     response = dns.message.from_wire(
         dns_query.answer(dns.message.make_query("example.test", "SOA").to_wire())
     )
     assert response.rcode() == 0 and response.answer[0][0].serial == dns_query.SOA_FIELDS[2]
+    assert response.answer[0].ttl == dns_query.SOA_TTL  # asked for itself: 3600, not 60
+
+
+def test_the_apex_has_an_ns_record_and_the_soa_mname_resolves(server):
+    """A zone's apex names its authoritative servers (RFC 1035 §3.3.11), and the SOA's
+    MNAME is one of them: asking our own server for it gets an address, not NXDOMAIN."""
+    assert dns_query.with_dnspython(server, "example.test", dns_query.NS) == (
+        "NOERROR",
+        ["ns1.example.test."],
+    )
+    mname = dns_query.SOA_FIELDS[0]
+    assert dns_query.with_dnspython(server, mname, A) == ("NOERROR", ["192.0.2.53"])
 
 
 def test_the_255_octet_limit_counts_wire_octets_not_text():
@@ -193,10 +208,24 @@ def test_negative_ttl_is_the_smaller_of_soa_minimum_and_soa_ttl():
 
 
 def test_negative_answers_without_soa_are_not_cached():
-    clock, resolver = resolver_for({}, soa=None)
-    assert resolver.resolve("nope.example.test") == ("NXDOMAIN", [], 0)
-    assert resolver.resolve("nope.example.test") == ("NXDOMAIN", [], 0)
-    assert resolver.upstream_queries == 2
+    """Break it (dns.md): build the resolver on zone_upstream(zone, soa=None), an upstream
+    that leaves the SOA out. RFC 2308 §5: nothing negative is cached, so every lookup of
+    a missing name goes upstream; with the SOA, the second lookup is a cache hit."""
+    for soa, sent in [((60, 60), 1), (None, 3)]:
+        clock, resolver = resolver_for({}, soa=soa)
+        for t in (0, 1, 2):
+            clock.now = t
+            rcode, _, ttl = resolver.resolve("nope.example.test")
+            assert rcode == "NXDOMAIN" and ttl == (0 if soa is None else 60 - t)
+        assert resolver.upstream_queries == sent
+
+
+def test_the_model_upstream_answers_like_the_server():
+    """dns_cache's upstream is a function, not the server: its default SOA must be what
+    the server sends in a negative answer (TTL, MINIMUM)."""
+    response = dns_cache.zone_upstream({})("nope.example.test.", dns_cache.A)
+    wire = dns_query.answer(dns_query.build_query("nope.example.test", A, 3))
+    assert response.soa == dns_query.parse_response(wire).soa == (60, 60)
 
 
 def test_cache_is_keyed_by_name_type_and_class():

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
+import errno
 import os
 import select
 import socket
+import struct
 import threading
+import time
 
 import httpx
 import pytest
@@ -174,21 +178,133 @@ def test_sse_client_that_ignores_last_event_id_gets_duplicates_and_stops(monkeyp
     assert [event_id for _, event_id, _ in received] == ["1", "2", "3", "1", "2", "3"]
 
 
-def test_tcp_keepalive_never_drops_a_peer_whose_kernel_is_alive():
+def silence_kernel(sock: socket.socket) -> ctypes.Array[ctypes.c_char]:
+    """Attach a one-instruction classic BPF filter, "return 0", to a TCP socket: its
+    kernel discards every segment arriving for it, so it answers nothing, keep-alive
+    probes included (a host that is gone). Keep the returned buffer alive."""
+    code = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET 0
+    sock.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", 1, ctypes.addressof(code)))
+    return code  # 26: SO_ATTACH_FILTER, <asm-generic/socket.h>
+
+
+def test_tcp_keepalive_drops_a_dead_kernel_but_never_a_live_kernel_with_a_hung_process():
     """websockets.md: keep-alive probes are answered by the peer's kernel, so a peer whose
-    process never reads nor writes (hung) survives even a 1 s keep-alive. Linux only."""
+    process never reads nor writes (hung) survives even a 1 s keep-alive; the control, a
+    peer whose kernel answers nothing (a filter drops every segment for it), is dropped
+    with ETIMEDOUT: the probes really run, and only a live kernel answers them. Linux."""
     if not hasattr(socket, "TCP_KEEPIDLE"):
-        pytest.skip("TCP_KEEPIDLE is Linux's")
+        pytest.skip("TCP_KEEPIDLE and socket filters are Linux's")
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        hung = socket.create_connection(listener.getsockname())  # never used again
-        server, _ = listener.accept()
-        with hung, server:
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1)
-            # After 1 s idle a probe goes out, and 1 s without an answer would kill the
-            # connection. Over 2.5 s at least one probe went out and was answered.
-            readable, _, _ = select.select([server], [], [], 2.5)
-            assert not readable  # no error, no EOF: the connection is still up
-            assert server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        peers, servers = [], []
+        for _ in range(2):
+            peers.append(socket.create_connection(listener.getsockname()))  # never used
+            servers.append(listener.accept()[0])
+        alive, dead = servers
+        code = silence_kernel(peers[1])
+        try:
+            for server in servers:
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 1)
+            # After 1 s idle each server sends a probe; 1 s without an answer kills the
+            # connection (about 2 s in all). The dead peer's connection errors out then;
+            # the live one, probed on the same schedule, must still be up after 3.5 s.
+            # Noise budget: the timers are the kernel's, not this process's; the dead
+            # peer's connection died at 2.03-2.18 s over 15 runs (10 beside two busy
+            # loops, load average 12), and the test passed in 8 runs beside them; waiting
+            # up to 10 s for it and 3.5 s for the survivor leaves >1.3 s either side.
+            start = time.monotonic()
+            readable, _, _ = select.select([dead], [], [], 10)
+            died = time.monotonic() - start
+            assert readable == [dead], "the silent peer was never dropped"
+            assert dead.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ETIMEDOUT
+            assert died >= 1.5, f"dropped after {died:.2f} s, before any probe could time out"
+            readable, _, _ = select.select([alive], [], [], max(0.0, 3.5 - died))
+            assert not readable  # no error, no EOF: the probes were answered
+            assert alive.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        finally:
+            for sock in peers + servers:
+                sock.close()
+            del code
+
+
+def test_without_pings_the_frozen_client_is_never_dropped(monkeypatch):
+    """Break it (websockets.md): with ping_interval=None nothing is ever sent to the frozen
+    client, so it waits until its own socket timeout (5 s on the page, 2 s here) and gets
+    TimeoutError; the control, pings on, is dropped with 1011 instead."""
+    real = socket.create_connection
+    monkeypatch.setattr(
+        websocket_keepalive.socket, "create_connection", lambda a, timeout: real(a, timeout=2.0)
+    )
+    # Noise budget: the keep-alive test above saw the drop at 0.20-0.24 s over 15 runs (5
+    # beside two busy loops); pings every 0.1 s keep each of the control's recv() calls far
+    # under the 2 s timeout, so only the run without pings can time out.
+    _, (_, code, _) = asyncio.run(websocket_keepalive.demo(interval=0.1, timeout=0.1))
+    assert code == 1011  # dropped by the server, not timed out by the client
+    with pytest.raises(TimeoutError):
+        asyncio.run(websocket_keepalive.demo(interval=None, timeout=0.1))
+
+
+class AwaitingRoom(websocket_chat.ChatRoom):
+    """The Break it's variant: each message sent with `await m.send(...)`, member by member."""
+
+    async def handler(self, ws) -> None:
+        name = (ws.request.path if ws.request else "/?").strip("/")
+        self.members.add(ws)
+        try:
+            async for message in ws:
+                for m in list(self.members):
+                    await m.send(f"{name}: {message}")
+        finally:
+            self.members.discard(ws)
+
+
+async def delivered_past_a_stuck_member(room: websocket_chat.ChatRoom, n: int, wait: float) -> int:
+    """A member that never reads (its kernel buffers fill), a sender of n 600 KB messages
+    and a reader: how many messages reach the reader within `wait` seconds."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    async with serve(room.handler, "127.0.0.1", 0, max_size=2**20, close_timeout=0.2) as server:
+        host, port = server.sockets[0].getsockname()
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills fast
+        stuck.settimeout(5)
+        stuck.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        stuck.sendall(
+            f"GET /stuck HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        reply = await asyncio.to_thread(stuck.recv, 4096)  # the server answers meanwhile
+        assert reply.startswith(b"HTTP/1.1 101")  # then it never reads again
+        with stuck:
+            async with (
+                connect(f"ws://{host}:{port}/reader", max_size=2**20, close_timeout=0.2) as reader,
+                connect(f"ws://{host}:{port}/sender", close_timeout=0.2) as sender,
+            ):
+                for _ in range(n):
+                    await sender.send("x" * 600_000)
+                got = 0
+                try:
+                    async with asyncio.timeout(wait):
+                        while got < n:
+                            got += (await reader.recv()).startswith("sender: ")
+                except TimeoutError:
+                    pass
+                return got
+
+
+def test_one_stuck_member_blocks_an_awaiting_loop_but_not_broadcast():
+    """Break it (websockets.md): with `for m in members: await m.send(...)`, one member
+    that does not read stops every later message to everyone once its buffers fill;
+    `broadcast` writes to each connection's buffer without waiting, so all arrive."""
+    # Noise budget: with broadcast all 16 arrived in 1.0-1.8 s over 5 runs at a load
+    # average of 9; it may take 10 s (it ends as soon as all have arrived). With the loop,
+    # 5-6 of 16 in every run, then nothing: the stuck member's buffers took about 3.5 MB
+    # (tcp_wmem's maximum is 4 MB). Watching it 3 s is only how long we look: a longer
+    # look could only make "fewer than 16" harder to pass.
+    n = 16  # 9.6 MB: more than the kernel's buffers for the stuck member can absorb
+    assert asyncio.run(delivered_past_a_stuck_member(websocket_chat.ChatRoom(), n, 10)) == n
+    assert asyncio.run(delivered_past_a_stuck_member(AwaitingRoom(), n, 3)) < n

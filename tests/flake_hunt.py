@@ -64,11 +64,31 @@ def outcomes(junit: Path) -> tuple[int, list[str], list[str]]:
     return passed, failed, messages
 
 
-def leftovers(mark: str, grace: float = 5.0) -> list[str]:
-    """Processes still carrying the run's mark once pytest has exited (a killed server
-    may take a moment to be reaped, so wait up to `grace` seconds for them to go)."""
+SERVERS = ("postgres", "redis-server", "nginx", "apache2", "chromium", "chrome", "haproxy")
+
+
+def server_processes() -> set[int]:
+    """Live processes of a server binary. Redis, NGINX and PostgreSQL's children rewrite
+    their process title over their environment, so the run's mark cannot find them;
+    the binary they run (/proc/PID/exe) they cannot change."""
+    found = set()
+    for exe in Path("/proc").glob("[0-9]*/exe"):
+        with contextlib.suppress(OSError):
+            if os.readlink(exe).split("/")[-1].removesuffix(" (deleted)") in SERVERS:
+                found.add(int(exe.parent.name))
+    return found
+
+
+def leftovers(mark: str, before: set[int], grace: float = 5.0) -> list[str]:
+    """Processes still carrying the run's mark, or server processes that were not running
+    before it, once pytest has exited (a killed server may take a moment to be reaped, so
+    wait up to `grace` seconds for them to go)."""
     deadline = time.monotonic() + grace
-    while (pids := marked_processes(mark)) and time.monotonic() < deadline:
+
+    def left() -> set[int]:
+        return set(marked_processes(mark)) | (server_processes() - before)
+
+    while (pids := left()) and time.monotonic() < deadline:
         time.sleep(0.2)
     names = []
     for pid in pids:
@@ -81,22 +101,28 @@ def leftovers(mark: str, grace: float = 5.0) -> list[str]:
 
 def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
     mark = f"FLAKE_HUNT_RUN={uuid.uuid4().hex}"
-    # The report is kept: the failures' tracebacks are where a diagnosis starts.
-    junit = Path(tempfile.gettempdir()) / f"flake-hunt-{seed}-{workers}w.xml"
+    # The report is kept (in a new private directory): a diagnosis starts from it.
+    junit = Path(tempfile.mkdtemp(prefix="flake-hunt-")) / f"run{run}-seed{seed}-{workers}w.xml"
+    before = server_processes()
     command = [
         sys.executable, "-m", "pytest", "-q", f"--randomly-seed={seed}",
         "-n", str(workers), *PARALLEL_PHASE, f"--junitxml={junit}", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         command,
         cwd=ROOT,
         env={**os.environ, **dict([mark.split("=")])},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=3600,
+        start_new_session=True,  # on a timeout, its whole group (the xdist workers) goes
     )
+    try:
+        output, _ = proc.communicate(timeout=3600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        output, _ = proc.communicate()
     result = Result(run, seed, workers, time.perf_counter() - start, exit_code=proc.returncode)
     result.report = junit
     result.passed, result.failed, messages = outcomes(junit)
@@ -104,8 +130,8 @@ def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
         print("  " + message.replace("\n", " "), flush=True)
     if proc.returncode not in (0, 1) and not result.failed:  # a usage error, a crash
         result.failed = [f"<pytest exit {proc.returncode}>"]
-        print(proc.stdout[-3000:])
-    result.leftover = leftovers(mark)
+        print(output[-3000:])
+    result.leftover = leftovers(mark, before)
     return result
 
 

@@ -104,11 +104,14 @@ def test_a_larger_response_makes_small_streams_share_its_lost_packets(monkeypatc
             monkeypatch.setattr(quic_loss, "BIG", big)
             done, dropped = asyncio.run(quic_loss.streams_through_loss(n=10, window=window))
             assert dropped > 0 and done[0] >= window
-            waited[big] += done[4] >= window
-    # Noise budget: over 19 rounds (load average 10-16) stream 4 waited past the window
-    # in 17 with 6000 bytes and in none with 3000 (it took 11-89 ms). Failing needs 4
-    # misses of 5 (about 0.06% at 2 in 19), or the control's stream 4 stalling 0.5 s on
-    # its own twice (the slowest seen in any QUIC run here: 487 ms, once).
+            waited[big] += done[4] >= 0.9 * done[0]  # finished with stream 0, not alone
+    # Noise budget: "waited" was first "stream 4 took longer than the window"; in a flake
+    # hunt run with 4 workers on 2 cores the control's stream 4 crossed 0.5 s twice on its
+    # own (the CPU, not the loss). Relative to stream 0 it is bimodal: over 6 rounds each
+    # beside a running suite, stream 4 / stream 0 was 0.99-1.00 when it shared the lost
+    # packets and 0.01-0.19 when not (0.02 with 3000 bytes at most); earlier, 17 of 19
+    # rounds shared with 6000 bytes. Failing needs 4 misses of 5, or the control's stream
+    # 4 finishing within 10% of stream 0 twice.
     assert waited[6000] >= 2 and waited[3000] <= 1, waited
 
 

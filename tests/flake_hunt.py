@@ -5,9 +5,10 @@
 Every run uses a new random test order (pytest-randomly; its seed is printed, and
 `--randomly-seed=SEED` replays it), and every third run uses twice as many workers as
 the machine has cores, which is what a busy CI machine looks like. After each run it
-looks for processes the run left behind: every process pytest starts inherits an
-environment mark, so a server that outlived its fixture is found even when it left
-pytest's process group. The table at the end is Markdown: run, seed, workers, wall
+looks for processes the run left behind: the hunt is the subreaper of everything the
+run starts, so a server that outlived its fixture is among its descendants even when it
+left pytest's process group and rewrote its environment (and other work on the machine
+is not counted). The table at the end is Markdown: run, seed, workers, wall
 time, passed, failed, the failing test ids, leftover processes. It exits 1 if any run
 failed or left a process behind. It is not part of `make test` (ten runs take ~30 min).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import random
 import subprocess
@@ -64,29 +66,51 @@ def outcomes(junit: Path) -> tuple[int, list[str], list[str]]:
     return passed, failed, messages
 
 
-SERVERS = ("postgres", "redis-server", "nginx", "apache2", "chromium", "chrome", "haproxy")
+def become_subreaper() -> bool:
+    """Make this process the subreaper of everything the run starts (Linux prctl
+    PR_SET_CHILD_SUBREAPER): a process whose parent exits is re-parented to us instead of
+    to init, so whatever a run leaves behind — a daemon, a server's orphaned children
+    that rewrote their environment — is among our descendants afterwards, and the servers
+    of other work on the same machine are not."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: the run's mark alone finds leftovers
+        return False
 
 
-def server_processes() -> set[int]:
-    """Live processes of a server binary. Redis, NGINX and PostgreSQL's children rewrite
-    their process title over their environment, so the run's mark cannot find them;
-    the binary they run (/proc/PID/exe) they cannot change."""
-    found = set()
-    for exe in Path("/proc").glob("[0-9]*/exe"):
-        with contextlib.suppress(OSError):
-            if os.readlink(exe).split("/")[-1].removesuffix(" (deleted)") in SERVERS:
-                found.add(int(exe.parent.name))
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def descendants(root: int) -> set[int]:
+    """Live descendants of `root`; zombies re-parented to us are reaped on the way."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+            pid = int(stat.parent.name)
+            if state in ("Z", "X"):
+                if int(ppid) == os.getpid():
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                continue
+            children.setdefault(int(ppid), []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
     return found
 
 
-def leftovers(mark: str, before: set[int], grace: float = 5.0) -> list[str]:
-    """Processes still carrying the run's mark, or server processes that were not running
-    before it, once pytest has exited (a killed server may take a moment to be reaped, so
-    wait up to `grace` seconds for them to go)."""
+def leftovers(mark: str, grace: float = 5.0) -> list[str]:
+    """Processes still carrying the run's mark, or still descended from this (subreaper)
+    process, once pytest has exited and been reaped (a killed server may take a moment to
+    exit, so wait up to `grace` seconds for them to go)."""
     deadline = time.monotonic() + grace
 
     def left() -> set[int]:
-        return set(marked_processes(mark)) | (server_processes() - before)
+        return set(marked_processes(mark)) | descendants(os.getpid())
 
     while (pids := left()) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -103,7 +127,6 @@ def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
     mark = f"FLAKE_HUNT_RUN={uuid.uuid4().hex}"
     # The report is kept (in a new private directory): a diagnosis starts from it.
     junit = Path(tempfile.mkdtemp(prefix="flake-hunt-")) / f"run{run}-seed{seed}-{workers}w.xml"
-    before = server_processes()
     command = [
         sys.executable, "-m", "pytest", "-q", f"--randomly-seed={seed}",
         "-n", str(workers), *PARALLEL_PHASE, f"--junitxml={junit}", *extra,
@@ -131,7 +154,7 @@ def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
     if proc.returncode not in (0, 1) and not result.failed:  # a usage error, a crash
         result.failed = [f"<pytest exit {proc.returncode}>"]
         print(output[-3000:])
-    result.leftover = leftovers(mark, before)
+    result.leftover = leftovers(mark)
     return result
 
 
@@ -161,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(10**8)
+    if not become_subreaper():
+        print("(not Linux: leftovers are found by the run's environment mark only)")
     results = []
     for run in range(1, args.runs + 1):
         busy = args.busy_every > 0 and run % args.busy_every == 0

@@ -23,11 +23,14 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from services.processes import group_members, stop_group, wait_for_exit
 from services.snippets import all_snippets, needs  # noqa: F401  (the tests use them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,24 +83,41 @@ def run_snippet(
         start_new_session=True,  # its own process group: children are findable afterwards
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), **dict([mark.split("=")])},
     )
-    timed_out = False
+    # Read both pipes in the background and wait for the exit without reaping it: its
+    # group is killed while its id cannot belong to anyone else (services/processes.py).
+    printed: dict[str, str] = {}
+    readers = [
+        threading.Thread(target=_read_all, args=(pipe, name, printed), daemon=True)
+        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid)
-        stdout, stderr = proc.communicate()
+        timed_out = wait_for_exit(proc, timeout) is None
+        in_group = [pid for pid in group_members(proc.pid) if pid != proc.pid]
+        strays = [pid for pid in marked_processes(mark) if pid != proc.pid]
     finally:
-        leftover = _group_alive(proc.pid)
-        if leftover or proc.poll() is None:
-            _kill_group(proc.pid)
-            proc.wait()
-        strays = marked_processes(mark)
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
+        stop_group(proc)  # SIGKILL to the group, then reap
+    for pid in strays:  # they left the group: found by the mark
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    for reader in readers:
+        reader.join(timeout=10)  # EOF once every process holding the pipes is gone
     seconds = time.perf_counter() - start
-    return Run(proc.returncode, stdout, stderr, seconds, leftover or bool(strays), timed_out)
+    leftover = bool(in_group or strays)
+    return Run(
+        proc.returncode,
+        printed.get("stdout", ""),
+        printed.get("stderr", ""),
+        seconds,
+        leftover,
+        timed_out,
+    )
+
+
+def _read_all(pipe: IO[str], name: str, into: dict[str, str]) -> None:
+    with pipe:
+        into[name] = pipe.read()
 
 
 def marked_processes(mark: str) -> list[int]:
@@ -108,18 +128,3 @@ def marked_processes(mark: str) -> list[int]:
             if needle in environ.read_bytes() + b"\0":
                 found.append(int(environ.parent.name))
     return found
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, 9)

@@ -9,8 +9,6 @@ Run: make lab LAB=kv-store FILE=path/to/your_store.py
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -303,8 +301,7 @@ def kill_after_acks(program, port: int, items: dict[str, str], acks: int, reques
                 break
             assert client.reply(f"PUT {key} ...") == "OK", f"PUT {key} was not acknowledged"
             acked.append(key)
-        os.killpg(program.proc.pid, signal.SIGKILL)  # no handler runs, nothing is flushed
-        program.proc.wait(timeout=5)
+        program.kill()  # SIGKILL: no handler runs, nothing is flushed
     request.node.lab_programs.remove(program)  # killed on purpose: not a crash of theirs
     return acked
 

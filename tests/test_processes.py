@@ -1,0 +1,46 @@
+"""services/processes.py: a process group is signalled only while its leader is unreaped,
+so its id cannot have been handed to another process (PID reuse)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from services.processes import exit_status, group_members, stop_group, wait_for_exit
+
+# A leader that starts a child ignoring SIGTERM, prints the child's PID and exits.
+LEAVES_A_CHILD = """
+import signal, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+print(child.pid, flush=True)
+"""
+
+
+def start(code: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def test_an_exited_leader_stays_unreaped_until_its_group_is_stopped():
+    proc = start(LEAVES_A_CHILD)
+    child = int(proc.stdout.readline())
+    assert wait_for_exit(proc, timeout=30) == 0
+    # Exited but not reaped: a zombie still holds the PID, which is the group's id.
+    assert proc.returncode is None
+    assert Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert exit_status(proc) == 0 and group_members(proc.pid) == [child]
+    assert stop_group(proc) == 0  # the child is killed, then the leader reaped
+    assert proc.returncode == 0 and not Path(f"/proc/{proc.pid}").exists()
+    proc.stdout.close()
+
+
+def test_stop_group_kills_a_child_that_ignores_sigterm_after_the_grace():
+    proc = start(LEAVES_A_CHILD + "import time; time.sleep(60)\n")
+    child = int(proc.stdout.readline())
+    assert exit_status(proc) is None and wait_for_exit(proc, timeout=0.1) is None
+    assert stop_group(proc, grace=5) == -15  # the leader took SIGTERM; the child ignored it
+    assert child not in group_members(proc.pid) and not group_members(proc.pid)
+    proc.stdout.close()

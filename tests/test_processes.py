@@ -3,6 +3,8 @@ so its id cannot have been handed to another process (PID reuse)."""
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,18 @@ def start(code: str) -> subprocess.Popen:
     )
 
 
+def wait_until_gone(pid: int, timeout: float) -> bool:
+    """True once `pid` has exited (a pidfd turns readable), False after `timeout`."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
 def test_an_exited_leader_stays_unreaped_until_its_group_is_stopped():
     proc = start(LEAVES_A_CHILD)
     child = int(proc.stdout.readline())
@@ -33,6 +47,7 @@ def test_an_exited_leader_stays_unreaped_until_its_group_is_stopped():
     assert Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     assert exit_status(proc) == 0 and group_members(proc.pid) == [child]
     assert stop_group(proc) == 0  # the child is killed, then the leader reaped
+    assert wait_until_gone(child, timeout=30)
     assert proc.returncode == 0 and not Path(f"/proc/{proc.pid}").exists()
     proc.stdout.close()
 
@@ -42,5 +57,6 @@ def test_stop_group_kills_a_child_that_ignores_sigterm_after_the_grace():
     child = int(proc.stdout.readline())
     assert exit_status(proc) is None and wait_for_exit(proc, timeout=0.1) is None
     assert stop_group(proc, grace=5) == -15  # the leader took SIGTERM; the child ignored it
-    assert child not in group_members(proc.pid) and not group_members(proc.pid)
+    # SIGKILL is delivered asynchronously: wait (on the kernel's word) until the child is gone.
+    assert wait_until_gone(child, timeout=30) and not group_members(proc.pid)
     proc.stdout.close()

@@ -104,7 +104,7 @@ def test_proxy_read_timeout_is_between_two_reads_not_for_the_whole_response(stac
 
 
 def test_a_sub_second_read_timeout_cuts_a_trickle_off_nginx_timers_are_lazy(stack):
-    """The page's caveat, run: under /api/ (proxy_read_timeout 300ms) the same trickle is
+    """The page's caveat, run: under /api/sub/ (proxy_read_timeout 300ms) the same trickle is
     cut off mid-body, because NGINX leaves a running timer alone when re-arming it would
     move it by under 300 ms (NGX_TIMER_LAZY_DELAY), so it fires 300 ms after the headers."""
     nginx, _ = stack
@@ -174,6 +174,8 @@ def test_a_client_trickling_its_headers_is_dropped_after_client_header_timeout(s
 
 
 def test_a_stopped_app_gives_502(nginx_bin, monkeypatch, www):
+    # The first request is answered within /api/'s 10 s read timeout even on a busy machine:
+    # under the 300 ms it once had, a flake hunt run (4 workers on 2 cores, load 15) got 504.
     monkeypatch.setenv("NGINX_BIN", nginx_bin)
     with nginx_proxy.running_app() as app:
         upstream = f"127.0.0.1:{app.server_address[1]}"

@@ -36,6 +36,7 @@ ONE_PER_SERVICE = {
     "nginx": "servers/nginx_proxy",
     "apache": "servers/apache_mpm",
     "rabbitmq": "messaging/reqresp_consumer_down",
+    "nats": "messaging/queues_log_replay",
 }
 
 

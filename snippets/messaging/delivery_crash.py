@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pika
+import pika.exceptions
 
 N = 20  # messages per run
 RUNS = 2  # crash points per mode, drawn from a seeded random generator
@@ -169,6 +170,30 @@ def crash_run(url: str, mode: str, crash_at: int) -> dict[str, int]:
 
 
 # --8<-- [end:run]
+
+
+# --8<-- [start:publisher]
+def publish_until_broker_dies(
+    url: str, queue: str, confirms: bool, published: list[int], durable: bool = True
+) -> None:
+    """Publish persistent messages until the connection breaks. published[0] counts the
+    publishes the publisher believes in: with confirms, each one the broker confirmed;
+    without (fire-and-forget), each basic_publish that returned without an error."""
+    try:
+        with connect(url) as conn:
+            channel = conn.channel()
+            channel.queue_declare(queue, durable=durable)  # durable: the queue survives
+            if confirms:
+                channel.confirm_delivery()  # each publish now waits for the broker's ack
+            persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+            while True:
+                channel.basic_publish("", queue, b"order", properties=persistent)
+                published[0] += 1
+    except (pika.exceptions.AMQPError, OSError):
+        return  # the broker is gone
+
+
+# --8<-- [end:publisher]
 
 
 def main() -> None:

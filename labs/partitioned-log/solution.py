@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_RECORD = 64 * 1024  # bytes of key + value; a larger record is refused
+MAX_FRAME = MAX_RECORD + 4  # the largest payload this log ever writes (+ the key's length)
 HEADER = struct.Struct(">II")  # length, CRC-32
 
 
@@ -66,13 +67,18 @@ def frame(payload: bytes) -> bytes:
 
 def read_frames(path: Path) -> list[bytes]:
     """Every valid frame of a file. A torn last frame (short, or failing its checksum with
-    nothing after it) is cut off the file; a bad frame with data after it is corruption."""
+    nothing after it) is cut off the file; a bad frame with data after it is corruption, and
+    so is a length this log never writes: a torn write leaves a whole header or a short one,
+    never a wrong length, so a frame claiming more than MAX_FRAME bytes is a damaged header
+    (read as a torn tail, it would cut off every record after it)."""
     data = path.read_bytes() if path.exists() else b""
     frames, pos = [], 0
     while pos < len(data):
         if pos + HEADER.size > len(data):
             break  # a torn header
         length, crc = HEADER.unpack_from(data, pos)
+        if length > MAX_FRAME:
+            raise CorruptLog(f"{path}: record at byte {pos} claims {length} bytes")
         end = pos + HEADER.size + length
         if end > len(data):
             break  # a torn payload
@@ -174,7 +180,10 @@ class PartitionedLog:
     def commit(self, group: str, topic: str, partition: int, offset: int) -> None:
         if not 0 <= offset <= self.end_offset(topic, partition):
             raise OffsetOutOfRange(f"cannot commit {offset} for {topic}/{partition}")
-        os.write(self.offsets_fd, frame(f"{group}\0{topic}\0{partition}\0{offset}".encode()))
+        payload = f"{group}\0{topic}\0{partition}\0{offset}".encode()
+        if len(payload) > MAX_FRAME:  # on reopen, a longer frame would read as corruption
+            raise ValueError(f"group name of {len(group)} bytes is too long")
+        os.write(self.offsets_fd, frame(payload))
         if self.fsync:
             os.fsync(self.offsets_fd)
         self.offsets[(group, topic, partition)] = offset

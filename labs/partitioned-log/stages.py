@@ -160,28 +160,35 @@ def test_another_process_puts_each_key_in_the_same_partition(lab_module, log, tm
 
 
 @pytest.mark.stage(3)
-def test_a_torn_last_record_is_cut_off_and_appends_continue(lab_module, log, tmp_path):
-    """half a record at the end of a partition file is dropped on open, not read as data"""
-    log.create_topic("t", 1)
-    for n in range(5):
-        log.append("t", b"k", f"value-{n}".encode())
-    path = tmp_path / "data" / "t" / "0.log"
-    assert path.exists(), "partition 0 of topic t must be stored in <dir>/t/0.log"
-    whole = path.read_bytes()
-    log.append("t", b"k", b"the torn one")
-    torn = path.read_bytes()[: len(whole) + (len(path.read_bytes()) - len(whole)) // 2]
-    path.write_bytes(torn)  # the process died halfway through writing the last record
-    again = reopen(lab_module, tmp_path)
-    try:
-        assert values(again.read("t", 0, 0)) == [f"value-{n}".encode() for n in range(5)]
-        assert again.append("t", b"k", b"next") == (0, 5), "the next append takes offset 5"
-    finally:
-        again.close()
-    third = reopen(lab_module, tmp_path)
-    try:
-        assert values(third.read("t", 0, 5)) == [b"next"], "the record after the cut survives"
-    finally:
-        third.close()
+def test_a_torn_last_record_is_cut_off_and_appends_continue(lab_module, tmp_path):
+    """half a record, or a short header, at the end of a file is dropped on open"""
+    for case, left in enumerate(["half its bytes", "3 bytes of its 8-byte header"]):
+        directory = tmp_path / f"case{case}"
+        log = lab_module.PartitionedLog(directory)
+        log.create_topic("t", 1)
+        for n in range(5):
+            log.append("t", b"k", f"value-{n}".encode())
+        path = directory / "t" / "0.log"
+        assert path.exists(), "partition 0 of topic t must be stored in <dir>/t/0.log"
+        whole = len(path.read_bytes())
+        log.append("t", b"k", b"the torn one")
+        keep = (len(path.read_bytes()) - whole) // 2 if case == 0 else 3
+        path.write_bytes(path.read_bytes()[: whole + keep])  # the process died mid-write
+        again = lab_module.PartitionedLog(directory)  # the first one never closed
+        try:
+            assert values(again.read("t", 0, 0)) == [f"value-{n}".encode() for n in range(5)], (
+                f"the last record cut to {left}: expected the 5 whole records"
+            )
+            assert again.append("t", b"k", b"next") == (0, 5), "the next append takes offset 5"
+        finally:
+            again.close()
+        third = lab_module.PartitionedLog(directory)
+        try:
+            assert values(third.read("t", 0, 5)) == [b"next"], "the record after the cut survives"
+        finally:
+            third.close()
+        with contextlib.suppress(Exception):
+            log.close()
 
 
 # --- stage 4 ---------------------------------------------------------------------------
@@ -242,14 +249,25 @@ def test_a_consumer_killed_mid_stream_resumes_from_its_last_commit(lab_module, l
 
 
 @pytest.mark.stage(5)
-def test_an_oversized_record_is_refused_and_nothing_is_written(lab_module, log):
-    """a record over MAX_RECORD raises RecordTooLarge; the end offset does not move"""
+def test_an_oversized_record_is_refused_and_nothing_is_written(lab_module, log, tmp_path):
+    """a record over MAX_RECORD raises RecordTooLarge and is not written; one at it is kept
+
+    The end offset does not move, in this instance or in one reopened on the same files."""
     log.create_topic("t", 1)
     log.append("t", b"k", b"ok")
     with pytest.raises(lab_module.RecordTooLarge):
         log.append("t", b"k", b"x" * (lab_module.MAX_RECORD + 1))
     assert log.end_offset("t", 0) == 1, "a refused record must not take an offset"
     log.append("t", b"k", b"x" * (lab_module.MAX_RECORD - 1))  # at the limit: accepted
+    again = reopen(lab_module, tmp_path)
+    try:
+        got = [len(r.value) for r in again.read("t", 0, 0)]
+        assert got == [2, lab_module.MAX_RECORD - 1], (
+            f"reopened: expected the 2 accepted records (value lengths 2 and MAX_RECORD - 1), "
+            f"got value lengths {got}: was the refused record written to the file?"
+        )
+    finally:
+        again.close()
 
 
 @pytest.mark.stage(5)
@@ -275,18 +293,26 @@ def test_unknown_topics_and_offsets_out_of_range_raise_their_errors(lab_module, 
 
 
 @pytest.mark.stage(5)
-def test_a_corrupt_record_in_the_middle_raises_instead_of_losing_what_follows(
-    lab_module, log, tmp_path
-):
-    """a flipped byte inside an earlier record: CorruptLog on open, not a silent cut"""
-    log.create_topic("t", 1)
-    for n in range(10):
-        log.append("t", b"k", b"MARKER-%d-" % n + b"." * 50)
-    path = tmp_path / "data" / "t" / "0.log"
-    data = bytearray(path.read_bytes())
-    at = data.index(b"MARKER-4-") + 12
-    data[at] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(lab_module.CorruptLog):
-        reopen(lab_module, tmp_path).close()
-    assert len(path.read_bytes()) == len(data), "the corrupt file must be left as it was"
+def test_a_corrupt_record_in_the_middle_raises_instead_of_losing_what_follows(lab_module, tmp_path):
+    """a flipped byte in an earlier record, or in its length: CorruptLog, file untouched
+
+    A length that runs past the end of the file is not a torn write when no record of this
+    log is that long: a torn write leaves a whole header or a short one, not a wrong one."""
+    for case, where in enumerate(["a byte of its value", "the top byte of its length"]):
+        directory = tmp_path / f"case{case}"
+        log = lab_module.PartitionedLog(directory)
+        log.create_topic("t", 1)
+        for n in range(10):
+            log.append("t", b"k", b"MARKER-%d-" % n + b"." * 50)
+        log.close()
+        path = directory / "t" / "0.log"
+        data = bytearray(path.read_bytes())
+        # ten frames of one size: record 4's frame starts at 4 * size, its length's top byte
+        at = data.index(b"MARKER-4-") + 12 if case == 0 else 4 * (len(data) // 10)
+        data[at] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(lab_module.CorruptLog):
+            lab_module.PartitionedLog(directory).close()
+        assert path.read_bytes() == bytes(data), (
+            f"record 4 of 10 corrupt in {where}: the file must be left as it was"
+        )

@@ -64,7 +64,8 @@ class PartitionedLog:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         # TODO stage 3: load the topics and records already in self.dir; cut a torn last
-        # record off its file. TODO stage 5: a bad record with more after it -> CorruptLog.
+        # record off its file. TODO stage 5: a bad record with more after it, or a length
+        # longer than any record you write -> CorruptLog.
 
     def create_topic(self, topic: str, partitions: int = 1) -> None:
         # TODO stage 1: remember the topic and its partitions (stage 3: on disk too).

@@ -79,7 +79,7 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 run: $(LEARN_STAMP)  ## run one snippet, starting the servers it needs: make run S=protocols/tcp_echo
 	@$(BIN)/python -m services run "$(S)" || test $$? -eq 64  # 64: no such snippet; the list was printed
 
-services: $(LEARN_STAMP)  ## keep PostgreSQL and Redis running and print their export lines: make services [ONLY="postgresql"]
+services: $(LEARN_STAMP)  ## keep the servers (PostgreSQL, Redis, RabbitMQ, NATS) running and print their export lines: make services [ONLY="postgresql"]
 	@$(BIN)/python -m services up $(ONLY)
 
 notebook: $(NOTEBOOK_STAMP)  ## open the notebook labs in JupyterLab (on 127.0.0.1; Ctrl-C stops it)

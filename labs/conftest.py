@@ -99,6 +99,7 @@ def lab_module(lab_file: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"lab_{lab_file.stem}", lab_file)
     assert spec and spec.loader, f"cannot import {lab_file}"
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 

@@ -286,3 +286,80 @@ def test_http_server_clearing_the_buffer_fails_only_pipelining(tmp_path: Path):
     assert "Stage 4 of 7 failed (3 passed)" in run.stdout, run.stdout
     assert "FAIL  three requests sent in one write get three responses" in run.stdout, run.stdout
     assert run.stdout.count("FAIL  ") == 1, run.stdout
+
+
+PARTITIONED_LOG_WRONG = [
+    # (stage, what a learner plausibly writes, the text it replaces in the solution, with)
+    (
+        1,
+        "read() consumes what it returns, like a queue",
+        "        return records[offset : offset + max_records]",
+        "        got = records[offset : offset + max_records]\n"
+        "        del records[offset : offset + max_records]\n"
+        "        return got",
+    ),
+    (
+        2,
+        "partitions chosen round-robin, ignoring the key",
+        "        partition = partition_for(key, len(parts))",
+        "        partition = sum(len(p.records) for p in parts) % len(parts)",
+    ),
+    (
+        3,
+        "Python's hash() of the key: randomised per process",
+        "    return zlib.crc32(key) % partitions",
+        "    return hash(key) % partitions",
+    ),
+    (
+        3,
+        "no check for a header cut short: struct.error on reopen",
+        "        if pos + HEADER.size > len(data):",
+        "        if False:",
+    ),
+    (
+        4,
+        "committed offsets kept in memory only",
+        "        os.write(self.offsets_fd, frame(",
+        "        0 and os.write(self.offsets_fd, frame(",
+    ),
+    (
+        5,
+        "every bad checksum treated as a torn tail",
+        "            if end == len(data):",
+        "            if True:",
+    ),
+    (
+        5,
+        "a length running past the end of the file always read as a torn tail",
+        "        if length > MAX_FRAME:",
+        "        if False:",
+    ),
+    (
+        5,
+        "the oversized record written to the file, then refused",
+        "            raise RecordTooLarge(",
+        "            os.write(parts[partition_for(key, len(parts))].fd,"
+        " frame(struct.pack('>I', len(key)) + key + value))\n"
+        "            raise RecordTooLarge(",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("stage", "why", "right", "wrong"),
+    PARTITIONED_LOG_WRONG,
+    ids=[w[1] for w in PARTITIONED_LOG_WRONG],
+)
+def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
+    tmp_path: Path, stage, why, right, wrong
+):
+    """Each stage fails a solution that gets exactly that stage's idea wrong (and passes
+    every stage before it: the mistake is caught where the page teaches it)."""
+    lab = ROOT / "labs" / "partitioned-log"
+    solution = (lab / "solution.py").read_text(encoding="utf-8")
+    assert solution.count(right) == 1, right
+    broken = tmp_path / "wrong_solution.py"
+    broken.write_text(solution.replace(right, wrong), encoding="utf-8")
+    run = run_lab(lab, broken, "--seed", "1")
+    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
+    assert f"Stage {stage} of {stage_count(lab)} failed" in run.stdout, f"{why}: {run.stdout}"

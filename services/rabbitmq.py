@@ -1,0 +1,180 @@
+"""RabbitMQ: Debian's `rabbitmq-server` on 127.0.0.1 with an ephemeral AMQP port, its node
+name, database (mnesia), logs, config and HOME (the Erlang cookie) in a temp dir; ready when
+a real AMQP client (pika) opens a connection; stopped (with epmd and every Erlang helper it
+spawned) by mirakuru. AMQP_URL is amqp://<user>:<password>@127.0.0.1:<port>/%2F.
+
+Erlang's distribution is what `rabbitmqctl` talks to: a port mapper (epmd, normally 4369 on
+every interface) and a distribution port. Both are pinned to loopback and to free ports of
+their own, so parallel test workers each get their own epmd and nothing listens outside
+127.0.0.1. The management plugin is off (no HTTP port).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirakuru import Executor
+
+from services import Install, Started, find_binary, free_port, start_on_a_free_port, temp_dir
+
+NAME = "RabbitMQ"
+PROVIDES = ("AMQP_URL",)
+INSTALL = Install(apt="rabbitmq-server", brew="rabbitmq")
+# Debian's script, not /usr/sbin/rabbitmq-server (a wrapper that switches to the rabbitmq
+# user and expects the system's directories); Homebrew's is on PATH as rabbitmq-server.
+LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
+CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/opt/homebrew/sbin/rabbitmq-server")
+
+
+@dataclass
+class RabbitMQ:
+    host: str
+    port: int
+    user: str
+    password: str  # random per server: any local user can reach 127.0.0.1
+    executor: Executor | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/%2F"
+
+    def kill(self) -> None:
+        """SIGKILL the broker and its Erlang helpers (a crash, for tests); start() again
+        with restart()."""
+        import signal
+
+        assert self.executor is not None
+        self.executor.kill(wait=True, sig=signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Start the broker again on the same port and data directory."""
+        assert self.executor is not None
+        self.executor.start()
+
+
+def rabbitmq_binary() -> Path:
+    return find_binary("rabbitmq-server", INSTALL, CANDIDATES, label="RabbitMQ")
+
+
+def answers(url: str) -> bool:
+    """True when a real AMQP 0-9-1 handshake succeeds."""
+    import pika
+    import pika.exceptions
+
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = 2
+    params.blocked_connection_timeout = 2
+    try:
+        pika.BlockingConnection(params).close()
+        return True
+    except pika.exceptions.AMQPError:
+        return False
+
+
+class RabbitMQExecutor(Executor):
+    def __init__(self, command: list[str], server: RabbitMQ, env: dict[str, str], log: Path):
+        self.server = server
+        self._log_file = log.open("a")
+        super().__init__(
+            command,
+            cwd=str(log.parent),  # where Erlang would write erl_crash.dump
+            timeout=90,  # 3-8 s here; a busy 2-core machine with four test workers is slower
+            sleep=0.2,
+            envvars=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def pre_start_check(self) -> bool:
+        return False  # a fresh port every time
+
+    def after_start_check(self) -> bool:
+        return answers(self.server.url)
+
+    def close_log(self) -> None:
+        self._log_file.close()
+
+
+@contextlib.contextmanager
+def running_rabbitmq() -> Iterator[RabbitMQ]:
+    binary = rabbitmq_binary()
+    password = secrets.token_urlsafe(24)
+    with temp_dir("rabbitmq-", in_memory=True) as base:
+        log = base / "rabbitmq.out"
+        for name in ("mnesia", "log", "home"):
+            (base / name).mkdir(mode=0o700)
+        plugins = base / "enabled_plugins"
+        plugins.write_text("[].\n", encoding="utf-8")  # no management plugin, no HTTP port
+
+        def make(port: int) -> RabbitMQExecutor:
+            config = base / "rabbitmq.conf"  # the password in a 0600 file, not in `ps`
+            config.write_text(
+                f"listeners.tcp.default = 127.0.0.1:{port}\n"
+                f"default_user = learner\ndefault_pass = {password}\n"
+                "loopback_users = none\n",
+                encoding="utf-8",
+            )
+            config.chmod(0o600)
+            env = {
+                "HOME": str(base / "home"),  # the Erlang cookie is written here
+                "RABBITMQ_NODENAME": "rabbit@localhost",
+                "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(base / "log"),
+                "RABBITMQ_CONFIG_FILE": str(config),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+                # never read the system's /etc/rabbitmq files
+                "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+                "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+                "ERL_CRASH_DUMP": str(base / "erl_crash.dump"),
+                # Erlang distribution: our own epmd and distribution port, on loopback only
+                "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "ERL_EPMD_PORT": str(free_port()),
+                "RABBITMQ_DIST_PORT": str(free_port()),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": LOOPBACK_DIST,
+            }
+            server = RabbitMQ("127.0.0.1", port, "learner", password)
+            executor = RabbitMQExecutor([str(binary)], server, env, log)
+            server.executor = executor
+            return executor
+
+        for attempt in range(3):
+            try:
+                executor = start_on_a_free_port(make, log)
+                break
+            except RuntimeError as error:
+                # Erlang starts its port mapper (epmd) and registers with it at once; on a
+                # loaded machine the registration can come first and fail ("nodistribution",
+                # seen once with four test workers on 2 cores). Another epmd port, again.
+                if "nodistribution" not in str(error) or attempt == 2:
+                    raise
+        try:
+            yield executor.server
+        finally:
+            executor.stop()
+            executor.close_log()
+
+
+def describe(binary: Path) -> str:
+    version = "3"
+    with contextlib.suppress(OSError):
+        deb = Path("/usr/lib/rabbitmq/lib")
+        found = sorted(p.name for p in deb.glob("rabbitmq_server-*")) if deb.is_dir() else []
+        if found:
+            version = found[-1].removeprefix("rabbitmq_server-")
+    return f"RabbitMQ {version} ({binary})"
+
+
+@contextlib.contextmanager
+def start() -> Iterator[Started]:
+    with running_rabbitmq() as server:
+        yield Started({"AMQP_URL": server.url}, describe(rabbitmq_binary()), handle=server)
+
+
+binary = rabbitmq_binary  # every service module has one: found, or Missing with the install lines

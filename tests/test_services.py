@@ -36,6 +36,7 @@ ONE_PER_SERVICE = {
     "nginx": "servers/nginx_proxy",
     "apache": "servers/apache_mpm",
     "haproxy": "proxies/l4_l7_haproxy",
+    "tinyproxy": "proxies/forward_connect",
 }
 
 

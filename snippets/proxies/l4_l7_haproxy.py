@@ -287,24 +287,26 @@ def canned_backend() -> Iterator[int]:
         proc.wait()
 
 
-def latencies(port: int, n: int) -> list[float]:
-    """Round-trip times of n requests over one keep-alive connection (closed loop)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    times = []
+def interleaved(ports: dict[str, int], n: int) -> dict[str, list[float]]:
+    """n round trips per variant over one keep-alive connection each (closed loop), taken
+    in turn — direct, L4, L7, direct, … — so a busy moment of the machine hits all three."""
+    conns = {v: http.client.HTTPConnection("127.0.0.1", p, timeout=5) for v, p in ports.items()}
+    times: dict[str, list[float]] = {v: [] for v in ports}
     try:
         for _ in range(n):
-            start = time.perf_counter()
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            times.append(time.perf_counter() - start)
+            for variant, conn in conns.items():
+                start = time.perf_counter()
+                conn.request("GET", "/")
+                conn.getresponse().read()
+                times[variant].append(time.perf_counter() - start)
         return times
     finally:
-        conn.close()
+        for conn in conns.values():
+            conn.close()
 
 
 def latency_medians(rounds: int = 5, n: int = 120) -> dict[str, list[float]]:
-    """Median round trip per round, direct and through each mode, to one fast backend; the
-    variants interleaved round by round so that a busy moment of the machine hits all."""
+    """Median round trip per round, direct and through each mode, to one fast backend."""
     medians: dict[str, list[float]] = {"direct": [], "tcp": [], "http": []}
     with (
         canned_backend() as fast,
@@ -313,8 +315,8 @@ def latency_medians(rounds: int = 5, n: int = 120) -> dict[str, list[float]]:
     ):
         ports = {"direct": fast, "tcp": l4, "http": l7}
         for _ in range(rounds):
-            for variant, port in ports.items():
-                medians[variant].append(statistics.median(latencies(port, n)))
+            for variant, times in interleaved(ports, n).items():
+                medians[variant].append(statistics.median(times))
     return medians
 
 
@@ -339,7 +341,7 @@ def main() -> None:
             print(f"  mode {mode:4}  {what_the_backend_sees(mode, backends)}")
         medians = latency_medians()
         direct = statistics.median(medians["direct"]) * 1e6
-        print("round trip over keep-alive, median of 5 rounds x 120 requests (closed loop):")
+        print("round trips over keep-alive, 5 rounds x 120 per variant, interleaved (closed loop):")
         print(f"  direct {direct:.1f} us; through L4 x{ratio(medians, 'tcp', 'direct'):.2f},")
         print(f"  through L7 x{ratio(medians, 'http', 'direct'):.2f}", end="; ")
         print(f"L7 / L4 = {ratio(medians, 'http', 'tcp'):.2f}")

@@ -322,6 +322,8 @@ def test_a_slow_client_is_timed_out(proxy):
     assert status_of(got) in (408, None) and (not got or status_of(got) == 408), (
         f"expected 408 or a close, got {got[:80]!r}"
     )
+    # The lab asks for 1 s (CLIENT_TIMEOUT); 3 s leaves a busy machine 2 s of margin and
+    # still tells a timeout from a hang (the reference solution: 1.00-1.01 s over 5 runs).
     assert seconds < TIMEOUT, f"took {seconds:.1f} s"
 
 

@@ -91,4 +91,7 @@ def test_a_silent_client_is_dropped_after_the_timeout(proxy):
         sock.sendall(b"CONNECT localhost:1 HTTP/1.1\r\n")  # and nothing more
         start = time.monotonic()
         assert sock.recv(16) == b""  # closed, not waited on forever
+        # Noise budget: the close came 2.00-2.01 s after the request line over 8 concurrent
+        # clients on the busy machine; the 2 s margin over the proxy's own 2 s timeout only
+        # separates "dropped at the timeout" from "never dropped".
         assert time.monotonic() - start < fp.TIMEOUT + 2

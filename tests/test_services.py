@@ -35,6 +35,8 @@ ONE_PER_SERVICE = {
     "redis": "servers/cache_redis",
     "nginx": "servers/nginx_proxy",
     "apache": "servers/apache_mpm",
+    "haproxy": "proxies/l4_l7_haproxy",
+    "tinyproxy": "proxies/forward_connect",
     "rabbitmq": "messaging/reqresp_consumer_down",
     "nats": "messaging/queues_log_replay",
 }

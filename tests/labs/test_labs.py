@@ -363,3 +363,37 @@ def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
     run = run_lab(lab, broken, "--seed", "1")
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     assert f"Stage {stage} of {stage_count(lab)} failed" in run.stdout, f"{why}: {run.stdout}"
+# --- reverse-proxy: each stage catches a plausible wrong proxy (docs/proxies/lab-reverse-proxy.md)
+
+REVERSE_PROXY = ROOT / "labs" / "reverse-proxy"
+WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catch it)
+    "drops_the_body": (
+        "body = client.read_exactly(content_length(fields, bad))",
+        "body = client.read_exactly(content_length(fields, bad))[:0]",
+        1,
+    ),
+    "no_upstream_pool": ("            if self.idle[backend]:", "            if False:", 2),
+    "always_the_first_backend": ("return next(self.turn)", "return next(iter(self.idle))", 3),
+    "replaces_x_forwarded_for": ('f"{prior}, {peer}" if prior else peer', "peer", 4),
+    "forwards_hop_by_hop_headers": (
+        "if k.lower() not in HOP_BY_HOP | named]",
+        'if k.lower() not in {"connection", "transfer-encoding"}]',
+        4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_PROXIES)
+def test_reverse_proxy_stages_catch_a_plausible_wrong_proxy(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+):
+    old, new, stage = WRONG_PROXIES[name]
+    source = (REVERSE_PROXY / "solution.py").read_text(encoding="utf-8")
+    wrong = variant(tmp_path, name, source, old, new)
+    run = run_lab(REVERSE_PROXY, wrong, "--seed", "1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    total = stage_count(REVERSE_PROXY)
+    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, run.stdout
+    if name == "no_upstream_pool":  # the sample run on the lab page
+        shown = run.stdout.replace(str(wrong), "my_proxy.py")
+        check_sample_run(request, REVERSE_PROXY, "no-pool", shown, rerun="no_upstream_pool")

@@ -1,0 +1,376 @@
+"""The reverse-proxy lab, stage by stage (docs/proxies/lab-reverse-proxy.md).
+
+Black-box tests over real sockets: each test starts backends of its own (small HTTP/1.1
+servers in threads that record every request and connection), starts the learner's file as
+`python <file> --port 0 --backend 127.0.0.1:<p1> [--backend …]`, waits for
+`listening on 127.0.0.1:<port>`, and talks HTTP/1.1 to it.
+
+Run: make lab LAB=reverse-proxy FILE=path/to/your_proxy.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+PAGE = "docs/proxies/lab-reverse-proxy.md"
+STAGES = {
+    1: "forward one request and its response faithfully",
+    2: "a keep-alive upstream pool",
+    3: "round robin over N backends",
+    4: "bad input: 400, 431, 408, 504, 502, hop-by-hop headers, X-Forwarded-For",
+}
+READY = r"listening on 127\.0\.0\.1:(\d+)"
+TIMEOUT = 3.0  # the client's limit for any answer; the proxy's own limits are 1 s
+HOP = ("connection", "keep-alive", "proxy-authorization", "x-secret", "x-internal")
+
+
+# --- backends the stages control ----------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    connection: int  # which of the backend's connections it came on (1, 2, …)
+    method: str
+    target: str
+    headers: list[tuple[str, str]]  # (lower-cased name, value), in order
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k == name]
+        return ", ".join(values) if values else None
+
+
+@dataclass
+class Backend:
+    """An HTTP/1.1 keep-alive server. GET/POST anything: 200 with `X-Backend: <name>` and a
+    body naming it (POST: the body echoed). /status/<n>: that status. /slow: never answers.
+    /garbage: an answer that is not HTTP. /hop: hop-by-hop headers in the response."""
+
+    name: str
+    requests: list[Seen] = field(default_factory=list)
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                number = self.connections
+            threading.Thread(target=self.serve, args=(conn, number), daemon=True).start()
+
+    def serve(self, conn: socket.socket, number: int) -> None:
+        conn.settimeout(10)
+        buffer = b""
+        with conn:
+            try:
+                while True:
+                    while b"\r\n\r\n" not in buffer:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        buffer += chunk
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    start, *lines = head.decode("latin-1").split("\r\n")
+                    method, target, _ = start.split(" ", 2)
+                    headers = [
+                        (k.strip().lower(), v.strip())
+                        for k, _, v in (line.partition(":") for line in lines)
+                    ]
+                    length = int(dict(headers).get("content-length", "0"))
+                    while len(buffer) < length:
+                        buffer += conn.recv(65536)
+                    body, buffer = buffer[:length], buffer[length:]
+                    with self.lock:
+                        self.requests.append(Seen(number, method, target, headers, body))
+                    conn.sendall(self.answer(method, target, body))
+            except (OSError, ValueError):
+                return
+
+    def answer(self, method: str, target: str, body: bytes) -> bytes:
+        status, extra = 200, ""
+        out = body if method == "POST" else f"{self.name} {method} {target}\n".encode()
+        if target.startswith("/status/"):
+            status = int(target.removeprefix("/status/"))
+            out = f"{self.name} says {status}\n".encode()
+        elif target == "/slow":
+            self.stop.wait(5)  # longer than any proxy should wait
+            raise OSError("gave up")
+        elif target == "/garbage":
+            return b"NOT HTTP AT ALL\r\n\r\n"
+        elif target == "/hop":
+            extra = "Connection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\n"
+        return (
+            f"HTTP/1.1 {status} Whatever\r\nX-Backend: {self.name}\r\n{extra}"
+            f"Content-Length: {len(out)}\r\n\r\n"
+        ).encode() + out
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def backends(request):
+    started: list[Backend] = []
+
+    def start(n: int) -> list[Backend]:
+        new = [Backend(f"b{i}") for i in range(1, n + 1)]
+        started.extend(new)
+        return new
+
+    yield start
+    for backend in started:
+        backend.close()
+
+
+@pytest.fixture
+def proxy(spawn, backends):
+    """proxy(n): start n backends and the learner's proxy in front of them."""
+
+    def start(n: int = 1) -> tuple[tuple[str, int], list[Backend]]:
+        started = backends(n)
+        args = [a for b in started for a in ("--backend", f"127.0.0.1:{b.port}")]
+        program = spawn("--port", "0", *args)
+        port = int(program.wait_for(READY)[1])
+        return ("127.0.0.1", port), started
+
+    return start
+
+
+def call(
+    address: tuple[str, int],
+    method: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    conn: http.client.HTTPConnection | None = None,
+) -> http.client.HTTPResponse:
+    """One request through the proxy; any failure becomes an AssertionError saying what."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(*address, timeout=TIMEOUT)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        response = conn.getresponse()
+        response.data = response.read()  # type: ignore[attr-defined]
+        return response
+    except (OSError, http.client.HTTPException) as error:
+        raise AssertionError(
+            f"{method} {target} through your proxy: no valid response "
+            f"({error.__class__.__name__}: {error})"
+        ) from None
+    finally:
+        if own:
+            conn.close()
+
+
+def raw(address: tuple[str, int], data: bytes) -> tuple[bytes, float]:
+    """Send bytes, read until the proxy closes (or TIMEOUT): (what came back, seconds)."""
+    start = time.monotonic()
+    with socket.create_connection(address, timeout=TIMEOUT) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(data)
+        got = b""
+        try:
+            while chunk := sock.recv(65536):
+                got += chunk
+        except TimeoutError:
+            raise AssertionError(
+                f"sent {data[:60]!r}…; your proxy neither answered nor closed within "
+                f"{TIMEOUT} s. Received: {got[:200]!r}"
+            ) from None
+        except ConnectionResetError:
+            pass
+    return got, time.monotonic() - start
+
+
+def status_of(got: bytes) -> int | None:
+    parts = got.split(b" ", 2)
+    return int(parts[1]) if got.startswith(b"HTTP/1.") and parts[1].isdigit() else None
+
+
+# --- stage 1 --------------------------------------------------------------------------------
+
+
+@pytest.mark.stage(1)
+def test_a_get_reaches_the_backend_and_its_answer_comes_back(proxy):
+    """GET with a query and a custom header: the backend sees them, the client gets its answer."""
+    address, (b1,) = proxy(1)
+    response = call(address, "GET", "/hello?x=1", {"X-Test": "abc"})
+    assert response.status == 200, f"GET /hello?x=1: expected 200, got {response.status}"
+    assert response.data == b"b1 GET /hello?x=1\n", f"the body came back as {response.data!r}"
+    assert response.getheader("X-Backend") == "b1", "the backend's X-Backend header was lost"
+    assert b1.requests, "the backend received no request"
+    seen = b1.requests[-1]
+    assert (seen.method, seen.target) == ("GET", "/hello?x=1"), (
+        f"the backend received {seen.method} {seen.target}, not GET /hello?x=1"
+    )
+    assert seen.header("x-test") == "abc", f"X-Test: abc arrived as {seen.header('x-test')!r}"
+
+
+@pytest.mark.stage(1)
+def test_a_post_body_arrives_whole(proxy, rng):
+    """POST with a random body of 1-200 KB: the backend receives every byte, in order."""
+    address, (b1,) = proxy(1)
+    body = rng.randbytes(rng.randint(1_000, 200_000))
+    response = call(address, "POST", "/upload", body=body)
+    assert b1.requests and b1.requests[-1].body == body, (
+        f"the backend received {len(b1.requests[-1].body) if b1.requests else 0} of "
+        f"{len(body)} body bytes, or different bytes"
+    )
+    assert response.status == 200 and response.data == body, "the echoed body came back changed"
+
+
+@pytest.mark.stage(1)
+def test_the_backends_status_passes_through(proxy):
+    """A 404 or a 503 from the backend reaches the client as it is, with its body."""
+    address, _ = proxy(1)
+    for status in (404, 503):
+        response = call(address, "GET", f"/status/{status}")
+        assert response.status == status, f"the backend said {status}; you said {response.status}"
+        assert response.data == f"b1 says {status}\n".encode(), response.data
+
+
+# --- stage 2 --------------------------------------------------------------------------------
+
+
+@pytest.mark.stage(2)
+def test_requests_on_one_client_connection_are_all_answered(proxy):
+    """10 requests on one keep-alive client connection: 10 answers, in order."""
+    address, _ = proxy(1)
+    conn = http.client.HTTPConnection(*address, timeout=TIMEOUT)
+    try:
+        for i in range(10):
+            response = call(address, "GET", f"/n/{i}", conn=conn)
+            assert response.data == f"b1 GET /n/{i}\n".encode(), (i, response.data)
+    finally:
+        conn.close()
+
+
+@pytest.mark.stage(2)
+def test_the_proxy_reuses_its_upstream_connection(proxy):
+    """10 sequential requests from 10 client connections: the backend accepts ONE connection."""
+    address, (b1,) = proxy(1)
+    for i in range(10):
+        call(address, "GET", f"/n/{i}")
+    assert len(b1.requests) == 10, f"the backend got {len(b1.requests)} of 10 requests"
+    assert b1.connections == 1, (
+        f"the backend accepted {b1.connections} connections for 10 sequential requests; "
+        "keep the upstream connection open and reuse it (a pool of idle connections)"
+    )
+
+
+# --- stage 3 --------------------------------------------------------------------------------
+
+
+@pytest.mark.stage(3)
+def test_round_robin_spreads_requests_evenly(proxy):
+    """30 sequential requests over 3 backends: 10 each, and one connection to each."""
+    address, started = proxy(3)
+    for i in range(30):
+        call(address, "GET", f"/n/{i}")
+    counts = {b.name: len(b.requests) for b in started}
+    assert counts == {"b1": 10, "b2": 10, "b3": 10}, f"requests per backend: {counts}"
+    conns = {b.name: b.connections for b in started}
+    assert conns == {"b1": 1, "b2": 1, "b3": 1}, f"connections per backend: {conns}"
+
+
+@pytest.mark.stage(3)
+def test_round_robin_takes_turns(proxy):
+    """6 requests over 2 backends alternate: b1 b2 b1 b2 … (or b2 b1 …)."""
+    address, _ = proxy(2)
+    order = [call(address, "GET", "/").getheader("X-Backend") for _ in range(6)]
+    assert order in (["b1", "b2"] * 3, ["b2", "b1"] * 3), f"backends in order: {order}"
+
+
+# --- stage 4 --------------------------------------------------------------------------------
+
+
+@pytest.mark.stage(4)
+def test_malformed_and_oversized_requests(proxy):
+    """A request line that is not HTTP gets 400; a 16 KiB header gets 431; nothing reaches b1."""
+    address, (b1,) = proxy(1)
+    got, _ = raw(address, b"HELLO THERE\r\n\r\n")
+    assert status_of(got) == 400, f"sent b'HELLO THERE'; expected 400, got {got[:80]!r}"
+    big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 16384 + b"\r\n\r\n"
+    got, _ = raw(address, big)
+    assert status_of(got) == 431, f"sent a 16 KiB header; expected 431, got {got[:80]!r}"
+    assert not b1.requests, f"the backend received {len(b1.requests)} bad request(s)"
+
+
+@pytest.mark.stage(4)
+def test_a_slow_client_is_timed_out(proxy):
+    """Half a request head, then silence: 408 (or a close) within 3 s, not a hang."""
+    address, _ = proxy(1)
+    got, seconds = raw(address, b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert status_of(got) in (408, None) and (not got or status_of(got) == 408), (
+        f"expected 408 or a close, got {got[:80]!r}"
+    )
+    # The lab asks for 1 s (CLIENT_TIMEOUT); 3 s leaves a busy machine 2 s of margin and
+    # still tells a timeout from a hang (the reference solution: 1.00-1.01 s over 5 runs).
+    assert seconds < TIMEOUT, f"took {seconds:.1f} s"
+
+
+@pytest.mark.stage(4)
+def test_a_silent_backend_gets_504_and_a_garbled_one_502(proxy):
+    """/slow never answers: 504. /garbage answers with something that is not HTTP: 502."""
+    address, _ = proxy(1)
+    response = call(address, "GET", "/slow")
+    assert response.status == 504, (
+        f"a backend that never answers: expected 504, got {response.status}"
+    )
+    response = call(address, "GET", "/garbage")
+    assert response.status == 502, (
+        f"a backend answering 'NOT HTTP': expected 502, got {response.status}"
+    )
+    assert call(address, "GET", "/after").status == 200, "the proxy stopped serving afterwards"
+
+
+@pytest.mark.stage(4)
+def test_hop_by_hop_headers_stop_at_the_proxy(proxy):
+    """Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded, in either direction."""
+    address, (b1,) = proxy(1)
+    headers = {
+        "Connection": "X-Secret",
+        "X-Secret": "for the proxy only",
+        "Keep-Alive": "timeout=5",
+        "Proxy-Authorization": "Basic dXNlcjpwYXNz",
+        "X-Kept": "yes",
+    }
+    response = call(address, "GET", "/hop", headers)
+    seen = b1.requests[-1]
+    leaked = [name for name in HOP if seen.header(name) is not None and name != "connection"]
+    assert not leaked, f"the backend received hop-by-hop headers: {leaked}"
+    assert seen.header("x-kept") == "yes", "an end-to-end header (X-Kept) was dropped"
+    leaked_back = [n for n in ("x-internal", "keep-alive") if response.getheader(n)]
+    assert not leaked_back, f"the client received the backend's hop-by-hop headers: {leaked_back}"
+
+
+@pytest.mark.stage(4)
+def test_x_forwarded_for_is_appended(proxy):
+    """X-Forwarded-For: the client's address appended to what came in, never replacing it."""
+    address, (b1,) = proxy(1)
+    call(address, "GET", "/")
+    assert b1.requests[-1].header("x-forwarded-for") == "127.0.0.1", b1.requests[-1].headers
+    call(address, "GET", "/", {"X-Forwarded-For": "203.0.113.9"})
+    got = b1.requests[-1].header("x-forwarded-for")
+    assert got == "203.0.113.9, 127.0.0.1", (
+        f"sent X-Forwarded-For: 203.0.113.9; the backend received {got!r} "
+        "(expected '203.0.113.9, 127.0.0.1')"
+    )

@@ -1,0 +1,83 @@
+"""Lab: build a reverse proxy (docs/proxies/lab-reverse-proxy.md).
+
+Fill in the TODOs stage by stage; after each, run the stages against this file:
+
+Run: make lab LAB=reverse-proxy FILE=labs/reverse-proxy/starter.py
+Serve: python labs/reverse-proxy/starter.py --port 0 --backend 127.0.0.1:8001 [--backend …]
+
+Copy it first if you like (cp labs/reverse-proxy/starter.py my_proxy.py) and pass FILE=.
+Keep the contract the stages rely on: started with `--port 0` and one `--backend
+host:port` per backend, the program binds 127.0.0.1 on a free port and prints
+`listening on 127.0.0.1:<port>` before serving. Only the standard library is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import threading
+
+HOST = "127.0.0.1"
+MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
+CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
+BACKEND_TIMEOUT = 1.0  # seconds a backend has to answer; then 504 (stage 4)
+# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded (stage 4).
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+}
+
+
+def handle_client(sock: socket.socket, peer: str, backends: list[tuple[str, int]]) -> None:
+    """Serve one client connection."""
+    with sock:
+        # TODO stage 1: read the request head (up to the blank line) and its body
+        #   (Content-Length bytes), send them to backends[0], read the backend's response
+        #   (status line, headers, Content-Length or chunked body) and send it to the client.
+        # TODO stage 2: keep serving requests on this client connection (HTTP/1.1
+        #   keep-alive), and keep the connection to the backend open in a pool of idle
+        #   connections, shared by all client threads, instead of opening one per request.
+        # TODO stage 3: choose the backend in turn (round robin), one pool per backend.
+        # TODO stage 4: 400 for a malformed request, 431 over MAX_HEAD_BYTES, 408 after
+        #   CLIENT_TIMEOUT, 504 after BACKEND_TIMEOUT, 502 for a response that is not HTTP;
+        #   drop HOP_BY_HOP headers (and those named in Connection) both ways; append the
+        #   client's address to X-Forwarded-For.
+        body = b"not implemented yet\n"
+        with contextlib.suppress(OSError):
+            sock.sendall(
+                b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+
+
+def parse_backend(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--backend", action="append", required=True, type=parse_backend)
+    args = parser.parse_args()
+    listener = socket.create_server((HOST, args.port))
+    print(f"listening on {HOST}:{listener.getsockname()[1]}", flush=True)
+    with listener:
+        while True:
+            sock, (peer, _) = listener.accept()
+            threading.Thread(
+                target=handle_client, args=(sock, peer, args.backend), daemon=True
+            ).start()
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@ agree with the protobuf library byte for byte, and malformed bytes get a clear e
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -89,7 +90,5 @@ def test_a_ten_byte_varint_beyond_64_bits_ours_rejects_the_library_accepts():
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=64))
 def test_any_bytes_decode_or_raise_wire_error_never_anything_else(data):
-    try:
+    with contextlib.suppress(wire.WireError):
         wire.decode_fields(data)
-    except wire.WireError:
-        pass

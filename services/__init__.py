@@ -42,7 +42,8 @@ from typing import Any, TypeVar
 from mirakuru import Executor
 from mirakuru.exceptions import ProcessExitedWithError
 
-MODULES = ("postgresql", "redis", "nginx", "apache")  # one module per service, in this package
+# one module per service, in this package
+MODULES = ("postgresql", "redis", "nginx", "apache", "node")
 SBIN = "/usr/sbin:/usr/local/sbin:/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin"
 
 

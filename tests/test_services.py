@@ -35,6 +35,7 @@ ONE_PER_SERVICE = {
     "redis": "servers/cache_redis",
     "nginx": "servers/nginx_proxy",
     "apache": "servers/apache_mpm",
+    "node": "formats/json_pitfalls",
 }
 
 

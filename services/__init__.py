@@ -43,7 +43,9 @@ from mirakuru import Executor
 from mirakuru.exceptions import ProcessExitedWithError
 
 # one module per service, in this package
-MODULES = ("postgresql", "redis", "nginx", "apache", "haproxy", "tinyproxy", "rabbitmq", "nats")
+MODULES = (
+    "postgresql", "redis", "nginx", "apache", "haproxy", "tinyproxy", "rabbitmq", "nats", "node"
+)  # fmt: skip
 SBIN = "/usr/sbin:/usr/local/sbin:/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin"
 
 

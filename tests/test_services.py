@@ -39,6 +39,7 @@ ONE_PER_SERVICE = {
     "tinyproxy": "proxies/forward_connect",
     "rabbitmq": "messaging/reqresp_consumer_down",
     "nats": "messaging/queues_log_replay",
+    "node": "formats/json_pitfalls",
 }
 
 

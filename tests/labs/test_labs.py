@@ -363,6 +363,8 @@ def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
     run = run_lab(lab, broken, "--seed", "1")
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     assert f"Stage {stage} of {stage_count(lab)} failed" in run.stdout, f"{why}: {run.stdout}"
+
+
 # --- reverse-proxy: each stage catches a plausible wrong proxy (docs/proxies/lab-reverse-proxy.md)
 
 REVERSE_PROXY = ROOT / "labs" / "reverse-proxy"
@@ -397,3 +399,74 @@ def test_reverse_proxy_stages_catch_a_plausible_wrong_proxy(
     if name == "no_upstream_pool":  # the sample run on the lab page
         shown = run.stdout.replace(str(wrong), "my_proxy.py")
         check_sample_run(request, REVERSE_PROXY, "no-pool", shown, rerun="no_upstream_pool")
+
+
+# --- varint-codec: every stage catches a plausible wrong codec (lab-varint-codec.md) ---
+
+VARINT = ROOT / "labs" / "varint-codec"
+
+
+def varint_variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    return variant(tmp_path, name, (VARINT / "solution.py").read_text(encoding="utf-8"), old, new)
+
+
+def test_varint_codec_a_single_recv_fails_stage_3(tmp_path: Path, request: pytest.FixtureRequest):
+    """The sample run on the lab page: read_frame returning sock.recv(length)."""
+    single = varint_variant(
+        tmp_path,
+        "single_recv",
+        '    return _recv_exactly(sock, length, f"a {length}-byte payload")\n',
+        "    return sock.recv(length)\n",
+    )
+    run = run_lab(VARINT, single, "--seed", "1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 3 of 5 failed (2 passed)" in run.stdout, run.stdout
+    assert "FAIL  read_frame reassembles frames when recv() returns 1 to 7" in run.stdout
+    shown = run.stdout.replace(str(single), "my_codec.py")
+    # Whether loopback hands a frame over in one recv() is up to the scheduler: the real
+    # socket pair's check passes or fails by timing (the page says so); the split socket
+    # stand-in's check fails every time.
+    real = re.compile(r"(PASS|FAIL)(  200 frames through a socket pair.*\n)(        .*\n)?")
+    check_sample_run(
+        request, VARINT, "single-recv", shown, rerun="single_recv",
+        loosen=lambda text: real.sub(r"PASS or FAIL\2", text),
+    )  # fmt: skip
+
+
+def test_varint_codec_no_continuation_bit_fails_stage_1(tmp_path: Path):
+    broken = varint_variant(
+        tmp_path, "no_continuation", "out.append(n & 0x7F | 0x80)", "out.append(n & 0x7F)"
+    )
+    run = run_lab(VARINT, broken)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 1 of 5 failed" in run.stdout, run.stdout
+    assert "encode_varint(128): expected 80 01, got 00 01" in run.stdout, run.stdout
+
+
+def test_varint_codec_a_32_bit_zigzag_fails_stage_2(tmp_path: Path):
+    broken = varint_variant(
+        tmp_path, "zigzag32", "return (n << 1) ^ (n >> 63)", "return (n << 1) ^ (n >> 31)"
+    )
+    run = run_lab(VARINT, broken)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 2 of 5 failed (1 passed)" in run.stdout, run.stdout
+
+
+def test_varint_codec_a_limit_checked_after_the_payload_hangs_and_fails_stage_5(tmp_path: Path):
+    """Break it: check max_size only after reading the payload — the 100 MB prefix hangs."""
+    late = varint_variant(
+        tmp_path,
+        "late_limit",
+        "    if length > max_size:\n"
+        '        raise CodecError(f"frame of {length} bytes is over the limit of {max_size}")\n'
+        '    return _recv_exactly(sock, length, f"a {length}-byte payload")\n',
+        '    payload = _recv_exactly(sock, length, f"a {length}-byte payload")\n'
+        "    if length > max_size:\n"
+        '        raise CodecError(f"frame of {length} bytes is over the limit of {max_size}")\n'
+        "    return payload\n",
+    )
+    run = run_lab(VARINT, late)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 5 of 5 failed (4 passed)" in run.stdout, run.stdout
+    assert "a 100 MB frame: no answer within 2.0 s (a hang)" in run.stdout, run.stdout
+    assert run.stdout.count("FAIL  ") == 1, run.stdout

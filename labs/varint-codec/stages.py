@@ -1,0 +1,347 @@
+"""The varint and length-delimited codec lab, stage by stage
+(docs/formats/lab-varint-codec.md).
+
+The learner's file is imported as a module (`lab_module`); frames are read from real
+socket pairs, split at random points, and from a socket stand-in that hands out the
+bytes in chunks chosen by the seeded `rng`. Every read has a deadline: a hang fails.
+
+Run: make lab LAB=varint-codec FILE=path/to/your_codec.py
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from random import Random
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+PAGE = "docs/formats/lab-varint-codec.md"
+STAGES = {
+    1: "unsigned varints",
+    2: "zigzag for signed numbers",
+    3: "length-delimited frames over a socket",
+    4: "interoperability with the protobuf library",
+    5: "bad input: a clear error, never a hang",
+}
+DEADLINE = 2.0  # seconds for any read; a correct codec answers in microseconds
+
+VARINTS = {
+    0: "00",
+    1: "01",
+    127: "7f",
+    128: "80 01",
+    150: "96 01",
+    300: "ac 02",
+    16384: "80 80 01",
+    2**32 - 1: "ff ff ff ff 0f",
+    2**63: "80 80 80 80 80 80 80 80 80 01",
+    2**64 - 1: "ff ff ff ff ff ff ff ff ff 01",
+}
+
+
+def within_deadline(call: Callable[[], Any], what: str) -> Any:
+    """call() in a thread; fail if it has not returned within DEADLINE. Returns its
+    result, or re-raises what it raised."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            box["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(DEADLINE)
+    assert not thread.is_alive(), f"{what}: no answer within {DEADLINE} s (a hang)"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+class ChunkySocket:
+    """A socket stand-in whose recv() returns at most the next chunk, as TCP may."""
+
+    def __init__(self, data: bytes, rng: Random) -> None:
+        self.data, self.rng = data, rng
+
+    def recv(self, n: int) -> bytes:
+        take = min(n, self.rng.randint(1, 7), len(self.data))
+        chunk, self.data = self.data[:take], self.data[take:]
+        return chunk
+
+
+def socket_pair(timeout: float = DEADLINE + 1) -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    a.settimeout(timeout)
+    b.settimeout(timeout)
+    return a, b
+
+
+def expect_error(call: Callable[[], Any], what: str) -> str:
+    """call() must raise a ValueError (CodecError) with a message, within the deadline."""
+    try:
+        result = within_deadline(call, what)
+    except ValueError as error:
+        assert str(error), f"{what}: raised {type(error).__name__} with an empty message"
+        return str(error)
+    except AssertionError:
+        raise
+    except Exception as error:
+        raise AssertionError(
+            f"{what}: expected a CodecError (a ValueError), got {type(error).__name__}: {error}"
+        ) from None
+    raise AssertionError(f"{what}: expected a CodecError, got {result!r}")
+
+
+# ---- stage 1 ----
+
+
+@pytest.mark.stage(1)
+def test_known_varints(lab_module: ModuleType):
+    """encode_varint gives the protobuf encoding guide's bytes (300 -> ac 02, ...)"""
+    for n, hex_bytes in VARINTS.items():
+        got = lab_module.encode_varint(n)
+        assert got == bytes.fromhex(hex_bytes), (
+            f"encode_varint({n}): expected {hex_bytes}, got {got.hex(' ')}"
+        )
+
+
+@pytest.mark.stage(1)
+def test_decode_known_varints_and_the_position_after(lab_module: ModuleType):
+    """decode_varint returns the value and the position just after it"""
+    for n, hex_bytes in VARINTS.items():
+        data = b"\xaa" + bytes.fromhex(hex_bytes) + b"\x55"
+        got = lab_module.decode_varint(data, 1)
+        expected = (n, 1 + len(bytes.fromhex(hex_bytes)))
+        assert tuple(got) == expected, (
+            f"decode_varint({data.hex(' ')}, 1): expected {expected}, got {got}"
+        )
+
+
+@pytest.mark.stage(1)
+def test_varint_round_trip_of_random_values(lab_module: ModuleType, rng: Random):
+    """500 random values of every size round-trip, back to back in one buffer"""
+    values = [rng.randrange(2 ** rng.randrange(1, 65)) for _ in range(500)]
+    data = b"".join(lab_module.encode_varint(v) for v in values)
+    pos, got = 0, []
+    for _ in values:
+        value, pos = lab_module.decode_varint(data, pos)
+        got.append(value)
+    wrong = [(v, g) for v, g in zip(values, got, strict=True) if v != g]
+    assert not wrong, f"{len(wrong)} of 500 values came back different, e.g. {wrong[0]}"
+    assert pos == len(data), f"decoded {len(values)} varints, stopped at {pos} of {len(data)}"
+
+
+# ---- stage 2 ----
+
+ZIGZAG = {0: 0, -1: 1, 1: 2, -2: 3, 2: 4, 2**31 - 1: 2**32 - 2, -(2**31): 2**32 - 1,
+          2**63 - 1: 2**64 - 2, -(2**63): 2**64 - 1}  # fmt: skip
+
+
+@pytest.mark.stage(2)
+def test_known_zigzag_values(lab_module: ModuleType):
+    """zigzag_encode maps 0, -1, 1, -2 ... to 0, 1, 2, 3 ..., up to 64 bits"""
+    for n, z in ZIGZAG.items():
+        got = lab_module.zigzag_encode(n)
+        assert got == z, f"zigzag_encode({n}): expected {z}, got {got}"
+        back = lab_module.zigzag_decode(z)
+        assert back == n, f"zigzag_decode({z}): expected {n}, got {back}"
+
+
+@pytest.mark.stage(2)
+def test_zigzag_round_trip_and_small_negatives_stay_short(lab_module: ModuleType, rng: Random):
+    """random signed 64-bit values round-trip; -1 as a zigzag varint is one byte"""
+    for _ in range(500):
+        n = rng.randrange(-(2**63), 2**63)
+        z = lab_module.zigzag_encode(n)
+        assert 0 <= z < 2**64, f"zigzag_encode({n}) = {z}, not an unsigned 64-bit value"
+        assert lab_module.zigzag_decode(z) == n, f"zigzag_decode(zigzag_encode({n})) != {n}"
+    one = lab_module.encode_varint(lab_module.zigzag_encode(-1))
+    assert one == b"\x01", f"-1 zigzagged and encoded: expected 01, got {one.hex(' ')}"
+
+
+# ---- stage 3 ----
+
+
+@pytest.mark.stage(3)
+def test_encode_frame_prefixes_the_length(lab_module: ModuleType):
+    """encode_frame: a varint length, then the payload (0, 3 and 300 bytes)"""
+    for payload, prefix in ((b"", "00"), (b"abc", "03"), (b"x" * 300, "ac 02")):
+        got = lab_module.encode_frame(payload)
+        expected = bytes.fromhex(prefix) + payload
+        assert got == expected, f"encode_frame({len(payload)} bytes): got {got[:8].hex(' ')}..."
+
+
+@pytest.mark.stage(3)
+def test_frames_split_at_random_points(lab_module: ModuleType, rng: Random):
+    """read_frame reassembles frames when recv() returns 1 to 7 bytes at a time"""
+    payloads = [rng.randbytes(rng.choice([0, 1, 5, 127, 128, 300, 5000])) for _ in range(40)]
+    sock = ChunkySocket(b"".join(lab_module.encode_frame(p) for p in payloads), rng)
+    for i, payload in enumerate(payloads):
+        got = within_deadline(lambda: lab_module.read_frame(sock), f"frame {i}")
+        assert got == payload, (
+            f"frame {i} ({len(payload)} bytes): got {None if got is None else len(got)} bytes"
+            f"{'' if got is None else ', different'} (recv() returned 1-7 bytes at a time)"
+        )
+    end = within_deadline(lambda: lab_module.read_frame(sock), "after the last frame")
+    assert end is None, f"after the last frame the stream ended: expected None, got {end!r}"
+
+
+@pytest.mark.stage(3)
+def test_frames_over_a_real_socket(lab_module: ModuleType, rng: Random):
+    """200 frames through a socket pair, written in random pieces by another thread"""
+    payloads = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(200)]
+    stream = b"".join(lab_module.encode_frame(p) for p in payloads)
+    cuts = sorted(rng.sample(range(1, len(stream)), 300))
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    reader, writer = socket_pair()
+
+    def send() -> None:
+        with writer:
+            for piece in pieces:
+                writer.sendall(piece)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    with reader:
+        for i, payload in enumerate(payloads):
+            got = within_deadline(lambda: lab_module.read_frame(reader), f"frame {i}")
+            assert got == payload, f"frame {i}: expected {len(payload)} bytes, got {got!r:.60}"
+        end = within_deadline(lambda: lab_module.read_frame(reader), "at the end")
+        assert end is None, f"the writer closed after 200 frames: expected None, got {end!r:.60}"
+    sender.join(DEADLINE)
+
+
+@pytest.mark.stage(3)
+def test_an_empty_stream_is_a_clean_end(lab_module: ModuleType):
+    """a stream that closes before any frame: read_frame returns None"""
+    reader, writer = socket_pair()
+    writer.close()
+    with reader:
+        got = within_deadline(lambda: lab_module.read_frame(reader), "an empty stream")
+    assert got is None, f"an empty stream: expected None, got {got!r}"
+
+
+# ---- stage 4 ----
+
+
+def message_class(fields: list[tuple[str, int]]) -> Any:
+    """message M { <type> <name> = 1, 2, ... } built at run time (no generated code)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="lab.proto", package="lab", syntax="proto3")
+    message = proto.message_type.add(name="M")
+    label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+    for number, (name, kind) in enumerate(fields, 1):
+        message.field.add(name=name, number=number, type=kind, label=label)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lab.M"))
+
+
+def protobuf_types() -> tuple[int, int, int]:
+    from google.protobuf import descriptor_pb2
+
+    f = descriptor_pb2.FieldDescriptorProto
+    return f.TYPE_UINT64, f.TYPE_SINT64, f.TYPE_STRING
+
+
+@pytest.mark.stage(4)
+def test_decode_what_protobuf_writes(lab_module: ModuleType, rng: Random):
+    """uint64 and sint64 fields serialized by protobuf decode with your functions"""
+    uint64, sint64, _ = protobuf_types()
+    M = message_class([("u", uint64), ("s", sint64)])
+    for _ in range(200):
+        u, s = rng.randrange(1, 2**64), rng.randrange(-(2**63), 2**63)
+        s = s or 1  # proto3 omits zero values
+        data = M(u=u, s=s).SerializeToString()
+        assert data[0] == 0x08, "protobuf wrote field 1 first"
+        got_u, pos = lab_module.decode_varint(data, 1)
+        assert got_u == u, f"uint64 {u} from protobuf ({data.hex(' ')}): you decoded {got_u}"
+        assert data[pos] == 0x10, f"after field 1 your position {pos} is not at field 2's tag"
+        z, end = lab_module.decode_varint(data, pos + 1)
+        got_s = lab_module.zigzag_decode(z)
+        assert (got_s, end) == (s, len(data)), f"sint64 {s} from protobuf: you decoded {got_s}"
+
+
+@pytest.mark.stage(4)
+def test_protobuf_accepts_what_you_write(lab_module: ModuleType, rng: Random):
+    """messages you encode by hand (tag, varint) parse in protobuf to the same values"""
+    uint64, sint64, _ = protobuf_types()
+    M = message_class([("u", uint64), ("s", sint64)])
+    for _ in range(200):
+        u, s = rng.randrange(2**64), rng.randrange(-(2**63), 2**63)
+        data = (
+            b"\x08" + lab_module.encode_varint(u)
+            + b"\x10" + lab_module.encode_varint(lab_module.zigzag_encode(s))
+        )  # fmt: skip
+        parsed = M.FromString(data)
+        assert (parsed.u, parsed.s) == (u, s), f"protobuf read {data.hex(' ')} as {parsed}"
+
+
+@pytest.mark.stage(4)
+def test_a_stream_of_protobuf_messages(lab_module: ModuleType, rng: Random):
+    """length-delimited protobuf messages (as writeDelimitedTo frames them) both ways"""
+    _, _, string = protobuf_types()
+    M = message_class([("text", string)])
+    messages = [M(text="é" * rng.randrange(0, 200)) for _ in range(50)]
+    stream = b"".join(lab_module.encode_frame(m.SerializeToString()) for m in messages)
+    sock = ChunkySocket(stream, rng)
+    for i, message in enumerate(messages):
+        payload = within_deadline(lambda: lab_module.read_frame(sock), f"message {i}")
+        assert M.FromString(payload) == message, f"message {i} did not survive the frame"
+
+
+# ---- stage 5 ----
+
+
+@pytest.mark.stage(5)
+def test_bad_varints_are_errors(lab_module: ModuleType):
+    """an 11-byte varint, one cut short, an empty input, one beyond 64 bits: each a CodecError"""
+    cases = {
+        "a varint of 11 bytes": b"\xff" * 10 + b"\x01",
+        "a varint cut short": b"\xff\xff",
+        "empty input": b"",
+        "10 bytes encoding more than 64 bits": b"\xff" * 9 + b"\x7f",
+    }
+    for what, data in cases.items():
+        expect_error(lambda data=data: lab_module.decode_varint(data), f"decode_varint, {what}")
+    expect_error(lambda: lab_module.encode_varint(-1), "encode_varint(-1)")
+    expect_error(lambda: lab_module.encode_varint(2**64), "encode_varint(2**64)")
+
+
+@pytest.mark.stage(5)
+def test_a_truncated_frame_is_an_error_not_a_short_payload(lab_module: ModuleType):
+    """the stream ends inside a payload, or inside a length prefix: CodecError"""
+    for what, data in (("inside a payload", b"\x05abc"), ("inside a length", b"\x80")):
+        reader, writer = socket_pair()
+        writer.sendall(data)
+        writer.close()
+        with reader:
+            expect_error(lambda r=reader: lab_module.read_frame(r), f"a stream ending {what}")
+
+
+@pytest.mark.stage(5)
+def test_a_length_over_the_limit_is_refused_before_reading_the_payload(lab_module: ModuleType):
+    """a 100 MB length prefix with max_size=1 MiB: CodecError at once, no wait for the bytes"""
+    reader, writer = socket_pair()
+    with reader, writer:
+        writer.sendall(lab_module.encode_varint(100_000_000))  # and nothing else, still open
+        message = expect_error(
+            lambda: lab_module.read_frame(reader, max_size=1 << 20), "a 100 MB frame"
+        )
+    assert message, message
+
+
+@pytest.mark.stage(5)
+def test_a_length_prefix_that_never_ends_is_refused(lab_module: ModuleType):
+    """a length prefix of 11 continuation bytes on an open socket: CodecError, no hang"""
+    reader, writer = socket_pair()
+    with reader, writer:
+        writer.sendall(b"\xff" * 11)  # the socket stays open: a reader must not wait for more
+        expect_error(lambda: lab_module.read_frame(reader), "an endless length prefix")

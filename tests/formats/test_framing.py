@@ -1,0 +1,60 @@
+"""Framing a stream (docs/formats/framing.md): each row of the page's table asserted, the
+clean stream and the CRC being the controls."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import load_snippet
+
+fr = load_snippet("formats/framing_streams")
+READ = {scenario: {kind: fr.summary(fr.read(kind, data)) for kind, data in streams.items()}
+        for scenario, streams in fr.scenarios().items()}  # fmt: skip
+INTACT = "5 read: #1 | #2 | #3 | #4 | #5"
+
+
+def test_control_every_encoding_reads_a_clean_stream_intact():
+    assert set(READ["clean"].values()) == {INTACT}
+
+
+def test_a_cut_stream_is_reported_by_both_readers_never_silently_short():
+    for kind, got in READ["cut inside message 3"].items():
+        assert got.startswith("3 read: #1 | #2 | truncated"), kind
+
+
+def test_a_changed_letter_is_silent_without_a_checksum_and_caught_with_one():
+    wrong = "5 read: #1 | #2 | WRONG {'id': 3, 'name': 'chbrlie'} | #4 | #5"
+    assert READ["a letter changed in message 3"]["length-delimited"] == wrong
+    assert READ["a letter changed in message 3"]["NDJSON"] == wrong
+    assert READ["a letter changed in message 3"]["with CRC-32"] == (
+        "5 read: #1 | #2 | CRC mismatch | #4 | #5"
+    )
+
+
+def test_a_damaged_length_prefix_loses_the_rest_of_the_stream_and_ndjson_one_line():
+    row = READ["message 3's first byte changed"]
+    assert row["length-delimited"].startswith("3 read: #1 | #2 | truncated frame")
+    assert row["NDJSON"] == "5 read: #1 | #2 | not JSON | #4 | #5"
+
+
+def test_a_shorter_length_prefix_yields_a_value_nobody_sent_without_an_error():
+    row = READ["message 3's framing made shorter"]
+    assert "WRONG {'id': 3, 'name': ''}" in row["length-delimited"]
+    assert "CRC mismatch" in row["with CRC-32"] and "WRONG" not in row["with CRC-32"]
+    assert row["NDJSON"].endswith("not JSON | not JSON | #4 | #5")
+
+
+def test_break_it_a_reader_that_skips_bad_lines_loses_a_message_without_a_trace():
+    """Break it: skip what does not parse, and the damaged message vanishes."""
+    data = fr.scenarios()["message 3's first byte changed"]["NDJSON"]
+    skipping = [item for item in fr.read_ndjson(data) if not isinstance(item, str)]
+    assert [item["id"] for item in skipping] == [1, 2, 4, 5]  # no error, one fewer
+
+
+@pytest.mark.parametrize("cut", range(1, 60))
+def test_every_cut_point_is_reported_or_lands_between_messages(cut):
+    """Malformed input at every length: an error, or only whole messages — never a WRONG."""
+    for kind in ("length-delimited", "NDJSON"):
+        data = fr.scenarios()["clean"][kind][:cut]
+        got = fr.read(kind, data)
+        assert all(isinstance(x, str) or x in fr.EVENTS for x in got), (kind, cut, got)

@@ -162,15 +162,6 @@ def test_topic_page_follows_the_page_contract(page):
     assert re.search(r"RFC \d+|docs\.|documentation", text), "cites a primary source"
 
 
-def test_mermaid_diagrams_have_no_statement_separator_in_their_text():
-    """In Mermaid, ";" ends a statement: "Note over A: busy; waiting" breaks the diagram."""
-    for page in PAGES:
-        text = page.read_text(encoding="utf-8")
-        for diagram in re.findall(r"```mermaid\n(.*?)```", text, flags=re.S):
-            for line in diagram.splitlines():
-                assert ";" not in line, f"{rel(page)}: ';' in Mermaid line {line.strip()!r}"
-
-
 def test_code_on_a_page_is_either_an_included_snippet_or_tested_where_it_stands():
     """pytest-codeblocks collects bare ```python / ```bash fences only: a titled Python
     fence would ship untested, so it may only include a snippet; a shell fence that runs a

@@ -1,5 +1,5 @@
 """The site's shared behaviour in a real browser (Debian's Chromium via Playwright):
-search works, diagrams draw from the vendored library (also after instant navigation),
+search works, diagrams show as SVG images (also after instant navigation),
 the copy button copies, dark mode toggles — with no off-origin request and no console
 error. Every page's own checks are in test_pages.py."""
 
@@ -8,10 +8,8 @@ from __future__ import annotations
 from tests.site.conftest import Visit
 from tests.site.test_pages import clean
 
-MERMAID_SVG = """() => {
-  const diagram = document.querySelector("div.mermaid");
-  return diagram && diagram.shadowRoot && diagram.shadowRoot.querySelector("svg") !== null;
-}"""
+DIAGRAM_SHOWN = """() => [...document.querySelectorAll(".diagram img")]
+  .some(i => i.getClientRects().length && i.complete && i.naturalWidth > 0)"""
 
 
 def test_search_finds_handshake(visit: Visit):
@@ -27,23 +25,25 @@ def test_search_finds_handshake(visit: Visit):
     clean(visit)
 
 
-def test_mermaid_sequence_diagram_renders_as_svg_from_the_vendored_library(visit: Visit):
+def test_the_sequence_diagram_is_an_svg_image_with_the_handshake_in_it(visit: Visit):
     visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
-    visit.page.wait_for_function(MERMAID_SVG)
-    svg_text = visit.page.evaluate(
-        "() => document.querySelector('div.mermaid').shadowRoot.querySelector('svg').textContent"
-    )
-    assert "SYN" in svg_text and "FIN" in svg_text
-    assert any(u.endswith("vendor/mermaid-11.12.0.min.js") for u in visit.requests)
+    diagram = visit.page.locator(".diagram img").first
+    diagram.scroll_into_view_if_needed()  # it loads lazily
+    visit.page.wait_for_function(DIAGRAM_SHOWN)
+    src = diagram.evaluate("i => i.currentSrc")
+    svg = visit.page.request.get(src)
+    assert svg.ok and svg.headers["content-type"].startswith("image/svg+xml")
+    assert "SYN" in svg.text() and "FIN" in svg.text() and "<script" not in svg.text()
+    assert not [u for u in visit.requests if u.endswith(".js") and "mermaid" in u]
     clean(visit)
 
 
-def test_mermaid_renders_after_instant_navigation_from_a_page_without_diagrams(visit: Visit):
+def test_a_diagram_shows_after_instant_navigation_from_a_page_without_diagrams(visit: Visit):
     visit.page.goto(visit.base + "paths/broad/", wait_until="networkidle")
-    assert not any("mermaid-11" in u for u in visit.requests)  # not loaded where not needed
     visit.page.locator("article a[href*='tcp-udp']").first.click()
     visit.page.wait_for_url("**/protocols/tcp-udp/")
-    visit.page.wait_for_function(MERMAID_SVG)
+    visit.page.locator(".diagram img").first.scroll_into_view_if_needed()
+    visit.page.wait_for_function(DIAGRAM_SHOWN)
     clean(visit)
 
 

@@ -5,6 +5,8 @@ error. Every page's own checks are in test_pages.py."""
 
 from __future__ import annotations
 
+import json
+
 from tests.site.conftest import Visit
 from tests.site.test_pages import clean
 
@@ -12,17 +14,49 @@ DIAGRAM_SHOWN = """() => [...document.querySelectorAll(".diagram img")]
   .some(i => i.getClientRects().length && i.complete && i.naturalWidth > 0)"""
 
 
-def test_search_finds_handshake(visit: Visit):
+def search(visit: Visit, term: str) -> list[str]:
+    """Type a term into the site's search; the result links, best first."""
     visit.page.goto(visit.base, wait_until="networkidle")
-    search = visit.page.locator("input.md-search__input")
-    search.click()
-    search.press_sequentially("handshake", delay=20)  # search reacts to key events
-    results = visit.page.locator(".md-search-result__item a")
+    box = visit.page.locator("input.md-search__input")
+    box.click()
+    visit.page.wait_for_function(
+        "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
+    )
+    # One query for the whole term (typing it key by key ran one per key, and the results
+    # of a shorter query could be read before the last one replaced them).
+    box.fill(term)
+    box.dispatch_event("keyup")  # search reacts to key events
+    results = visit.page.locator(".md-search-result__item > a")
     results.first.wait_for()
-    hrefs = [results.nth(i).get_attribute("href") for i in range(results.count())]
+    return results.evaluate_all("links => links.map(a => a.getAttribute('href'))")
+
+
+def test_search_finds_handshake(visit: Visit):
+    hrefs = search(visit, "handshake")
     assert any("protocols/tcp-udp/" in href for href in hrefs), hrefs
     assert visit.page.locator(".md-search-result mark", has_text="handshake").count() > 0
     clean(visit)
+
+
+def test_search_puts_the_pages_that_explain_a_term_first_and_previews_prose(visit: Visit):
+    """The index holds prose, headings and questions, not code (hooks/search_index.py),
+    and a page's front-matter `tags` (the terms it explains) outrank a word that is merely
+    frequent: Material's search splits a query at hyphens, so "TIME-WAIT" is "time" or
+    "wait", and without the tag a page that says "time" often came first."""
+    hol = search(visit, "head-of-line")
+    assert any(f"protocols/{page}/" in hol[0] for page in ("http1", "http2", "http3")), hol
+    assert visit.page.locator(".md-search-result pre").count() == 0
+    time_wait = search(visit, "TIME-WAIT")
+    assert "protocols/tcp-udp/" in time_wait[0], time_wait
+    clean(visit)
+
+
+def test_the_search_index_has_prose_and_questions_but_no_code(built_site):
+    index = json.loads((built_site.directory / "search/search_index.json").read_text())
+    text = " ".join(doc["text"] for doc in index["docs"])
+    assert "three-way handshake" in text and "How many <code>recv()</code> calls" in text
+    assert "class EchoHandler" not in text  # a snippet's code, on the TCP page
+    assert "<pre" not in text
 
 
 def test_the_sequence_diagram_is_an_svg_image_with_the_handshake_in_it(visit: Visit):

@@ -38,3 +38,21 @@ def test_no_page_carries_mermaid_and_every_diagram_image_exists(built_site: Buil
             assert (page.parent / src).resolve().is_file(), f"{page}: {src}"
             shown += 1
     assert shown >= 40
+
+
+def test_notebook_pages_link_one_cached_stylesheet_and_their_ipynb(built_site: Build):
+    """hooks/notebooks.py: no inline CSS, no dormant script, one shared stylesheet; the
+    download button's .ipynb is there."""
+    notebooks = sorted(p.parent for p in built_site.directory.rglob("*.ipynb"))
+    assert len(notebooks) >= 3
+    sheets = set()
+    for folder in notebooks:
+        html = (folder / "index.html").read_text(encoding="utf-8")
+        assert "<style" not in html and '<script src="">' not in html, folder
+        assert "mathjax" not in html.lower() and "jp-Mermaid" not in html, folder
+        sheets |= set(re.findall(r'href="((?:\.\./)+assets/stylesheets/jupyter\.\w+\.css)"', html))
+        download = re.search(r'<a href="([\w-]+\.ipynb)" download', html)
+        assert download and (folder / download[1]).is_file(), folder
+    assert len(sheets) == 1, sheets  # the same file on every notebook page: cached once
+    sheet = (notebooks[0] / sheets.pop()).resolve()
+    assert sheet.stat().st_size > 100_000 and ".jupyter-wrapper" in sheet.read_text("utf-8")

@@ -68,6 +68,9 @@ flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order,
 bench-snippets: $(STAMP)  ## time every snippet alone against its budget (DESIGN.md §6): make bench-snippets [R=3]
 	$(BIN)/python -m pytest -q -p no:randomly -p no:xdist tests/bench_snippets.py --repeats $(or $(R),3) -s
 
+bench-pages: $(STAMP)  ## Lighthouse (mobile, desktop) on home, a topic per chapter, a notebook, a lab: score, TBT, LCP, gzip bytes
+	$(BIN)/python -m tests.bench_pages $(if $(SITE),--site $(SITE))
+
 diagrams: $(STAMP)  ## turn every ```mermaid fence and .mmd file into committed SVGs, light and dark (needs Chromium)
 	$(BIN)/python -m tests.diagrams
 

@@ -15,7 +15,8 @@
     root.querySelectorAll("nav.md-code__nav").forEach(function (nav) {
       nav.setAttribute("role", "none");
     });
-    var scrolling = ".md-typeset pre > code, .md-typeset .diagram, .jupyter-wrapper .jp-OutputArea pre";
+    var scrolling = ".md-typeset pre > code, .md-typeset .diagram, .md-typeset__scrollwrap, " +
+      ".jupyter-wrapper .jp-OutputArea pre";
     root.querySelectorAll(scrolling).forEach(function (code) {
       if (code.scrollWidth > code.clientWidth && !code.hasAttribute("tabindex")) {
         code.setAttribute("tabindex", "0");

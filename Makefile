@@ -25,7 +25,7 @@ STAMP          := $(VENV)/.installed-all
 COMPILE  := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test flakes bench-snippets build lint format run services notebook outputs lab lock clean
+.PHONY: help serve test flakes bench-snippets bench-pages diagrams build lint format run services notebook outputs lab lock clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -67,6 +67,12 @@ flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order,
 
 bench-snippets: $(STAMP)  ## time every snippet alone against its budget (DESIGN.md §6): make bench-snippets [R=3]
 	$(BIN)/python -m pytest -q -p no:randomly -p no:xdist tests/bench_snippets.py --repeats $(or $(R),3) -s
+
+bench-pages: $(STAMP)  ## Lighthouse (mobile, desktop) on home, a topic per chapter, a notebook, a lab: score, TBT, LCP, gzip bytes
+	$(BIN)/python -m tests.bench_pages $(if $(SITE),--site $(SITE))
+
+diagrams: $(STAMP)  ## turn every ```mermaid fence and .mmd file into committed SVGs, light and dark (needs Chromium)
+	$(BIN)/python -m tests.diagrams
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -162,15 +162,6 @@ def test_topic_page_follows_the_page_contract(page):
     assert re.search(r"RFC \d+|docs\.|documentation", text), "cites a primary source"
 
 
-def test_mermaid_diagrams_have_no_statement_separator_in_their_text():
-    """In Mermaid, ";" ends a statement: "Note over A: busy; waiting" breaks the diagram."""
-    for page in PAGES:
-        text = page.read_text(encoding="utf-8")
-        for diagram in re.findall(r"```mermaid\n(.*?)```", text, flags=re.S):
-            for line in diagram.splitlines():
-                assert ";" not in line, f"{rel(page)}: ';' in Mermaid line {line.strip()!r}"
-
-
 def test_code_on_a_page_is_either_an_included_snippet_or_tested_where_it_stands():
     """pytest-codeblocks collects bare ```python / ```bash fences only: a titled Python
     fence would ship untested, so it may only include a snippet; a shell fence that runs a
@@ -258,3 +249,63 @@ def test_path_rows_are_numbered_in_order_and_chapter_times_add_up():
         numbered = [n for n in numbers if n.isdigit()]
         start = int(numbered[0])
         assert numbered == [str(i) for i in range(start, start + len(numbered))], (path, numbers)
+
+
+# What each planned chapter would be called in prose (CURRICULUM.md): a page that names one
+# before it is in the nav promises a chapter the reader cannot find.
+CHAPTER_NAMES = {
+    "proxies": ["proxies", "reverse proxies"],
+    "messaging": ["messaging", "message brokers", "message queues"],
+    "formats": ["message formats", "serialization formats"],
+    "security": ["security"],
+    "design": ["application design"],
+    "operations": ["production engineering", "operations"],
+}
+
+
+def front_matter(page: Path) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", page.read_text(encoding="utf-8"), flags=re.S)
+    return yaml.safe_load(match[1]) if match else {}
+
+
+def nav_chapters() -> set[str]:
+    files = nav_files(load_mkdocs()["nav"])
+    return {f.split("/")[0] for f in files if f.split("/")[0] in CHAPTERS}
+
+
+def test_home_page_lists_every_chapter_in_the_nav_and_promises_none_that_is_not():
+    """The home page's chapter list is the nav's chapters, no more, no fewer; and neither
+    the home page nor the site's or any page's description names a chapter still to come."""
+    home = (DOCS / "index.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"\]\(([\w-]+)/index\.md\)", home)) & set(CHAPTERS)
+    chapters = nav_chapters()
+    assert chapters - listed == set(), "chapters in the nav but not on the home page"
+    assert listed - chapters == set(), "chapters on the home page but not in the nav"
+    assert "(paths/broad.md){ .md-button" in home, "the home page's Start here button"
+    promises = {
+        "docs/index.md": home,
+        "mkdocs.yml site_description": load_mkdocs()["site_description"],
+    }
+    for page in PAGES:
+        promises[f"{rel(page)} description"] = str(front_matter(page).get("description", ""))
+    for slug, names in CHAPTER_NAMES.items():
+        if slug in chapters:
+            continue
+        for where, text in promises.items():
+            for name in names:
+                assert not re.search(rf"\b{name}\b", text, flags=re.I), f"{where} names {name}"
+
+
+def test_every_page_has_its_own_description():
+    """Search engines and link previews show it; the site-wide one is for none of them."""
+    seen = {}
+    for page in PAGES:
+        description = front_matter(page).get("description")
+        assert description and 40 <= len(description) <= 200, f"{rel(page)}: description"
+        assert description not in seen, f"{rel(page)} repeats {seen.get(description)}"
+        seen[description] = rel(page)
+
+
+def test_the_promise_check_catches_a_planned_chapter():
+    assert any(re.search(rf"\b{n}\b", "Proxies, messaging and security", re.I)
+               for names in CHAPTER_NAMES.values() for n in names)  # fmt: skip

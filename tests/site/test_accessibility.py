@@ -11,15 +11,15 @@ what the tests check is the key model itself (contexts told apart, script text l
 out) and that each half of axe still catches what it is for. What the keys do not see
 — attributes other than class, states such as an open tab, elements added by script —
 is a known limit of the cover. Notebook pages are styled by mkdocs-jupyter's own CSS,
-so their keys count as keys of their own; so does each kind of Mermaid diagram. On each
-cover page, axe sees one element of each kind (ONE_OF_EACH_KIND): the same key model,
-applied in the page, and a test that a faded code token is still caught after it.
+so their keys count as keys of their own. Diagrams are SVG images (`make diagrams`): axe
+sees an image and its alt text, not the drawing. On each cover page, axe sees one element
+of each kind (ONE_OF_EACH_KIND): the same key model, applied in the page, and a test that a
+faded code token is still caught after it.
 """
 
 from __future__ import annotations
 
 import html.parser
-import re
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,6 @@ ONLY_COLOUR = {"resultTypes": ["violations"], "runOnly": {"type": "rule", "value
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}  # fmt: skip
 UNSTYLED = {"script", "style", "noscript", "svg", "template"}  # no text axe would check
-MERMAID = re.compile(r'<pre class="mermaid"><code>\s*(\w+)')
 
 
 class StyledElements(html.parser.HTMLParser):
@@ -68,7 +67,7 @@ def styled_keys(html: str) -> set[str]:
     keys = parser.keys
     if "highlight-ipynb" in html:
         keys = {f"ipynb:{key}" for key in keys}
-    return keys | {f"mermaid:{kind}" for kind in MERMAID.findall(html)}
+    return keys
 
 
 def colour_cover(site: Path) -> tuple[list[str], set[str], set[str]]:
@@ -150,7 +149,6 @@ ONE_OF_EACH_KIND = """() => {
 def test_colour_rules_in_light_and_dark_and_every_rule_on_code(visit, cover: list[str], part: int):
     for path in cover[part::PARTS]:
         visit.page.goto(visit.base + path, wait_until="networkidle")
-        visit.page.wait_for_function("() => !document.querySelector('pre.mermaid')")  # drawn
         pruned = visit.page.evaluate(ONE_OF_EACH_KIND)
         assert pruned["after"] == pruned["before"], f"{path}: a kind of element was lost"
         if visit.page.locator("pre").count():  # axe refuses an include that matches nothing
@@ -169,7 +167,6 @@ def test_styled_keys_tell_contexts_apart_and_skip_what_is_not_text():
     assert styled_keys("<script>var x = '<b>';</script><br><i>x</i>") == {">br.", ">i."}
     notebook = styled_keys('<div class="highlight-ipynb"><span class="k">def</span></div>')
     assert all(key.startswith("ipynb:") for key in notebook)
-    assert "mermaid:flowchart" in styled_keys('<pre class="mermaid"><code>flowchart LR')
 
 
 def test_the_split_rule_sets_still_catch_what_they_are_for(visit: Visit):

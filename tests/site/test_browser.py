@@ -1,49 +1,83 @@
 """The site's shared behaviour in a real browser (Debian's Chromium via Playwright):
-search works, diagrams draw from the vendored library (also after instant navigation),
+search works, diagrams show as SVG images (also after instant navigation),
 the copy button copies, dark mode toggles — with no off-origin request and no console
 error. Every page's own checks are in test_pages.py."""
 
 from __future__ import annotations
 
+import json
+
 from tests.site.conftest import Visit
 from tests.site.test_pages import clean
 
-MERMAID_SVG = """() => {
-  const diagram = document.querySelector("div.mermaid");
-  return diagram && diagram.shadowRoot && diagram.shadowRoot.querySelector("svg") !== null;
-}"""
+DIAGRAM_SHOWN = """() => [...document.querySelectorAll(".diagram img")]
+  .some(i => i.getClientRects().length && i.complete && i.naturalWidth > 0)"""
+
+
+def search(visit: Visit, term: str) -> list[str]:
+    """Type a term into the site's search; the result links, best first."""
+    visit.page.goto(visit.base, wait_until="networkidle")
+    box = visit.page.locator("input.md-search__input")
+    box.click()
+    visit.page.wait_for_function(
+        "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
+    )
+    # One query for the whole term (typing it key by key ran one per key, and the results
+    # of a shorter query could be read before the last one replaced them).
+    box.fill(term)
+    box.dispatch_event("keyup")  # search reacts to key events
+    results = visit.page.locator(".md-search-result__item > a")
+    results.first.wait_for()
+    return results.evaluate_all("links => links.map(a => a.getAttribute('href'))")
 
 
 def test_search_finds_handshake(visit: Visit):
-    visit.page.goto(visit.base, wait_until="networkidle")
-    search = visit.page.locator("input.md-search__input")
-    search.click()
-    search.press_sequentially("handshake", delay=20)  # search reacts to key events
-    results = visit.page.locator(".md-search-result__item a")
-    results.first.wait_for()
-    hrefs = [results.nth(i).get_attribute("href") for i in range(results.count())]
+    hrefs = search(visit, "handshake")
     assert any("protocols/tcp-udp/" in href for href in hrefs), hrefs
     assert visit.page.locator(".md-search-result mark", has_text="handshake").count() > 0
     clean(visit)
 
 
-def test_mermaid_sequence_diagram_renders_as_svg_from_the_vendored_library(visit: Visit):
-    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
-    visit.page.wait_for_function(MERMAID_SVG)
-    svg_text = visit.page.evaluate(
-        "() => document.querySelector('div.mermaid').shadowRoot.querySelector('svg').textContent"
-    )
-    assert "SYN" in svg_text and "FIN" in svg_text
-    assert any(u.endswith("vendor/mermaid-11.12.0.min.js") for u in visit.requests)
+def test_search_puts_the_pages_that_explain_a_term_first_and_previews_prose(visit: Visit):
+    """The index holds prose, headings and questions, not code (hooks/search_index.py),
+    and a page's front-matter `tags` (the terms it explains) outrank a word that is merely
+    frequent: Material's search splits a query at hyphens, so "TIME-WAIT" is "time" or
+    "wait", and without the tag a page that says "time" often came first."""
+    hol = search(visit, "head-of-line")
+    assert any(f"protocols/{page}/" in hol[0] for page in ("http1", "http2", "http3")), hol
+    assert visit.page.locator(".md-search-result pre").count() == 0
+    time_wait = search(visit, "TIME-WAIT")
+    assert "protocols/tcp-udp/" in time_wait[0], time_wait
     clean(visit)
 
 
-def test_mermaid_renders_after_instant_navigation_from_a_page_without_diagrams(visit: Visit):
+def test_the_search_index_has_prose_and_questions_but_no_code(built_site):
+    index = json.loads((built_site.directory / "search/search_index.json").read_text())
+    text = " ".join(doc["text"] for doc in index["docs"])
+    assert "three-way handshake" in text and "How many <code>recv()</code> calls" in text
+    assert "class EchoHandler" not in text  # a snippet's code, on the TCP page
+    assert "<pre" not in text
+
+
+def test_the_sequence_diagram_is_an_svg_image_with_the_handshake_in_it(visit: Visit):
+    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
+    diagram = visit.page.locator(".diagram img").first
+    diagram.scroll_into_view_if_needed()  # it loads lazily
+    visit.page.wait_for_function(DIAGRAM_SHOWN)
+    src = diagram.evaluate("i => i.currentSrc")
+    svg = visit.page.request.get(src)
+    assert svg.ok and svg.headers["content-type"].startswith("image/svg+xml")
+    assert "SYN" in svg.text() and "FIN" in svg.text() and "<script" not in svg.text()
+    assert not [u for u in visit.requests if u.endswith(".js") and "mermaid" in u]
+    clean(visit)
+
+
+def test_a_diagram_shows_after_instant_navigation_from_a_page_without_diagrams(visit: Visit):
     visit.page.goto(visit.base + "paths/broad/", wait_until="networkidle")
-    assert not any("mermaid-11" in u for u in visit.requests)  # not loaded where not needed
     visit.page.locator("article a[href*='tcp-udp']").first.click()
     visit.page.wait_for_url("**/protocols/tcp-udp/")
-    visit.page.wait_for_function(MERMAID_SVG)
+    visit.page.locator(".diagram img").first.scroll_into_view_if_needed()
+    visit.page.wait_for_function(DIAGRAM_SHOWN)
     clean(visit)
 
 

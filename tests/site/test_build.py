@@ -27,10 +27,32 @@ def test_every_page_loads_its_assets_from_the_site_itself(built_site: Build):
             assert not re.match(r"(https?:)?//", url), f"{page.name} loads {url}"
 
 
-def test_mermaid_is_vendored_and_served_locally(built_site: Build):
-    vendored = built_site.directory / "assets/javascripts/vendor/mermaid-11.12.0.min.js"
-    assert vendored.stat().st_size > 1_000_000
-    loader = (built_site.directory / "assets/javascripts/mermaid-local.js").read_text()
-    code = re.sub(r"/\*.*?\*/", "", loader, flags=re.S)  # the comment explains the CDN it avoids
-    assert "vendor/mermaid-11.12.0.min.js" in code and "//" not in code.replace("://", "")
-    assert not re.search(r"https?://", code)
+def test_no_page_carries_mermaid_and_every_diagram_image_exists(built_site: Build):
+    """Diagrams reach the reader as SVG files (make diagrams), never as a script."""
+    assert not list(built_site.directory.rglob("*mermaid*")), "Mermaid is in the site"
+    shown = 0
+    for page in built_site.directory.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        assert 'class="mermaid"' not in html and "mermaid.js" not in html, page
+        for src in re.findall(r'<img [^>]*src="([^"#]*diagrams/[^"#]+\.svg)#only-', html):
+            assert (page.parent / src).resolve().is_file(), f"{page}: {src}"
+            shown += 1
+    assert shown >= 40
+
+
+def test_notebook_pages_link_one_cached_stylesheet_and_their_ipynb(built_site: Build):
+    """hooks/notebooks.py: no inline CSS, no dormant script, one shared stylesheet; the
+    download button's .ipynb is there."""
+    notebooks = sorted(p.parent for p in built_site.directory.rglob("*.ipynb"))
+    assert len(notebooks) >= 3
+    sheets = set()
+    for folder in notebooks:
+        html = (folder / "index.html").read_text(encoding="utf-8")
+        assert "<style" not in html and '<script src="">' not in html, folder
+        assert "mathjax" not in html.lower() and "jp-Mermaid" not in html, folder
+        sheets |= set(re.findall(r'href="((?:\.\./)+assets/stylesheets/jupyter\.\w+\.css)"', html))
+        download = re.search(r'<a href="([\w-]+\.ipynb)" download', html)
+        assert download and (folder / download[1]).is_file(), folder
+    assert len(sheets) == 1, sheets  # the same file on every notebook page: cached once
+    sheet = (notebooks[0] / sheets.pop()).resolve()
+    assert sheet.stat().st_size > 100_000 and ".jupyter-wrapper" in sheet.read_text("utf-8")

@@ -1,0 +1,165 @@
+"""`make bench-pages`: what a reader's browser pays for each kind of page (not in `make test`).
+
+    make bench-pages                       # or: .venv/bin/python -m tests.bench_pages
+    .venv/bin/python -m tests.bench_pages --site /tmp/other/site   # a site built elsewhere
+
+Builds the site, serves it on 127.0.0.1 gzip-compressed (as GitHub Pages serves it), and
+runs Lighthouse 12.2.3 (installed with npm into ~/.cache/backend-fundamentals/lighthouse
+the first time; needs Node 18+ and Chromium) in its mobile and desktop presets on a fixed
+set of pages: home, one topic per chapter, one notebook, one lab. It prints a Markdown
+table: performance and accessibility scores, total blocking time, largest contentful
+paint, the bytes transferred (gzip) and their ratio to the same article as bare HTML
+(the <article> element alone, gzip-compressed): what the reader came for, against what
+they downloaded. Lighthouse simulates a slow phone from a trace of this machine, so a
+busy machine moves TBT and the score a little; the transfer is exact.
+Targets (issue 11): topic page mobile performance >= 95, TBT < 200 ms, accessibility 100,
+topic page <= 200 KB, notebook page <= 250 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIGHTHOUSE = "12.2.3"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backend-fundamentals"
+CHROMIUM = os.environ.get("CHROME_PATH", "/usr/bin/chromium")
+# home, one topic per chapter (one with a diagram), one notebook, one lab
+PAGES = {
+    "home": "",
+    "topic protocols": "protocols/tcp-udp/",
+    "topic servers": "servers/nginx/",
+    "topic databases": "databases/isolation/",
+    "notebook": "protocols/nagle-lab/",
+    "lab": "protocols/lab-http-server/",
+}
+COMPRESSIBLE = (".html", ".css", ".js", ".json", ".svg", ".map", ".txt", ".xml", ".ipynb")
+
+
+def lighthouse() -> list[str]:
+    cli = CACHE / "lighthouse" / "node_modules" / "lighthouse" / "cli" / "index.js"
+    if not cli.exists():
+        (CACHE / "lighthouse").mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--exact", f"lighthouse@{LIGHTHOUSE}"],
+            cwd=CACHE / "lighthouse",
+            check=True,
+        )
+    return ["node", str(cli)]
+
+
+class GzipHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files, text types gzip-compressed when the client accepts it."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def send_head(self):  # noqa: ANN201 - the base class's contract
+        path = Path(self.translate_path(self.path))
+        if path.is_dir():
+            path = path / "index.html"
+        accepts = "gzip" in self.headers.get("Accept-Encoding", "")
+        if not (accepts and path.is_file() and path.suffix in COMPRESSIBLE):
+            return super().send_head()
+        body = gzip.compress(path.read_bytes(), 6)
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
+
+
+def bare_article(site: Path, path: str) -> int:
+    """The page's <article> as bare HTML, gzip-compressed: what the reader came for."""
+    html = (site / path / "index.html").read_text("utf-8")
+    match = re.search(r"<article\b.*?</article>", html, re.S)
+    article = match[0] if match else html
+    article = re.sub(r"<(script|style)\b.*?</\1>", "", article, flags=re.S)
+    return len(gzip.compress(f"<!doctype html><meta charset=utf-8>{article}".encode(), 9))
+
+
+def audit(cli: list[str], url: str, preset: str, out: Path) -> dict:
+    flags = [
+        "--quiet",
+        "--output=json",
+        f"--output-path={out}",
+        "--only-categories=performance,accessibility",
+        "--chrome-flags=--headless=new --no-sandbox --disable-gpu",
+    ]
+    if preset == "desktop":
+        flags.append("--preset=desktop")
+    subprocess.run([*cli, url, *flags], check=True, env={**os.environ, "CHROME_PATH": CHROMIUM})
+    report = json.loads(out.read_text())
+    audits = report["audits"]
+    return {
+        "performance": round(report["categories"]["performance"]["score"] * 100),
+        "accessibility": round(report["categories"]["accessibility"]["score"] * 100),
+        "tbt": audits["total-blocking-time"]["numericValue"],
+        "lcp": audits["largest-contentful-paint"]["numericValue"],
+        "transfer": audits["total-byte-weight"]["numericValue"],
+    }
+
+
+def build(into: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(into)],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    return into
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site", type=Path, help="a built site (default: build this one)")
+    parser.add_argument("--presets", default="mobile,desktop")
+    parser.add_argument("--pages", help="comma-separated names from PAGES (default: all)")
+    args = parser.parse_args()
+    if not shutil.which("node"):
+        sys.exit("make bench-pages needs Node.js 18+ (apt-get install nodejs npm)")
+    cli = lighthouse()
+    with tempfile.TemporaryDirectory() as tmp:
+        site = args.site or build(Path(tmp) / "site")
+        handler = functools.partial(GzipHandler, directory=str(site))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        names = args.pages.split(",") if args.pages else list(PAGES)
+        print("| page | preset | performance | accessibility | TBT | LCP | transfer (gzip) "
+              "| bare article (gzip) | ratio |")  # fmt: skip
+        print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+        try:
+            for name in names:
+                path = PAGES[name]
+                bare = bare_article(site, path)
+                for preset in args.presets.split(","):
+                    r = audit(cli, base + path, preset, Path(tmp) / "report.json")
+                    print(
+                        f"| {name} (`/{path}`) | {preset} | {r['performance']} | "
+                        f"{r['accessibility']} | {r['tbt']:.0f} ms | {r['lcp'] / 1000:.1f} s | "
+                        f"{r['transfer'] / 1024:.0f} KB | {bare / 1024:.0f} KB | "
+                        f"{r['transfer'] / bare:.0f}x |",
+                        flush=True,
+                    )
+        finally:
+            server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

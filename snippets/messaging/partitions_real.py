@@ -87,8 +87,8 @@ async def jetstream(url: str, same_id: bool = True, ack_first: bool = False) -> 
         second = await js.publish(f"{name}.new", b"order 1", headers={"Nats-Msg-Id": again})
         stored = (await js.stream_info(name)).state.messages
         sub = await js.pull_subscribe(f"{name}.>", config=ConsumerConfig(ack_wait=ACK_WAIT))
+        asked = time.monotonic()  # the server cannot deliver (and start its timer) before this
         [msg] = await sub.fetch(1, timeout=5)  # not acked: the consumer "dies"
-        fetched = time.monotonic()
         if ack_first:  # the control: acked, so nothing is owed and nothing comes back
             await msg.ack_sync()
             try:
@@ -98,7 +98,7 @@ async def jetstream(url: str, same_id: bool = True, ack_first: bool = False) -> 
             await js.delete_stream(name)
             return {"redelivered": again}
         [redelivered] = await sub.fetch(1, timeout=5)  # arrives once ack wait has passed
-        waited = time.monotonic() - fetched
+        waited = time.monotonic() - asked
         await redelivered.ack()
         await js.delete_stream(name)
         return {

@@ -57,21 +57,28 @@ def out_of_order(seen: list[tuple[str, int]], per_key: bool) -> int:
 
 
 # --8<-- [start:group]
-def rebalance_after_a_crash(topic: Topic, crash_after: int) -> dict[str, int]:
-    """Consumers A and B split the partitions (A: 0, 1; B: 2, 3) and commit after each batch.
-    A dies after processing `crash_after` records of a batch, before committing it. The
-    group gives A's partitions to B, which starts at A's committed offsets."""
+def rebalance_after_a_crash(
+    topic: Topic, crash_after: int, commit_first: bool = False
+) -> dict[str, int]:
+    """Consumers A and B split the partitions (A: 0, 1; B: 2, 3) and commit once per batch:
+    after processing it (at-least-once), or with commit_first before (at-most-once). A dies
+    after processing `crash_after` records of a batch. The group gives A's partitions to
+    B, which starts at A's committed offsets."""
     committed = [0] * PARTITIONS
     processed: list[tuple[str, int]] = []
     for p in (0, 1):  # A
         records = topic.partitions[p]
         while committed[p] < len(records):
             batch = records[committed[p] : committed[p] + BATCH]
-            if p == 1 and committed[p] + BATCH > len(records) // 2:  # A dies mid-partition
+            dies = p == 1 and committed[p] + BATCH > len(records) // 2  # A dies mid-partition
+            if commit_first:
+                committed[p] += len(batch)
+            if dies:
                 processed += batch[:crash_after]
                 break
             processed += batch
-            committed[p] += len(batch)
+            if not commit_first:
+                committed[p] += len(batch)
     for p in range(PARTITIONS):  # B: its own partitions, then A's from A's commits
         processed += topic.partitions[p][committed[p] :]
     total = sum(len(records) for records in topic.partitions)
@@ -88,11 +95,12 @@ def rebalance_after_a_crash(topic: Topic, crash_after: int) -> dict[str, int]:
 
 def main() -> None:
     rng = random.Random(7)
+    keys = [rng.choice(KEYS) for _ in range(EVENTS)]  # the same events for both runs
     print(f"{EVENTS} events over {len(KEYS)} keys, {PARTITIONS} partitions, consumed in parallel:")
     for by_key in (True, False):
         topic = Topic()
-        for seq in range(EVENTS):
-            topic.append(rng.choice(KEYS), seq, by_key, rng)
+        for seq, key in enumerate(keys):
+            topic.append(key, seq, by_key, rng)
         seen = consume_all(topic, rng)
         label = "partition = hash(key)" if by_key else "partition = random"
         print(
@@ -100,11 +108,16 @@ def main() -> None:
             f"   out of global order: {out_of_order(seen, per_key=False):>3}"
         )
     topic = Topic()
-    for seq in range(EVENTS):
-        topic.append(rng.choice(KEYS), seq)
-    print(f"consumer group, A dies {BATCH // 2} records into a batch it has not committed:")
-    for name, count in rebalance_after_a_crash(topic, BATCH // 2).items():
-        print(f"  {name}: {count}")
+    for seq, key in enumerate(keys):
+        topic.append(key, seq)
+    print(f"consumer group, A dies {BATCH // 2} records into a batch of {BATCH}:")
+    print(f"  {'commit':<18} {'records':>7} {'processed':>9} {'lost':>4} {'processed twice':>15}")
+    for label, commit_first in (("after processing", False), ("before processing", True)):
+        got = rebalance_after_a_crash(topic, BATCH // 2, commit_first)
+        print(
+            f"  {label:<18} {got['records']:>7} {got['processed']:>9} {got['lost']:>4}"
+            f" {got['processed twice']:>15}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
 
 import nats
+import nats.errors
 import redis
 from nats.js.api import ConsumerConfig
 
 N = 10
+ACK_WAIT = 0.5  # seconds JetStream waits for an ack before it redelivers
 
 
 def urls() -> tuple[str, str]:
@@ -33,8 +36,10 @@ def urls() -> tuple[str, str]:
 
 # --8<-- [start:redis]
 def redis_group(url: str, acked: int = 6, min_idle_ms: int = 0) -> dict[str, int]:
-    """Consumer A reads 8 of N entries in group `billing`, acks `acked` of them and dies.
-    Consumer B claims A's pending entries that have been idle at least `min_idle_ms`."""
+    """Consumer A reads 8 of N entries in group `billing`, acks `acked` of them and stops
+    (it never acks or reads again: to Redis, a crashed consumer looks exactly like that,
+    since a group does not track whether its consumers are alive). Consumer B claims A's
+    pending entries that have been idle at least `min_idle_ms`."""
     stream = f"orders-{uuid.uuid4().hex[:8]}"
     with redis.Redis.from_url(url, socket_timeout=5, decode_responses=True) as r:
         try:
@@ -43,7 +48,7 @@ def redis_group(url: str, acked: int = 6, min_idle_ms: int = 0) -> dict[str, int
             r.xgroup_create(stream, "billing", id="0")
             [[_, entries]] = r.xreadgroup("billing", "A", {stream: ">"}, count=N - 2)
             r.xack(stream, "billing", *[entry_id for entry_id, _ in entries[:acked]])
-            # A is gone. What the group still owes: entries delivered, never acked.
+            # A is silent from here on. What the group still owes: delivered, never acked.
             pending = r.xpending(stream, "billing")["pending"]
             _next, claimed, _deleted = r.xautoclaim(
                 stream, "billing", "B", min_idle_time=min_idle_ms, start_id="0-0"
@@ -53,7 +58,7 @@ def redis_group(url: str, acked: int = 6, min_idle_ms: int = 0) -> dict[str, int
             return {
                 "read by A": len(entries),
                 "acked by A": acked,
-                "pending after A died": pending,
+                "pending after A went silent": pending,
                 "claimed by B": len(claimed),
                 "times each was delivered": max(
                     (d["times_delivered"] for d in delivered), default=0
@@ -68,9 +73,10 @@ def redis_group(url: str, acked: int = 6, min_idle_ms: int = 0) -> dict[str, int
 
 
 # --8<-- [start:jetstream]
-async def jetstream(url: str, same_id: bool = True) -> dict[str, int]:
+async def jetstream(url: str, same_id: bool = True, ack_first: bool = False) -> dict[str, int]:
     """Publish one order twice with a Nats-Msg-Id (the same id, or two ids); then fetch it
-    with a 0.5 s ack wait, do not ack, and fetch again."""
+    with a 0.5 s ack wait, do not ack (with ack_first: ack it, the control), and fetch
+    again, timing how long the second fetch took."""
     name = f"ORDERS{uuid.uuid4().hex[:8]}"
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
     try:
@@ -80,9 +86,19 @@ async def jetstream(url: str, same_id: bool = True) -> dict[str, int]:
         again = "order-1" if same_id else "order-1b"
         second = await js.publish(f"{name}.new", b"order 1", headers={"Nats-Msg-Id": again})
         stored = (await js.stream_info(name)).state.messages
-        sub = await js.pull_subscribe(f"{name}.>", config=ConsumerConfig(ack_wait=0.5))
+        sub = await js.pull_subscribe(f"{name}.>", config=ConsumerConfig(ack_wait=ACK_WAIT))
+        asked = time.monotonic()  # the server cannot deliver (and start its timer) before this
         [msg] = await sub.fetch(1, timeout=5)  # not acked: the consumer "dies"
+        if ack_first:  # the control: acked, so nothing is owed and nothing comes back
+            await msg.ack_sync()
+            try:
+                again = len(await sub.fetch(1, timeout=2 * ACK_WAIT))
+            except nats.errors.TimeoutError:
+                again = 0
+            await js.delete_stream(name)
+            return {"redelivered": again}
         [redelivered] = await sub.fetch(1, timeout=5)  # arrives once ack wait has passed
+        waited = time.monotonic() - asked
         await redelivered.ack()
         await js.delete_stream(name)
         return {
@@ -91,6 +107,7 @@ async def jetstream(url: str, same_id: bool = True) -> dict[str, int]:
             "messages stored": stored,
             "first delivery's count": msg.metadata.num_delivered,
             "redelivery's count": redelivered.metadata.num_delivered,
+            f"came back after the {ACK_WAIT} s ack wait": int(waited >= ACK_WAIT),
             "same stream sequence": int(
                 msg.metadata.sequence.stream == first.seq == redelivered.metadata.sequence.stream
             ),
@@ -104,7 +121,7 @@ async def jetstream(url: str, same_id: bool = True) -> dict[str, int]:
 
 def main() -> None:
     redis_url, nats_url = urls()
-    print(f"Redis Stream consumer group, {N} entries, consumer A dies:")
+    print(f"Redis Stream consumer group, {N} entries, consumer A stops acking:")
     for name, count in redis_group(redis_url).items():
         print(f"  {name}: {count}")
     print("NATS JetStream, one order published twice with the same Nats-Msg-Id:")

@@ -23,7 +23,8 @@ BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend, and for its response h
 VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 4)
 # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
-# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded.
+# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the
+# proxy credentials (§11.7) this proxy consumes.
 HOP_BY_HOP = {
     "connection",
     "keep-alive",

@@ -24,7 +24,8 @@ MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
 # drips one byte every 0.6 s must still be cut off after 1 s (stage 4).
 CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
 BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend and for its head; then 504 (stage 4)
-# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded (stage 4).
+# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the
+# proxy credentials (§11.7) this proxy consumes (stage 4).
 HOP_BY_HOP = {
     "connection",
     "keep-alive",

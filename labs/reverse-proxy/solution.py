@@ -11,12 +11,20 @@ import contextlib
 import itertools
 import socket
 import threading
+import time
 
 HOST = "127.0.0.1"
 MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
+# A deadline for the whole head, not a limit per recv(): a client dripping one byte every
+# 0.6 s would pass a per-recv timeout for as long as it likes (HAProxy's `timeout
+# http-request` is likewise "the maximum allowed time to wait for a complete HTTP request").
 CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
-BACKEND_TIMEOUT = 1.0  # seconds a backend has to answer; then 504 (stage 4)
-# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded.
+BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend, and for its response head; then 504
+VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 4)
+# RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the
+# proxy credentials (§11.7) this proxy consumes.
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -50,17 +58,24 @@ class Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self.buffer = sock, b""
 
-    def read_head(self, limit: int, too_big: HttpError) -> bytes | None:
-        """Up to and including the blank line; None if the peer closed before any byte."""
+    def read_head(self, limit: int, too_big: HttpError, seconds: float) -> bytes | None:
+        """Up to and including the blank line; None if the peer closed before any byte.
+        TimeoutError if the whole head has not arrived `seconds` after the call."""
+        deadline = time.monotonic() + seconds
         while (end := self.buffer.find(b"\r\n\r\n")) < 0:
             if len(self.buffer) > limit:
                 raise too_big
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the head did not arrive in time")
+            self.sock.settimeout(left)
             chunk = self.sock.recv(65536)
             if not chunk:
                 if self.buffer:
                     raise HttpError(400, "closed in the middle of a head")
                 return None
             self.buffer += chunk
+        self.sock.settimeout(seconds)  # for the body: a limit per recv()
         if end + 4 > limit:
             raise too_big
         head, self.buffer = self.buffer[: end + 4], self.buffer[end + 4 :]
@@ -148,19 +163,28 @@ def exchange(
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     """Send one request upstream, read its response: (status line, fields, body)."""
     for attempt in range(2):
-        upstream, reused = pool.take(backend)
+        try:
+            upstream, reused = pool.take(backend)
+        except TimeoutError:  # RFC 9110 §15.6.5: no timely answer from upstream
+            raise HttpError(504, "could not connect to the backend in time") from None
+        except OSError as error:  # refused, unreachable: RFC 9110 §15.6.3, invalid upstream
+            raise HttpError(502, f"could not connect to the backend ({error.strerror})") from None
         try:
             upstream.sock.sendall(request)
-            head = upstream.read_head(64 * 1024, HttpError(502, "response head too large"))
+            head = upstream.read_head(
+                64 * 1024, HttpError(502, "response head too large"), BACKEND_TIMEOUT
+            )
         except TimeoutError:
             upstream.sock.close()
             raise HttpError(504, "the backend did not answer in time") from None
         except OSError:
             upstream.sock.close()
             head = None
-        if head is None:  # closed: an idle pooled connection the backend had dropped
-            if reused and attempt == 0:
-                continue  # nothing was processed: safe to send again on a new connection
+        if head is None:  # closed without a response byte: maybe an idle pooled connection
+            # the backend had dropped, maybe a crash after it acted on the request. Only an
+            # idempotent request may be sent again (RFC 9110 §9.2.2); a POST gets 502.
+            if reused and attempt == 0 and method in IDEMPOTENT:
+                continue
             raise HttpError(502, "the backend closed the connection")
         try:
             status, fields = parse_head(head, HttpError(502, "malformed response header"))
@@ -210,11 +234,12 @@ def error_response(status: int, detail: str) -> bytes:
 
 def handle_client(sock: socket.socket, peer: str, pool: Pool) -> None:
     client = Conn(sock)
-    sock.settimeout(CLIENT_TIMEOUT)
     with sock:
         while True:
             try:
-                head = client.read_head(MAX_HEAD_BYTES, HttpError(431, "request head too large"))
+                head = client.read_head(
+                    MAX_HEAD_BYTES, HttpError(431, "request head too large"), CLIENT_TIMEOUT
+                )
                 if head is None:
                     return
                 bad = HttpError(400, "malformed request")
@@ -230,6 +255,9 @@ def handle_client(sock: socket.socket, peer: str, pool: Pool) -> None:
                 prior = get(forwarded, "x-forwarded-for")
                 forwarded = [(k, v) for k, v in forwarded if k.lower() != "x-forwarded-for"]
                 forwarded.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
+                via = get(forwarded, "via")
+                forwarded = [(k, v) for k, v in forwarded if k.lower() != "via"]
+                forwarded.append(("Via", f"{via}, {VIA}" if via else VIA))
                 if body or get(fields, "content-length") is not None:
                     forwarded = [(k, v) for k, v in forwarded if k.lower() != "content-length"]
                     forwarded.append(("Content-Length", str(len(body))))

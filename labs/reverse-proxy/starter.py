@@ -20,9 +20,12 @@ import threading
 
 HOST = "127.0.0.1"
 MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
+# CLIENT_TIMEOUT is a deadline for the whole head, not a limit per recv(): a client that
+# drips one byte every 0.6 s must still be cut off after 1 s (stage 4).
 CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
-BACKEND_TIMEOUT = 1.0  # seconds a backend has to answer; then 504 (stage 4)
-# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded (stage 4).
+BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend and for its head; then 504 (stage 4)
+# Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the
+# proxy credentials (§11.7) this proxy consumes (stage 4).
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -47,9 +50,11 @@ def handle_client(sock: socket.socket, peer: str, backends: list[tuple[str, int]
         #   connections, shared by all client threads, instead of opening one per request.
         # TODO stage 3: choose the backend in turn (round robin), one pool per backend.
         # TODO stage 4: 400 for a malformed request, 431 over MAX_HEAD_BYTES, 408 after
-        #   CLIENT_TIMEOUT, 504 after BACKEND_TIMEOUT, 502 for a response that is not HTTP;
-        #   drop HOP_BY_HOP headers (and those named in Connection) both ways; append the
-        #   client's address to X-Forwarded-For.
+        #   CLIENT_TIMEOUT, 504 after BACKEND_TIMEOUT, 502 for a response that is not HTTP
+        #   and for a backend that refuses the connection; never retry a POST (only
+        #   idempotent methods, RFC 9110 §9.2.2); drop HOP_BY_HOP headers (and those named
+        #   in Connection) both ways; add Via: 1.1 <name>; append the client's address to
+        #   X-Forwarded-For.
         body = b"not implemented yet\n"
         with contextlib.suppress(OSError):
             sock.sendall(

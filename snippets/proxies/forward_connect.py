@@ -62,7 +62,7 @@ def start_origin(body: bytes, tls: ssl.SSLContext | None = None) -> socket.socke
 
 
 # --8<-- [start:tunnel]
-TIMEOUT = 2.0  # seconds a client has to send its request head
+TIMEOUT = 2.0  # seconds a client has to send its whole request head (a deadline)
 MAX_HEAD = 8192  # bytes of request head; more gets 431
 
 
@@ -87,13 +87,14 @@ class ConnectProxy:
             threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     def handle(self, client: socket.socket) -> None:
-        client.settimeout(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT  # for the whole head, not per recv()
         with client:
             head = b""
             while b"\r\n\r\n" not in head:
                 try:
+                    client.settimeout(max(deadline - time.monotonic(), 0.001))
                     chunk = client.recv(4096)
-                except TimeoutError:  # a silent client is dropped, not waited on
+                except TimeoutError:  # a silent or slow client is dropped, not waited on
                     return
                 if not chunk:
                     return
@@ -107,10 +108,18 @@ class ConnectProxy:
             if method != "CONNECT":
                 client.sendall(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n")
                 return
-            host, _, port = target.rpartition(":")
+            host, colon, port = target.rpartition(":")
+            if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+                # authority-form is host:port (RFC 9112 §3.2.3); RFC 9110 §9.3.6: "A server
+                # MUST reject a CONNECT request that targets an empty or invalid port number"
+                client.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                return
             try:
                 upstream = socket.create_connection((host, int(port)), timeout=5)
-            except (OSError, ValueError):
+            except TimeoutError:  # RFC 9110 §15.6.5
+                client.sendall(b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n")
+                return
+            except OSError:  # refused, unknown host, unreachable: RFC 9110 §15.6.3
                 client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                 return
             with upstream:

@@ -111,6 +111,12 @@ def build_v2(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
 
 
 # --8<-- [start:backend]
+# proxy-protocol.txt §2: the receiver "may apply a short timeout and decide to abort the
+# connection if the protocol header is not seen within a few seconds (at least 3 seconds
+# to cover a TCP retransmit)".
+HEADER_TIMEOUT = 3.0
+
+
 class Backend:
     """Reads a PROXY v2 header (if `expect_header`) from trusted peers only, then one line
     of application data; records (peer, parsed header or error, data) per connection."""
@@ -132,7 +138,10 @@ class Backend:
             threading.Thread(target=self.serve, args=(conn, peer), daemon=True).start()
 
     def serve(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        conn.settimeout(1)  # a slow or silent sender is dropped, not waited on forever
+        # One deadline for the whole header, so a sender that drips it a byte at a time is
+        # dropped as surely as a silent one (a timeout per recv() would restart each byte).
+        deadline = time.monotonic() + HEADER_TIMEOUT
+        conn.settimeout(HEADER_TIMEOUT)
         data, result = b"", "no header expected"
         try:
             with conn:
@@ -140,9 +149,9 @@ class Backend:
                     result = f"refused: {peer[0]} is not a trusted proxy"
                     return
                 if self.expect_header:
-                    data = self.read_until(conn, data, 16)  # the fixed part, checked,
-                    length = parse_fixed(data)[3]
-                    data = self.read_until(conn, data, 16 + length)  # then the rest
+                    data = self.read_until(conn, data, 16, deadline)  # the fixed part,
+                    length = parse_fixed(data)[3]  # checked,
+                    data = self.read_until(conn, data, 16 + length, deadline)  # the rest
                     result, used = parse_v2(data)
                     data = data[used:]
                 while b"\n" not in data and len(data) < 1024:  # one line of application data
@@ -160,12 +169,17 @@ class Backend:
             self.done.release()
 
     @staticmethod
-    def read_until(conn: socket.socket, data: bytes, size: int) -> bytes:
+    def read_until(conn: socket.socket, data: bytes, size: int, deadline: float) -> bytes:
         while len(data) < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the header did not arrive in time")
+            conn.settimeout(left)
             chunk = conn.recv(size - len(data))
             if not chunk:
                 raise ProxyHeaderError(f"connection closed after {len(data)} header bytes")
             data += chunk
+        conn.settimeout(HEADER_TIMEOUT)  # for the application data
         return data
 
     def last(self) -> tuple[tuple[str, int], ProxyHeader | str, bytes]:
@@ -316,8 +330,11 @@ def raw_header() -> bytes:
         backend = listener.getsockname()[1]
         with (
             running_haproxy(CONFIG, backend=backend, send="send-proxy-v2") as port,
-            socket.create_connection(("127.0.0.1", port), timeout=5) as client,
+            socket.socket() as client,
         ):
+            client.settimeout(5)
+            client.bind((CLIENT_ADDRESS, 0))  # the same client as the other runs
+            client.connect(("127.0.0.1", port))
             client.sendall(b"hello\n")
             listener.settimeout(5)
             conn, _ = listener.accept()

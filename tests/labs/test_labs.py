@@ -375,11 +375,32 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
         1,
     ),
     "no_upstream_pool": ("            if self.idle[backend]:", "            if False:", 2),
+    # http.client reopens a closed connection by itself; stage 2 must still see the close.
+    "closes_every_client_connection": ('version == "HTTP/1.1" and "close"', 'False and "close"', 2),
     "always_the_first_backend": ("return next(self.turn)", "return next(iter(self.idle))", 3),
     "replaces_x_forwarded_for": ('f"{prior}, {peer}" if prior else peer', "peer", 4),
     "forwards_hop_by_hop_headers": (
         "if k.lower() not in HOP_BY_HOP | named]",
         'if k.lower() not in {"connection", "transfer-encoding"}]',
+        4,
+    ),
+    # The fixes of the review of the chapter, each with the wrong proxy it catches:
+    "retries_a_post": ("and method in IDEMPOTENT:", ":", 4),  # RFC 9110 §9.2.2
+    "no_answer_when_a_backend_refuses": (
+        'raise HttpError(502, f"could not connect to the backend ({error.strerror})") from None',
+        "raise",
+        4,
+    ),
+    "connect_timeout_answered_408": (
+        'raise HttpError(504, "could not connect to the backend in time") from None',
+        "raise",
+        4,
+    ),
+    "timeout_per_recv_not_per_head": ("left = deadline - time.monotonic()", "left = seconds", 4),
+    "no_via": ('forwarded.append(("Via", f"{via}, {VIA}" if via else VIA))', "", 4),
+    "forwards_the_clients_connection_header": (
+        "if k.lower() not in HOP_BY_HOP | named]",
+        'if k.lower() not in HOP_BY_HOP - {"connection"} | named]',
         4,
     ),
 }

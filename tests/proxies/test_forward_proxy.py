@@ -81,7 +81,13 @@ def test_the_hand_built_proxy_refuses_bad_input(proxy):
     assert exchange(proxy.port, b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
         b"HTTP/1.1 501 "
     )
-    assert exchange(proxy.port, b"CONNECT nonsense HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 502 ")
+    # No port: a malformed authority-form target (RFC 9112 §3.2.3) is the client's error.
+    assert exchange(proxy.port, b"CONNECT nonsense HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    # A well-formed target that refuses: the proxy could not reach it, 502.
+    with socket.socket() as closed:  # bound, not listening: a connect is refused at once
+        closed.bind(("127.0.0.1", 0))
+        target = f"CONNECT localhost:{closed.getsockname()[1]} HTTP/1.1\r\n\r\n".encode()
+        assert exchange(proxy.port, target).startswith(b"HTTP/1.1 502 ")
     oversized = b"CONNECT a:1 HTTP/1.1\r\nX: " + b"a" * 10000 + b"\r\n\r\n"
     assert exchange(proxy.port, oversized).startswith(b"HTTP/1.1 431 ")
 

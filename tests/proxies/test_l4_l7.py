@@ -52,3 +52,19 @@ def test_a_proxy_hop_costs_round_trip_time_at_either_layer(haproxy_bin):
     # trip. L7 / L4 was 0.90-1.53 over the same runs, so no test orders L4 and L7.
     assert l4_l7.ratio(medians, "tcp", "direct") > 1.1, medians
     assert l4_l7.ratio(medians, "http", "direct") > 1.1, medians
+
+
+def test_one_server_connection_per_backend_belongs_to_the_client_session(backends):
+    """The page's explanation of the 10/1 counts: not `http-reuse` (sharing idle server
+    connections between client sessions) but the one client session keeping its own
+    server connections (max-session-srv-conns, 5 by default): `http-reuse never` counts
+    the same."""
+    never = l4_l7.CONFIG.replace(
+        "    balance roundrobin\n", "    balance roundrobin\n    http-reuse never\n"
+    )
+    assert never != l4_l7.CONFIG
+    l4_l7.reset(backends)
+    with l4_l7.running_haproxy(never, **l4_l7.config_for("http", backends)) as port:
+        l4_l7.one_connection(port, 30)
+    counts = {b.name: (b.requests, b.connections) for b in backends}
+    assert counts == {"b1": (10, 1), "b2": (10, 1), "b3": (10, 1)}, counts

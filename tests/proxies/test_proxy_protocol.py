@@ -5,6 +5,7 @@ oversized and slow headers refused."""
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -35,7 +36,9 @@ def test_haproxys_bytes_are_the_spec_layout_and_parse_completely(haproxy_bin):
     raw = pp.raw_header()
     assert raw[:12] == pp.SIGNATURE and raw[12:16] == bytes([0x21, 0x11, 0x00, 0x0C])
     header, used = pp.parse_v2(raw)
-    assert used == len(raw) == 28 and header.source[0] == "127.0.0.1"
+    assert used == len(raw) == 28
+    # The bytes shown on the page come from the same client as the parsed line under them.
+    assert raw[16:20] == socket.inet_aton(pp.CLIENT_ADDRESS) and header.source[0] == "127.0.0.3"
 
 
 def test_build_and_parse_round_trip_and_local_is_addressless():
@@ -100,5 +103,39 @@ def test_a_silent_client_is_dropped_after_the_timeout_not_waited_on():
             sock.connect(("127.0.0.1", backend.port))
             sock.sendall(GOOD[:10])  # part of a header, then nothing
             assert backend.last()[1] == "dropped: TimeoutError"
+    finally:
+        backend.close()
+
+
+def test_a_client_dripping_its_header_is_dropped_at_the_deadline():
+    """One byte every 0.4 s would take 11 s for the 28-byte header; a timeout per recv()
+    (each byte restarting it) would wait all of it, the 3 s deadline for the whole header
+    does not."""
+    # Noise budget: the backend drops the sender HEADER_TIMEOUT (3 s) after it connected;
+    # last() waits 5 s, a 2 s margin for a busy machine, and a per-recv timeout would
+    # finish the header only after ~11 s, so it cannot pass.
+    backend = pp.Backend(expect_header=True, trusted={pp.CLIENT_ADDRESS})
+    stop = threading.Event()
+
+    def drip(sock: socket.socket) -> None:
+        for byte in GOOD + b"hello\n":
+            if stop.wait(0.4):
+                return
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # dropped
+                return
+
+    try:
+        with socket.socket() as sock:
+            sock.bind((pp.CLIENT_ADDRESS, 0))
+            sock.connect(("127.0.0.1", backend.port))
+            sender = threading.Thread(target=drip, args=(sock,), daemon=True)
+            sender.start()
+            try:
+                assert backend.last()[1] == "dropped: TimeoutError"
+            finally:
+                stop.set()
+                sender.join()
     finally:
         backend.close()

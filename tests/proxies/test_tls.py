@@ -36,8 +36,14 @@ def test_passthrough_hands_the_backend_a_tls_record_routed_on_sni(w, name):
 
 
 def test_passthrough_with_an_unrouted_sni_gets_no_backend(w):
+    """No backend at all, not a wrong one: a route to a would also fail the handshake (with
+    SSLCertVerificationError, an SSLError), so the backends' counters are the evidence."""
+    seen = {name: len(w[name].first_bytes) for name in ("a", "b")}
     with pytest.raises((ssl.SSLError, ConnectionError)):
         tls.through(tls.PASSTHROUGH, w, "c.test")
+    # A backend records its first bytes on arrival, before it sends its certificate, so a
+    # wrong route would have been counted by the time the client's handshake failed.
+    assert {name: len(w[name].first_bytes) for name in ("a", "b")} == seen
 
 
 def test_reencryption_reads_http_at_the_proxy_and_sends_tls_to_the_backend(w):

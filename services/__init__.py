@@ -26,6 +26,7 @@ the test fixtures (tests/services/), `make run` and `make services` pick it up f
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -39,8 +40,29 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+import mirakuru.base
+import psutil  # mirakuru's own dependency
 from mirakuru import Executor
 from mirakuru.exceptions import ProcessExitedWithError
+
+# mirakuru's exit hook kills every process whose `mirakuru_uuid` variable *contains* the
+# exiting process's PID as a substring — meant as "started by me" (the value is
+# "<pid>:<uuid4>"), it also matches another process's "12345:…" when this PID is 234, or a
+# digit run inside someone's uuid. Every Python process that imports this package runs
+# it on exit: an xdist worker finishing early SIGKILLed another worker's PostgreSQL
+# (flake hunt, "exited with -9"). Replaced by the exact check: the value starts with
+# "<our pid>:".
+atexit.unregister(mirakuru.base.cleanup_subprocesses)
+
+
+@atexit.register
+def _kill_what_this_process_started() -> None:
+    prefix = f"{os.getpid()}:"
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if process.environ().get(mirakuru.base.ENV_UUID, "").startswith(prefix):
+                process.kill()
+
 
 # one module per service, in this package
 MODULES = (

@@ -60,3 +60,42 @@ def test_stop_group_kills_a_child_that_ignores_sigterm_after_the_grace():
     # SIGKILL is delivered asynchronously: wait (on the kernel's word) until the child is gone.
     assert wait_until_gone(child, timeout=30) and not group_members(proc.pid)
     proc.stdout.close()
+
+
+# A child that imports `what`, prints its PID and exits when its stdin closes.
+EXITS_ON_EOF = "import sys, {what}; print(__import__('os').getpid(), flush=True); sys.stdin.read()"
+
+
+def sleeper(mirakuru_uuid: str) -> subprocess.Popen:
+    env = {**os.environ, "mirakuru_uuid": mirakuru_uuid}
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+
+
+def survivors_after_exit(what: str) -> tuple[bool, bool]:
+    """(another process's server survives, our own server survives) when a process that
+    imported `what` exits: the other's mirakuru_uuid merely contains our PID."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXITS_ON_EOF.format(what=what)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pid = int(child.stdout.readline())
+    others, ours = sleeper(f"9{pid}:0f1e"), sleeper(f"{pid}:0f1e")
+    try:
+        child.stdin.close()
+        child.wait(timeout=30)  # its exit hook has sent its signals by now
+        # Noise budget: a SIGKILLed sleeper is gone within milliseconds; 5 s each.
+        return not wait_until_gone(others.pid, 5), not wait_until_gone(ours.pid, 5)
+    finally:
+        for proc in (others, ours, child):
+            proc.kill()
+            proc.wait()
+        child.stdout.close()
+
+
+def test_an_exiting_process_kills_only_the_servers_it_started():
+    """mirakuru's own exit hook matches the PID as a substring and kills another process's
+    server (the control); ours, installed by importing `services`, kills only its own."""
+    assert survivors_after_exit("mirakuru.base") == (False, False)
+    assert survivors_after_exit("services") == (True, False)

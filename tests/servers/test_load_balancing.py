@@ -68,7 +68,11 @@ def test_backend_model_queues_requests_first_come_first_served():
 @pytest.fixture
 def pool():
     backends = [lb_health.start_backend(name) for name in ("b1", "b2", "b3")]
-    pool = lb_health.Pool([lb_health.Member(b.server_address) for b in backends])
+    # A crashed backend is refused at once, so no test here needs the snippet's 0.2 s check
+    # timeout; with it, a check of a live backend timed out on a busy machine (flake hunt
+    # run 5: the pytest worker's backend thread was not scheduled within 0.2 s) and the
+    # member missed its rise. The hung-backend test below sets its own short timeout.
+    pool = lb_health.Pool([lb_health.Member(b.server_address) for b in backends], timeout=5.0)
     yield pool, backends
     for backend in backends:
         lb_health.crash(backend)

@@ -366,6 +366,7 @@ LIMIT_CHECK = "    if length > max_size:\n"
         ("ignores_max_size", "    if length > MAX_FRAME:\n"),  # checks the module's constant
         ("off_by_one", "    if length >= max_size:\n"),  # refuses a frame of exactly max_size
     ],
+    ids=["ignores_max_size", "off_by_one"],
 )
 def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(tmp_path: Path, name, new):
     wrong = varint_variant(tmp_path, name, LIMIT_CHECK, new)

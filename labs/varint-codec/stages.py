@@ -64,7 +64,8 @@ def within_deadline(call: Callable[[], Any], what: str) -> Any:
 
 
 class ChunkySocket:
-    """A socket stand-in whose recv() returns at most the next chunk, as TCP may."""
+    """A socket stand-in whose recv() returns at most the next chunk, as TCP may. It has
+    recv() and recv_into(), nothing else."""
 
     def __init__(self, data: bytes, rng: Random) -> None:
         self.data, self.rng = data, rng
@@ -73,6 +74,44 @@ class ChunkySocket:
         take = min(n, self.rng.randint(1, 7), len(self.data))
         chunk, self.data = self.data[:take], self.data[take:]
         return chunk
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        chunk = self.recv(nbytes or len(buffer))
+        memoryview(buffer)[: len(chunk)] = chunk
+        return len(chunk)
+
+
+class PacedSocket:
+    """A real socket whose writer waits until the reader has taken every byte written so
+    far before it writes the next piece: each recv() returns at most one piece, so a frame
+    written in two pieces arrives in two recv() calls in every run, whatever the
+    scheduler does. Other attributes are the socket's own."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.taken, self.changed = sock, 0, threading.Condition()
+
+    def _took(self, n: int) -> None:
+        with self.changed:
+            self.taken += n
+            self.changed.notify_all()
+
+    def recv(self, n: int, *flags: int) -> bytes:
+        data = self.sock.recv(n, *flags)
+        self._took(len(data))
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, *flags: int) -> int:
+        n = self.sock.recv_into(buffer, nbytes, *flags)
+        self._took(n)
+        return n
+
+    def wait_taken(self, total: int) -> bool:
+        """Until the reader has taken `total` bytes; False if it stopped reading."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.taken >= total, timeout=DEADLINE)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
 
 
 def socket_pair(timeout: float = DEADLINE + 1) -> tuple[socket.socket, socket.socket]:
@@ -194,24 +233,34 @@ def test_frames_split_at_random_points(lab_module: ModuleType, rng: Random):
 
 @pytest.mark.stage(3)
 def test_frames_over_a_real_socket(lab_module: ModuleType, rng: Random):
-    """200 frames through a socket pair, written in random pieces by another thread"""
-    payloads = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(200)]
+    """200 frames through a socket pair, written in 300 pieces by another thread"""
+    payloads = [rng.randbytes(rng.randrange(0, 3000)) for _ in range(199)]
+    payloads.insert(0, rng.randbytes(100))  # cut below in the middle of its payload
     stream = b"".join(lab_module.encode_frame(p) for p in payloads)
-    cuts = sorted(rng.sample(range(1, len(stream)), 300))
+    cuts = sorted({51, *rng.sample(range(52, len(stream)), 299)})
     pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-    reader, writer = socket_pair()
+    raw_reader, writer = socket_pair()
+    reader = PacedSocket(raw_reader)
 
     def send() -> None:
         with writer:
+            sent = 0
             for piece in pieces:
                 writer.sendall(piece)
+                sent += len(piece)
+                if not reader.wait_taken(sent):
+                    return  # the reader stopped (a failed check): stop writing
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    with reader:
+    with raw_reader:
         for i, payload in enumerate(payloads):
             got = within_deadline(lambda: lab_module.read_frame(reader), f"frame {i}")
-            assert got == payload, f"frame {i}: expected {len(payload)} bytes, got {got!r:.60}"
+            assert got == payload, (
+                f"frame {i}: expected {len(payload)} bytes, got"
+                f" {None if got is None else len(got)}{'' if got is None else ' bytes'}"
+                " (each recv() returned at most one of the pieces written)"
+            )
         end = within_deadline(lambda: lab_module.read_frame(reader), "at the end")
         assert end is None, f"the writer closed after 200 frames: expected None, got {end!r:.60}"
     sender.join(DEADLINE)
@@ -336,6 +385,42 @@ def test_a_length_over_the_limit_is_refused_before_reading_the_payload(lab_modul
             lambda: lab_module.read_frame(reader, max_size=1 << 20), "a 100 MB frame"
         )
     assert message, message
+
+
+@pytest.mark.stage(5)
+def test_the_limit_is_the_max_size_argument(lab_module: ModuleType):
+    """max_size=1000: a 2,000-byte frame is a CodecError, one of exactly 1,000 bytes is read"""
+    reader, writer = socket_pair()
+    with reader, writer:
+        writer.sendall(lab_module.encode_varint(2000))  # and nothing else, still open
+        expect_error(lambda: lab_module.read_frame(reader, max_size=1000), "2,000 bytes, max 1000")
+    reader, writer = socket_pair()
+    with reader, writer:
+        payload = bytes(range(256)) * 3 + bytes(232)  # exactly 1,000 bytes
+        writer.sendall(lab_module.encode_frame(payload))
+        got = within_deadline(lambda: lab_module.read_frame(reader, max_size=1000), "1,000 bytes")
+        assert got == payload, (
+            f"a frame of exactly max_size=1000 bytes must be accepted: got {got!r:.60}"
+        )
+
+
+@pytest.mark.stage(5)
+def test_the_default_limit_is_one_mib(lab_module: ModuleType):
+    """no max_size: a frame of 1 MiB + 1 byte is a CodecError, one of 1 MiB is read"""
+    reader, writer = socket_pair()
+    with reader, writer:
+        writer.sendall(lab_module.encode_varint((1 << 20) + 1))  # still open
+        expect_error(lambda: lab_module.read_frame(reader), "1 MiB + 1 byte, default limit")
+    payload = bytes(1 << 20)
+    reader, writer = socket_pair()
+    sender = threading.Thread(target=writer.sendall, args=(lab_module.encode_frame(payload),))
+    sender.start()
+    with reader, writer:
+        got = within_deadline(lambda: lab_module.read_frame(reader), "1 MiB, default limit")
+        assert got == payload, (
+            f"a frame of exactly 1 MiB is within the default limit: got {got!r:.60}"
+        )
+    sender.join(DEADLINE)
 
 
 @pytest.mark.stage(5)

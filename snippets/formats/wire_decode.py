@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 
 # --8<-- [start:varint]
 MAX_VARINT_BYTES = 10  # 64 bits / 7 bits per byte, rounded up
+MAX_FIELD_NUMBER = 2**29 - 1  # the proto3 guide's largest field number, 536,870,911
 
 
 class WireError(ValueError):
@@ -80,6 +81,8 @@ def decode_fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise WireError(f"field number 0 at byte {pos - 1} (numbers start at 1)")
+        if number > MAX_FIELD_NUMBER:
+            raise WireError(f"field number {number} at byte {pos - 1} is over 2^29 - 1")
         if wire_type == VARINT:
             value, pos = decode_varint(data, pos)
         elif wire_type in (I64, I32):
@@ -152,21 +155,27 @@ def encode_reading(id: int, delta: int, name: str, samples: list[int], value: fl
 
 
 def decode_reading(data: bytes) -> dict[str, Any]:
-    """Our decoder with the schema applied: which raw value means what."""
+    """Our decoder with the schema applied: which raw value means what. A known number
+    with the wrong wire type is skipped like an unknown field, as the library does."""
     result: dict[str, Any] = {"id": 0, "delta": 0, "name": "", "samples": [], "value": 0.0}
-    for number, _wire_type, raw in decode_fields(data):
-        if number == 1:
+    for number, wire_type, raw in decode_fields(data):
+        if (number, wire_type) == (1, VARINT):
             result["id"] = struct.unpack("<i", struct.pack("<Q", raw)[:4])[0]  # int32
-        elif number == 2:
-            result["delta"] = unzigzag(raw)
-        elif number == 3:
-            result["name"] = raw.decode("utf-8")
-        elif number == 4:
+        elif (number, wire_type) == (2, VARINT):
+            result["delta"] = unzigzag(raw & 0xFFFFFFFF)  # sint32: the low 32 bits
+        elif (number, wire_type) == (3, LEN):
+            try:
+                result["name"] = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise WireError(f"field 3 (string) is not UTF-8: {error.reason}") from None
+        elif (number, wire_type) == (4, LEN):  # packed
             pos = 0
             while pos < len(raw):
                 sample, pos = decode_varint(raw, pos)
                 result["samples"].append(struct.unpack("<i", struct.pack("<Q", sample)[:4])[0])
-        elif number == 5:
+        elif (number, wire_type) == (4, VARINT):  # a reader must accept unpacked too
+            result["samples"].append(struct.unpack("<i", struct.pack("<Q", raw)[:4])[0])
+        elif (number, wire_type) == (5, I64):
             result["value"] = struct.unpack("<d", struct.pack("<Q", raw))[0]
     return result  # unknown field numbers are skipped, as an old reader would
 
@@ -189,6 +198,7 @@ MALFORMED = {
     "fixed64 cut short": b"\x29\x00\x00",
     "wire type 7": b"\x0f\x00",
     "field number 0": b"\x00\x01",
+    "field number 2^29 (one too many)": b"\x80\x80\x80\x80\x10\x01",
     "10-byte varint over 64 bits": b"\x08" + b"\xff" * 9 + b"\x7f",
 }
 

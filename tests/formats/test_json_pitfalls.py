@@ -23,27 +23,52 @@ def test_a_double_cannot_hold_two_to_the_53_plus_one():
     assert json.loads("[9007199254740993]") == [2**53 + 1]  # Python's json keeps ints exact
 
 
+def test_pythons_json_keeps_integers_exact_up_to_4300_digits():
+    """The page: exact up to 4,300 digits (sys.get_int_max_str_digits(), Python 3.11+)."""
+    assert json.loads("[" + "9" * 4300 + "]") == [10**4300 - 1]
+    with pytest.raises(ValueError, match="4300"):
+        json.loads("[" + "9" * 4301 + "]")
+
+
+TABLE = {  # every row of the page's table: (json, orjson, node), and whether the values differ
+    "2^53 - 1": ("[9007199254740991]", "[9007199254740991]", "[9007199254740991]", False),
+    "2^53 + 1": ("[9007199254740993]", "[9007199254740993]", "[9007199254740992]", True),
+    "2^64": (
+        "[18446744073709551616]",
+        "[1.8446744073709552e+19]",
+        "[18446744073709552000]",
+        True,
+    ),  # fmt: skip
+    "1e400": ("[Infinity]", "error", "[Infinity]", True),
+    "-0.0": ("[-0.0]", "[-0.0]", "[-0]", False),  # the same negative zero, printed two ways
+    "1.0": ("[1.0]", "[1.0]", "[1]", False),  # the same double: JavaScript has no int type
+    "NaN": ("[NaN]", "error", "error", True),
+    "Infinity": ("[Infinity]", "error", "error", True),
+    "duplicate key": ('{"a":2}', '{"a":2}', '{"a":2}', False),  # all three: the last wins
+    "lone surrogate": ('["\\ud800"]', "error", '["\\ud800"]', True),
+    "escaped NUL": ('["\\u0000"]', '["\\u0000"]', '["\\u0000"]', False),
+    "raw control char": ("error", "error", "error", False),
+    "trailing comma": ("error", "error", "error", False),
+    "leading zero": ("error", "error", "error", False),
+    "byte order mark": ("error", "error", "error", False),
+    "text after the value": ("error", "error", "error", False),
+}
+
+
 def test_the_table_from_a_real_run(node):
     got = pit.parse_everywhere(pit.CORPUS)
-    assert got["2^53 + 1"] == {
-        "json": "[9007199254740993]",
-        "orjson": "[9007199254740993]",
-        "node": "[9007199254740992]",
-    }
-    assert got["2^53 - 1"]["node"] == "[9007199254740991]"  # control: below 2^53 survives
-    assert got["2^64"] == {
-        "json": "[18446744073709551616]",
-        "orjson": "[1.8446744073709552e+19]",  # beyond 64 bits orjson falls back to a double
-        "node": "[18446744073709552000]",
-    }
-    assert got["1e400"] == {"json": "[Infinity]", "orjson": "error", "node": "[Infinity]"}
-    assert got["NaN"] == {"json": "[NaN]", "orjson": "error", "node": "error"}
-    assert got["lone surrogate"] == {"json": '["\\ud800"]', "orjson": "error",
-                                     "node": '["\\ud800"]'}  # fmt: skip
-    assert set(got["duplicate key"].values()) == {'{"a":2}'}  # all three: the last one wins
-    for case in ("raw control char", "trailing comma", "leading zero", "byte order mark",
-                 "text after the value"):  # fmt: skip
-        assert set(got[case].values()) == {"error"}, case
+    assert list(got) == list(TABLE)
+    for case, (*cells, differ) in TABLE.items():
+        assert [got[case][p] for p in ("json", "orjson", "node")] == cells, case
+        assert pit.same_values(cells) is not differ, case
+
+
+def test_same_values_compares_values_not_text():
+    assert pit.same_values(["[1.0]", "[1]"])  # one double
+    assert pit.same_values(["[-0.0]", "[-0]"])
+    assert not pit.same_values(["[-0.0]", "[0]"])  # the sign of zero counts
+    assert not pit.same_values(["[9007199254740993]", "[9007199254740992]"])  # exact, not float
+    assert not pit.same_values(["[1]", "error"])
 
 
 def test_break_it_an_id_sent_as_a_string_survives_javascript(node):
@@ -64,7 +89,7 @@ def test_writers_nan_and_surrogates():
     assert out["orjson.dumps(aware datetime)"] == '"2026-03-29T01:30:00+00:00"'
 
 
-@pytest.mark.parametrize("case", ["duplicate key", "NaN", "lone surrogate"])
+@pytest.mark.parametrize("case", ["duplicate key", "NaN", "1e400", "lone surrogate"])
 def test_strict_loads_refuses_what_json_accepts(case):
     json.loads(pit.CORPUS[case])  # the standard parser accepts it ...
     with pytest.raises(ValueError):
@@ -73,6 +98,7 @@ def test_strict_loads_refuses_what_json_accepts(case):
 
 def test_control_strict_loads_accepts_ordinary_json():
     assert pit.strict_loads('{"a": [1, 2.5, "é", null]}') == {"a": [1, 2.5, "é", None]}
+    assert pit.strict_loads("[1e308, -1e308]") == [1e308, -1e308]  # large but finite
 
 
 def test_a_date_time_without_offset_is_local_time_in_javascript(node):

@@ -219,6 +219,7 @@ def read_until(proc: subprocess.Popen, pattern: str, timeout: float) -> str:
     return seen.decode(errors="replace")
 
 
+@pytest.mark.timeout(300)
 def test_make_services_prints_export_lines_and_ctrl_c_stops_them_all():
     import psycopg
     import redis
@@ -235,7 +236,9 @@ def test_make_services_prints_export_lines_and_ctrl_c_stops_them_all():
         start_new_session=True,  # its own group, as a terminal's foreground job is
     )
     try:
-        printed = read_until(proc, r"^export REDIS_URL=", timeout=60)
+        # All four servers start before the first export line; RabbitMQ alone took up to
+        # 15 s on a loaded machine, and the four together passed 60 s in a parallel run.
+        printed = read_until(proc, r"^export REDIS_URL=", timeout=180)
         urls = dict(re.findall(r"^export (\w+)='([^']+)'$", printed, flags=re.M))
         assert set(urls) == {"DATABASE_URL", "REDIS_URL"}, printed
         with psycopg.connect(urls["DATABASE_URL"]) as conn:

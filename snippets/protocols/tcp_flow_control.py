@@ -38,6 +38,9 @@ def stream_bytes(offset: int, n: int) -> bytes:
     return bytes(i % 251 for i in range(offset, offset + n))
 
 
+SETTLE = 0.1  # seconds the writer must stay unwritable to count as blocked
+
+
 def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 20) -> int:
     """Write without blocking until the kernel refuses more; return the bytes it took.
     `sent` is how far into the stream earlier calls got, so the stream continues.
@@ -50,9 +53,13 @@ def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 
     accepted = 0
     try:
         while accepted < limit:  # a bound, in case flow control did not stop us
-            accepted += writer.send(stream_bytes(sent + accepted, CHUNK))
-    except BlockingIOError:
-        pass  # EAGAIN: the pipe is full
+            try:
+                accepted += writer.send(stream_bytes(sent + accepted, CHUNK))
+            except BlockingIOError:  # EAGAIN: the send buffer is full for now ...
+                # ... but segments still on their way may yet land in the reader's buffer
+                # and free room: only a writer that stays unwritable is held by the window.
+                if not select.select([], [writer], [], SETTLE)[1]:
+                    break
     finally:
         writer.settimeout(5)
     return accepted

@@ -16,7 +16,15 @@ from types import ModuleType
 
 import pytest
 
-from tests.services import service_modules
+# gRPC (imported by the gRPC tests, in the same worker as everything else) restarts its
+# poller in a forked child; when Python then closes the child's fds before exec, that
+# poller aborts it (SIGABRT, "epoll_wait error: Bad file descriptor"): grpc/grpc#43055,
+# a regression since grpcio 1.80. A subprocess started with user= or preexec_fn forks
+# rather than spawns, so a PostgreSQL started as its own user died in CI. gRPC's own
+# workaround: fork support off, set before grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from tests.services import service_modules  # noqa: E402
 
 # Every module in tests/services/ is a plugin: its fixtures are available to every test.
 pytest_plugins = service_modules()

@@ -25,11 +25,14 @@ from aioquic.quic.events import QuicEvent
 
 BIG = 3000  # stream 0's response: two full-size packets and a bit
 SMALL = 20  # every other response fits in a small packet
+TRANSMIT_EACH = True  # send each response before queueing the next (Break it: False)
 
 
 class H3Server(QuicConnectionProtocol):
     """Answer each request at once, in order: stream 0 gets BIG bytes, the others SMALL.
-    Each response is sent (transmit) before the next is queued, so it gets its own packets."""
+    With TRANSMIT_EACH, each response is sent before the next is queued, so it gets its own
+    packets. Without it, aioquic sends once, after the whole datagram of requests is handled,
+    and packs the queued streams' frames into packets one after another."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,7 +41,8 @@ class H3Server(QuicConnectionProtocol):
     def respond(self, stream_id: int, size: int) -> None:
         self.h3.send_headers(stream_id, [(b":status", b"200")])
         self.h3.send_data(stream_id, b"x" * size, end_stream=True)
-        self.transmit()
+        if TRANSMIT_EACH:
+            self.transmit()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         for h3_event in self.h3.handle_event(event):

@@ -51,6 +51,23 @@ def test_search_puts_the_pages_that_explain_a_term_first_and_previews_prose(visi
     clean(visit)
 
 
+def test_the_search_index_loads_only_when_the_reader_starts_a_search(visit: Visit):
+    """search-on-demand.js holds back the index (128 KB gzip) until the search box takes
+    focus, or the page was opened from a result (?h= highlights need it)."""
+    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
+    assert not [u for u in visit.requests if "search_index" in u]
+    visit.page.locator("input.md-search__input").click()
+    visit.page.wait_for_function(
+        "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
+    )
+    assert [u for u in visit.requests if u.endswith("search/search_index.json")]
+    visit.requests.clear()
+    visit.page.goto(visit.base + "protocols/tcp-udp/?h=handshake", wait_until="networkidle")
+    assert [u for u in visit.requests if u.endswith("search/search_index.json")]
+    visit.page.locator("article mark", has_text="handshake").first.wait_for()
+    clean(visit)
+
+
 def test_the_search_index_has_prose_and_questions_but_no_code(built_site):
     index = json.loads((built_site.directory / "search/search_index.json").read_text())
     text = " ".join(doc["text"] for doc in index["docs"])

@@ -33,12 +33,13 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import mirakuru.base
 import psutil  # mirakuru's own dependency
@@ -136,6 +137,45 @@ def free_port() -> int:
 
 
 E = TypeVar("E", bound=Executor)
+S = TypeVar("S")
+
+
+class ServerProcess(Executor, Generic[S]):
+    """A server running in the foreground, its output appended to `log`, started once
+    `ready(server)` holds (a real request, never an open port alone). Never "already
+    running": every start gets a fresh port and data dir. `server` is the service's own
+    object (address, credentials), kept for whoever started it."""
+
+    def __init__(
+        self,
+        command: list[str],
+        server: S,
+        ready: Callable[[S], bool],
+        log: Path,
+        *,
+        timeout: float = 30,
+        sleep: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
+        self.server, self._ready = server, ready
+        self._log_file = log.open("a")
+        super().__init__(
+            command,
+            timeout=timeout,
+            sleep=sleep,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            **kwargs,
+        )
+
+    def pre_start_check(self) -> bool:
+        return False
+
+    def after_start_check(self) -> bool:
+        return self._ready(self.server)
+
+    def close_log(self) -> None:
+        self._log_file.close()
 
 
 def start_on_a_free_port(make: Callable[[int], E], log: Path, attempts: int = 5) -> E:

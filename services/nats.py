@@ -17,9 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirakuru import Executor
-
-from services import Install, Started, find_binary, owned_dir, start_on_a_free_port, temp_dir
+from services import (
+    Install,
+    ServerProcess,
+    Started,
+    find_binary,
+    owned_dir,
+    start_on_a_free_port,
+    temp_dir,
+)
 
 NAME = "NATS"
 PROVIDES = ("NATS_URL",)
@@ -58,24 +64,6 @@ def answers(server: Nats) -> bool:
         return False
 
 
-class NatsExecutor(Executor):
-    def __init__(self, command: list[str], server: Nats, log: Path) -> None:
-        self.server = server
-        self._log_file = log.open("a")
-        super().__init__(
-            command, timeout=30, sleep=0.05, stdout=self._log_file, stderr=subprocess.STDOUT
-        )
-
-    def pre_start_check(self) -> bool:
-        return False  # a fresh port every time
-
-    def after_start_check(self) -> bool:
-        return answers(self.server)
-
-    def close_log(self) -> None:
-        self._log_file.close()
-
-
 @contextlib.contextmanager
 def running_nats() -> Iterator[Nats]:
     binary = nats_binary()
@@ -84,7 +72,7 @@ def running_nats() -> Iterator[Nats]:
         log = base / "nats.log"
         store = owned_dir(base / "jetstream", None)
 
-        def make(port: int) -> NatsExecutor:
+        def make(port: int) -> ServerProcess[Nats]:
             config = base / "nats.conf"  # the token in a 0600 file, not in `ps`
             config.write_text(
                 f"listen: 127.0.0.1:{port}\n"
@@ -93,9 +81,8 @@ def running_nats() -> Iterator[Nats]:
                 encoding="utf-8",
             )
             config.chmod(0o600)
-            return NatsExecutor(
-                [str(binary), "-c", str(config)], Nats("127.0.0.1", port, token), log
-            )
+            server = Nats("127.0.0.1", port, token)
+            return ServerProcess([str(binary), "-c", str(config)], server, answers, log)
 
         executor = start_on_a_free_port(make, log)
         try:

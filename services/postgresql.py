@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mirakuru import Executor
-
 from services import (
     Install,
     Missing,
+    ServerProcess,
     Started,
     owned_dir,
     start_on_a_free_port,
@@ -177,37 +176,16 @@ def describe(binary: Path) -> str:
     return f"PostgreSQL {version} ({where})"
 
 
-class PostgresExecutor(Executor):
-    """`postgres` in the foreground; started once a real query succeeds."""
+def answers(server: PostgreSQL) -> bool:
+    """True once a real query succeeds (not listening yet, or "starting up": False)."""
+    import psycopg
 
-    def __init__(self, command: list[str], url: str, log: Path, popen_kwargs: dict[str, Any]):
-        self._url = url
-        self._log_file = log.open("a")
-        super().__init__(
-            command,
-            timeout=START_TIMEOUT,
-            sleep=0.05,
-            stop_signal=signal.SIGINT,  # "fast" shutdown: ends open sessions
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            popen_kwargs=popen_kwargs,
-        )
-
-    def pre_start_check(self) -> bool:
-        return False  # every server gets a fresh data dir and a fresh port
-
-    def after_start_check(self) -> bool:
-        import psycopg
-
-        try:
-            with psycopg.connect(self._url, connect_timeout=1, autocommit=True) as conn:
-                conn.execute("SELECT 1")
-            return True
-        except psycopg.OperationalError:  # not listening yet, or "starting up"
-            return False
-
-    def close_log(self) -> None:
-        self._log_file.close()
+    try:
+        with psycopg.connect(server.url(), connect_timeout=1, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
 
 
 # Over TCP a password (random per data directory): any local user can reach 127.0.0.1,
@@ -295,12 +273,20 @@ def _start(postgres: Path, base: Path, options: dict[str, str]) -> tuple[Postgre
         owned_dir(base / "socket", as_user)
     servers: list[PostgreSQL] = []
 
-    def make(port: int) -> PostgresExecutor:
+    def make(port: int) -> ServerProcess[PostgreSQL]:
         command = [str(postgres), "-D", str(data), "-p", str(port)]
         for key, value in options.items():
             command += ["-c", f"{key}={value}"]
         servers.append(PostgreSQL("127.0.0.1", port, base / "socket", data, log, password))
-        return PostgresExecutor(command, servers[-1].url(), log, {"cwd": base, **as_user})
+        return ServerProcess(
+            command,
+            servers[-1],
+            answers,
+            log,
+            timeout=START_TIMEOUT,
+            stop_signal=signal.SIGINT,  # "fast" shutdown: ends open sessions
+            popen_kwargs={"cwd": base, **as_user},
+        )
 
     executor = start_on_a_free_port(make, log)
     return servers[-1], executor
@@ -383,7 +369,7 @@ class CrashablePostgreSQL:
     def __init__(self, base: Path, options: dict[str, str]) -> None:
         self.base, self.data, self.log = base, base / "data", base / "postgresql.log"
         self.options = options
-        self._executor: PostgresExecutor | None = None
+        self._executor: ServerProcess[PostgreSQL] | None = None
 
     def start(self) -> PostgreSQL:
         """Start postgres on the data directory; after a crash it replays the WAL first."""

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirakuru import Executor
-
-from services import Install, Started, find_binary, free_port, start_on_a_free_port, temp_dir
+from services import (
+    Install,
+    ServerProcess,
+    Started,
+    find_binary,
+    free_port,
+    start_on_a_free_port,
+    temp_dir,
+)
 
 NAME = "RabbitMQ"
 PROVIDES = ("AMQP_URL",)
@@ -37,7 +42,7 @@ class RabbitMQ:
     port: int
     user: str
     password: str  # random per server: any local user can reach 127.0.0.1
-    executor: Executor | None = field(default=None, repr=False)
+    executor: ServerProcess[RabbitMQ] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -77,30 +82,6 @@ def answers(url: str) -> bool:
         return False
 
 
-class RabbitMQExecutor(Executor):
-    def __init__(self, command: list[str], server: RabbitMQ, env: dict[str, str], log: Path):
-        self.server = server
-        self._log_file = log.open("a")
-        super().__init__(
-            command,
-            cwd=str(log.parent),  # where Erlang would write erl_crash.dump
-            timeout=90,  # 3-8 s here; a busy 2-core machine with four test workers is slower
-            sleep=0.2,
-            envvars=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def pre_start_check(self) -> bool:
-        return False  # a fresh port every time
-
-    def after_start_check(self) -> bool:
-        return answers(self.server.url)
-
-    def close_log(self) -> None:
-        self._log_file.close()
-
-
 @contextlib.contextmanager
 def running_rabbitmq() -> Iterator[RabbitMQ]:
     binary = rabbitmq_binary()
@@ -112,7 +93,7 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
         plugins = base / "enabled_plugins"
         plugins.write_text("[].\n", encoding="utf-8")  # no management plugin, no HTTP port
 
-        def make(port: int) -> RabbitMQExecutor:
+        def make(port: int) -> ServerProcess[RabbitMQ]:
             config = base / "rabbitmq.conf"  # the password in a 0600 file, not in `ps`
             config.write_text(
                 f"listeners.tcp.default = 127.0.0.1:{port}\n"
@@ -140,7 +121,16 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": LOOPBACK_DIST,
             }
             server = RabbitMQ("127.0.0.1", port, "learner", password)
-            executor = RabbitMQExecutor([str(binary)], server, env, log)
+            executor = ServerProcess(
+                [str(binary)],
+                server,
+                lambda server: answers(server.url),
+                log,
+                cwd=str(base),  # where Erlang would write erl_crash.dump
+                timeout=90,  # 3-8 s here; a busy 2-core machine with four test workers is slower
+                sleep=0.2,
+                envvars=env,
+            )
             server.executor = executor
             return executor
 

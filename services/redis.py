@@ -11,9 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirakuru import Executor
-
-from services import Install, Started, find_binary, start_on_a_free_port, temp_dir
+from services import (
+    Install,
+    ServerProcess,
+    Started,
+    find_binary,
+    start_on_a_free_port,
+    temp_dir,
+)
 
 NAME = "Redis"
 PROVIDES = ("REDIS_URL",)
@@ -36,28 +41,14 @@ def redis_binary() -> Path:
     return find_binary("redis-server", INSTALL, CANDIDATES, label="Redis")
 
 
-class RedisExecutor(Executor):
-    def __init__(self, command: list[str], server: Redis, log: Path) -> None:
-        self.server = server
-        self._log_file = log.open("a")
-        super().__init__(
-            command, timeout=30, sleep=0.05, stdout=self._log_file, stderr=subprocess.STDOUT
-        )
+def answers(server: Redis) -> bool:
+    import redis
 
-    def pre_start_check(self) -> bool:
-        return False  # a fresh port every time
-
-    def after_start_check(self) -> bool:
-        import redis
-
-        try:
-            with redis.Redis.from_url(self.server.url(), socket_timeout=1) as client:
-                return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def close_log(self) -> None:
-        self._log_file.close()
+    try:
+        with redis.Redis.from_url(server.url(), socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 @contextlib.contextmanager
@@ -70,11 +61,11 @@ def running_redis() -> Iterator[Redis]:
         config.write_text(f"requirepass {password}\n", encoding="utf-8")
         config.chmod(0o600)
 
-        def make(port: int) -> RedisExecutor:
+        def make(port: int) -> ServerProcess[Redis]:
             command = [str(binary), str(config), "--bind", "127.0.0.1", "--port", str(port)]
             command += ["--dir", str(base), "--save", "", "--appendonly", "no"]
             command += ["--logfile", "", "--loglevel", "warning", "--daemonize", "no"]
-            return RedisExecutor(command, Redis("127.0.0.1", port, password), log)
+            return ServerProcess(command, Redis("127.0.0.1", port, password), answers, log)
 
         executor = start_on_a_free_port(make, log)
         try:

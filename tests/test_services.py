@@ -219,6 +219,18 @@ def read_until(proc: subprocess.Popen, pattern: str, timeout: float) -> str:
     return seen.decode(errors="replace")
 
 
+def stop_gracefully(proc: subprocess.Popen) -> None:
+    """Ctrl-C (the runner stops its servers), and SIGKILL only if that does not end it:
+    the servers run in sessions of their own, and a SIGKILLed runner would leave them."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.timeout(300)
 def test_make_services_prints_export_lines_and_ctrl_c_stops_them_all():
     import psycopg
@@ -236,12 +248,15 @@ def test_make_services_prints_export_lines_and_ctrl_c_stops_them_all():
         start_new_session=True,  # its own group, as a terminal's foreground job is
     )
     try:
-        # All four servers start before the first export line; RabbitMQ alone took up to
+        # All the servers start before the first export line; RabbitMQ alone took up to
         # 15 s on a loaded machine, and the four together passed 60 s in a parallel run.
-        printed = read_until(proc, r"^export REDIS_URL=", timeout=180)
-        urls = dict(re.findall(r"^export (\w+)='([^']+)'$", printed, flags=re.M))
+        # The lines are then printed (and flushed) one by one, in MODULES order: wait for
+        # the last one, not for REDIS_URL (a flake hunt read only the first two).
         running = [m for m in modules().values() if not getattr(m, "BINARY_ONLY", False)]
-        assert set(urls) == {v for m in running for v in m.PROVIDES}, printed  # all of them
+        expected = [v for m in running for v in m.PROVIDES]
+        printed = read_until(proc, rf"^export {expected[-1]}=.*\n", timeout=180)
+        urls = dict(re.findall(r"^export (\w+)='([^']+)'$", printed, flags=re.M))
+        assert set(urls) == set(expected), printed  # all of them
         with psycopg.connect(urls["DATABASE_URL"]) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         with redis.Redis.from_url(urls["REDIS_URL"], socket_timeout=5) as client:
@@ -250,9 +265,7 @@ def test_make_services_prints_export_lines_and_ctrl_c_stops_them_all():
         _, stderr = proc.communicate(timeout=60)
         assert b"nothing left running" in stderr, stderr
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_gracefully(proc)  # after a failed assertion too: no server left behind
         assert not no_leftovers(mark), "a server outlived Ctrl-C"
 
 
@@ -274,9 +287,7 @@ def test_ctrl_c_during_make_run_stops_the_snippet_and_its_server():
         os.killpg(proc.pid, signal.SIGINT)
         proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_gracefully(proc)
         assert not no_leftovers(mark), "a server outlived Ctrl-C"
 
 

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -123,6 +124,18 @@ def leftovers(mark: str, grace: float = 5.0) -> list[str]:
     return names
 
 
+def interrupt(proc: subprocess.Popen[str]) -> None:
+    """Stop a run as Ctrl-C would: pytest and its workers run their finalizers (servers
+    stopped); SIGKILL to the group only if that takes more than a minute. Killing the
+    workers outright would leave their servers, which run in sessions of their own."""
+    os.killpg(proc.pid, signal.SIGINT)  # the leader is not reaped yet: its group id is ours
+    try:
+        proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
 def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
     mark = f"FLAKE_HUNT_RUN={uuid.uuid4().hex}"
     # The report is kept (in a new private directory): a diagnosis starts from it.
@@ -146,6 +159,10 @@ def hunt_once(run: int, seed: int, workers: int, extra: list[str]) -> Result:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         output, _ = proc.communicate()
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) reaches the hunt, not the run's session
+        interrupt(proc)
+        print(f"interrupted; stopped what the run left: {leftovers(mark) or 'nothing'}")
+        raise
     result = Result(run, seed, workers, time.perf_counter() - start, exit_code=proc.returncode)
     result.report = junit
     result.passed, result.failed, messages = outcomes(junit)
@@ -184,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(10**8)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped like Ctrl-C
     if not become_subreaper():
         print("(not Linux: leftovers are found by the run's environment mark only)")
     results = []
@@ -192,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         workers = 2 * args.workers if busy else args.workers
         seed = first + run - 1
         print(f"run {run}/{args.runs}: seed {seed}, {workers} workers ...", flush=True)
-        result = hunt_once(run, seed, workers, args.pytest_args)
+        try:
+            result = hunt_once(run, seed, workers, args.pytest_args)
+        except KeyboardInterrupt:
+            print(table(results))
+            return 130
         results.append(result)
         print(
             f"  {result.passed} passed, {len(result.failed)} failed, "

@@ -43,6 +43,9 @@ PAGES = {
     "topic protocols": "protocols/tcp-udp/",
     "topic servers": "servers/nginx/",
     "topic databases": "databases/isolation/",
+    "topic proxies": "proxies/l4-vs-l7/",
+    "topic messaging": "messaging/queues-pubsub-logs/",
+    "topic formats": "formats/encodings/",
     "notebook": "protocols/nagle-lab/",
     "lab": "protocols/lab-http-server/",
 }

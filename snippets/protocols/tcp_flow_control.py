@@ -5,11 +5,16 @@ Run: python snippets/protocols/tcp_flow_control.py
 
 from __future__ import annotations
 
+import fcntl
 import select
 import socket
+import struct
+import termios
+import time
 
 CHUNK = 4096
 SNDBUF = 16 << 10  # small and fixed, so the reader's buffer decides how much fits
+SIOCOUTQNSD = 0x894B  # Linux <linux/sockios.h>: bytes in the send queue not yet sent
 
 
 def connected_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
@@ -38,7 +43,19 @@ def stream_bytes(offset: int, n: int) -> bytes:
     return bytes(i % 251 for i in range(offset, offset + n))
 
 
-SETTLE = 0.1  # seconds the writer must stay unwritable to count as blocked
+SETTLE = 0.1  # seconds between looks while segments are still on their way
+
+
+def in_flight(writer: socket.socket) -> int:
+    """Bytes the writer sent that the reader has not acknowledged yet. Linux: the send
+    queue (SIOCOUTQ) minus its unsent part (SIOCOUTQNSD), tcp(7). Elsewhere 0: the
+    writer then counts as blocked once it stays unwritable for SETTLE."""
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(writer, termios.TIOCOUTQ, bytes(4)))[0]
+        unsent = struct.unpack("i", fcntl.ioctl(writer, SIOCOUTQNSD, bytes(4)))[0]
+    except OSError:
+        return 0
+    return queued - unsent
 
 
 def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 20) -> int:
@@ -50,15 +67,18 @@ def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 
     that refusal is TCP flow control (RFC 9293 §3.8.6) reaching the application.
     """
     writer.setblocking(False)
-    accepted = 0
+    accepted, deadline = 0, time.monotonic() + 10
     try:
-        while accepted < limit:  # a bound, in case flow control did not stop us
+        while accepted < limit and time.monotonic() < deadline:  # bounds, in case
             try:
                 accepted += writer.send(stream_bytes(sent + accepted, CHUNK))
             except BlockingIOError:  # EAGAIN: the send buffer is full for now ...
-                # ... but segments still on their way may yet land in the reader's buffer
-                # and free room: only a writer that stays unwritable is held by the window.
-                if not select.select([], [writer], [], SETTLE)[1]:
+                # ... but segments still on their way may land in the reader's buffer and
+                # be acknowledged with room to spare. Held by the window means: all that
+                # was sent is acknowledged, the rest waits unsent, and still no room.
+                if select.select([], [writer], [], SETTLE)[1]:
+                    continue
+                if in_flight(writer) == 0:
                     break
     finally:
         writer.settimeout(5)

@@ -119,7 +119,11 @@ def test_nagle_and_delayed_ack_stall_write_write_read_and_nodelay_fixes_it():
 def test_a_reader_that_stops_reading_stops_the_writer_after_a_bounded_amount():
     run = tcp_flow_control.stalled_writer(16 << 10)
     assert 0 < run["accepted"] < 1 << 20  # bounded by two small buffers, not by the sender
-    assert run["stalled"] == 0  # nothing read: the window stays shut
+    # Nothing read: the window stays shut. Noise budget: with "blocked" meaning 0.1 s of
+    # EAGAIN, a flake hunt at load 12-15 saw 45,608 bytes accepted here (segments that
+    # ksoftirqd delivered late were acknowledged with room); "blocked" now also needs
+    # nothing in flight (fill_until_blocked), which load delays but cannot fake.
+    assert run["stalled"] == 0
     assert run["timed_out"]  # a blocking writer waits until its timeout
     # What the reader finally got is exactly the start of what was written: the bytes the
     # kernel accepted while the window was shut were kept, in order, none lost or repeated.

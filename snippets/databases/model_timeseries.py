@@ -87,7 +87,7 @@ def one(conn: psycopg.Connection, sql: str) -> Any:
     return row[0]
 
 
-# --8<-- [start:brin]
+# --8<-- [start:sizes]
 def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
     return {
         name: one(conn, f"SELECT pg_relation_size('{name}')")
@@ -118,6 +118,10 @@ def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [node] + [n for child in node.get("Plans", []) for n in plan_nodes(child)]
 
 
+# --8<-- [end:sizes]
+
+
+# --8<-- [start:brin]
 def range_query(conn: psycopg.Connection, index: str) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of one hour out of the week, when `index` is the only
     index on readings (the other one is dropped inside a transaction that rolls back)."""

@@ -97,6 +97,10 @@ def writer(path: str, pause_at: int) -> None:
         print(f"ack {i}", flush=True)  # the OS has the bytes: acknowledge
 
 
+# --8<-- [end:writer]
+
+
+# --8<-- [start:kill]
 def lines_until(fd: int, deadline: float) -> Iterator[str]:
     """Lines read from a pipe; TimeoutError if the next one has not come by the deadline
     (a child that hangs must not hang us too)."""
@@ -144,7 +148,7 @@ def kill_mid_write(
     return acked
 
 
-# --8<-- [end:writer]
+# --8<-- [end:kill]
 
 
 def main() -> None:

@@ -190,6 +190,10 @@ def answer(query: bytes) -> bytes | None:
     return reply(NOERROR, question, records)
 
 
+# --8<-- [end:server]
+
+
+# --8<-- [start:udp]
 @contextmanager
 def dns_server() -> Iterator[tuple[str, int]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -217,7 +221,7 @@ def dns_server() -> Iterator[tuple[str, int]]:
         sock.close()
 
 
-# --8<-- [end:server]
+# --8<-- [end:udp]
 
 
 def ask(server: tuple[str, int], packet: bytes, timeout: float = 2.0) -> bytes:

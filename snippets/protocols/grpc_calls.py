@@ -37,6 +37,10 @@ message Reservation    { string sku = 1; bool ok = 2; int32 left = 3; }
 """
 
 
+# --8<-- [end:proto]
+
+
+# --8<-- [start:compile]
 @contextmanager
 def compiled(proto: str, name: str) -> Iterator[tuple[ModuleType, ModuleType]]:
     """protoc, run in-process by grpcio-tools, writes <name>_pb2.py (messages) and
@@ -62,7 +66,7 @@ def compiled(proto: str, name: str) -> Iterator[tuple[ModuleType, ModuleType]]:
             sys.path.remove(tmp)
 
 
-# --8<-- [end:proto]
+# --8<-- [end:compile]
 
 
 # --8<-- [start:server]
@@ -96,6 +100,10 @@ def make_servicer(pb2: ModuleType, pb2_grpc: ModuleType) -> Any:
     return Inventory()
 
 
+# --8<-- [end:server]
+
+
+# --8<-- [start:serve]
 @contextmanager
 def grpc_server(pb2: ModuleType, pb2_grpc: ModuleType) -> Iterator[str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -108,7 +116,7 @@ def grpc_server(pb2: ModuleType, pb2_grpc: ModuleType) -> Iterator[str]:
         server.stop(grace=None).wait(5)
 
 
-# --8<-- [end:server]
+# --8<-- [end:serve]
 
 
 # --8<-- [start:client]

@@ -127,6 +127,10 @@ def serve_connection(sock: socket.socket, log: FrameLog, idle_timeout: float = 5
         log.send(sock, conn)
 
 
+# --8<-- [end:server]
+
+
+# --8<-- [start:listener]
 @contextmanager
 def h2_server(log: FrameLog, idle_timeout: float = 5.0) -> Iterator[tuple[str, int]]:
     """Listen on 127.0.0.1, port 0; serve one connection at a time in a thread."""
@@ -153,7 +157,7 @@ def h2_server(log: FrameLog, idle_timeout: float = 5.0) -> Iterator[tuple[str, i
         listener.close()
 
 
-# --8<-- [end:server]
+# --8<-- [end:listener]
 
 
 # --8<-- [start:client]

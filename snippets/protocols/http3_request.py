@@ -57,6 +57,10 @@ class H3Server(QuicConnectionProtocol):
         # after this method returns, aioquic packs what we queued into UDP datagrams
 
 
+# --8<-- [end:server]
+
+
+# --8<-- [start:serve]
 @asynccontextmanager
 async def h3_server(files: dict[str, str]) -> AsyncIterator[tuple[str, int]]:
     config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
@@ -72,7 +76,7 @@ async def h3_server(files: dict[str, str]) -> AsyncIterator[tuple[str, int]]:
         server.close()
 
 
-# --8<-- [end:server]
+# --8<-- [end:serve]
 
 
 # --8<-- [start:client]
@@ -117,6 +121,10 @@ class H3Client(QuicConnectionProtocol):
         return stream_id, status, body
 
 
+# --8<-- [end:client]
+
+
+# --8<-- [start:connect]
 @asynccontextmanager
 async def h3_client(address: tuple[str, int], ca_file: str | None) -> AsyncIterator[H3Client]:
     """Connect and finish the handshake; TLS verification stays on (CERT_REQUIRED)."""
@@ -138,7 +146,7 @@ async def h3_client(address: tuple[str, int], ca_file: str | None) -> AsyncItera
         transport.close()
 
 
-# --8<-- [end:client]
+# --8<-- [end:connect]
 
 
 async def demo() -> tuple[str | None, list[tuple[int, int, bytes]]]:

@@ -123,7 +123,7 @@ def server(kind: str, root: str) -> Iterator[tuple[int, int]]:
     raise RuntimeError("no free port after 5 attempts")
 
 
-# --8<-- [start:measure]
+# --8<-- [start:clients]
 def process_tree(pid: int) -> list[int]:
     """The pid and all its descendants, from /proc (Linux)."""
     parents: dict[int, list[int]] = {}
@@ -182,6 +182,10 @@ def close_when_server_does(socks: list[socket.socket], stop: threading.Event) ->
                     key.fileobj.close()  # type: ignore[union-attr]
 
 
+# --8<-- [end:clients]
+
+
+# --8<-- [start:measure]
 def measure(kind: str, root: str, idle_clients: int = 8) -> dict[str, float]:
     with server(kind, root) as (pid, port), ExitStack() as idle:
         unloaded = statistics.median(new_client_latency(port) for _ in range(5))

@@ -34,7 +34,7 @@ REASONS = {
 }
 
 
-# --8<-- [start:app]
+# --8<-- [start:http]
 class HttpError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
@@ -56,6 +56,10 @@ def parse_target(head: bytes) -> str:
     return parts[1].decode("ascii", "replace")
 
 
+# --8<-- [end:http]
+
+
+# --8<-- [start:app]
 def route(target: str) -> tuple[float, bool, int]:
     """The application: (seconds it waits on IO, is that wait blocking?, CPU loops)."""
     routes = {
@@ -74,6 +78,10 @@ def compute(loops: int) -> int:
     return sum(i * i % 7 for i in range(loops))
 
 
+# --8<-- [end:app]
+
+
+# --8<-- [start:response]
 def response(status: int, body: str = "") -> bytes:
     data = f"{body or REASONS[status]} (pid {os.getpid()} {threading.current_thread().name})"
     return (
@@ -83,7 +91,7 @@ def response(status: int, body: str = "") -> bytes:
     ).encode()
 
 
-# --8<-- [end:app]
+# --8<-- [end:response]
 
 
 # --8<-- [start:blocking]
@@ -265,6 +273,10 @@ ARCHITECTURES: dict[str, tuple[Callable[[socket.socket], None], int]] = {
 }
 
 
+# --8<-- [end:run]
+
+
+# --8<-- [start:processes]
 @contextmanager
 def running(architecture: str) -> Iterator[tuple[str, int]]:
     """Serve in child processes (apart from the load generator's GIL); yield the address."""
@@ -285,7 +297,7 @@ def running(architecture: str) -> Iterator[tuple[str, int]]:
                 worker.join(timeout=5)
 
 
-# --8<-- [end:run]
+# --8<-- [end:processes]
 
 
 # --8<-- [start:loadgen]

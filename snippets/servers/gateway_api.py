@@ -139,7 +139,7 @@ class TokenBucket:
 # --8<-- [end:bucket]
 
 
-# --8<-- [start:gateway]
+# --8<-- [start:paths]
 def is_safe_path(path: str) -> bool:
     """False for a path a backend could resolve outside the route it matched: a dot-segment
     (`/api/users/../internal` is `/internal` to RFC 3986 §5.2.4), also percent-encoded
@@ -153,6 +153,10 @@ def is_safe_path(path: str) -> bool:
     return not any(segment.split(";", 1)[0] in (".", "..") for segment in segments)
 
 
+# --8<-- [end:paths]
+
+
+# --8<-- [start:gateway]
 @dataclass
 class Gateway:
     routes: dict[str, str]  # path prefix -> backend base URL

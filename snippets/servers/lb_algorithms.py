@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 MEAN_SERVICE_MS = [10.0, 10.0, 10.0, 40.0]
 
 
-# --8<-- [start:model]
+# --8<-- [start:backend]
 @dataclass
 class Backend:
     """A backend that serves one request at a time, first come first served."""
@@ -40,6 +40,10 @@ class Backend:
         return finish - now
 
 
+# --8<-- [end:backend]
+
+
+# --8<-- [start:model]
 Picker = Callable[[list[Backend], float], Backend]
 
 

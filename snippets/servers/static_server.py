@@ -111,7 +111,7 @@ def if_range_holds(header: str | None, etag: str, last_modified: str) -> bool:
 # --8<-- [end:range]
 
 
-# --8<-- [start:handler]
+# --8<-- [start:head]
 class StaticHandler(socketserver.StreamRequestHandler):
     root: Path  # set by static_server()
     timeout = 2  # seconds for the whole request head, however it trickles in; then 408
@@ -155,6 +155,8 @@ class StaticHandler(socketserver.StreamRequestHandler):
             headers[name.lower()] = value.strip()
         return parts[0], parts[1], headers
 
+    # --8<-- [end:head]
+    # --8<-- [start:handler]
     def respond(self, method: str, target: str, headers: dict[str, str]) -> None:
         if method not in ("GET", "HEAD"):
             return self.send_head(405, {"Allow": "GET, HEAD", "Content-Length": "0"})

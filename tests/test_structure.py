@@ -296,6 +296,19 @@ def test_home_page_lists_every_chapter_in_the_nav_and_promises_none_that_is_not(
                 assert not re.search(rf"\b{name}\b", text, flags=re.I), f"{where} names {name}"
 
 
+def test_no_word_ending_is_glued_to_inline_code():
+    """`SIGKILL`ed renders with a gap (inline code has its own padding and background):
+    the sentence says it another way ("killed with `SIGKILL`")."""
+    glued = re.compile(r"`[^`\n]+`(?:ed|s|d|ing)\b")
+    found = [
+        f"{rel(page)}:{number}: {line.strip()}"
+        for page in PAGES
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if glued.search(line) and not line.lstrip().startswith(("--8<--", "```"))
+    ]
+    assert not found, "\n".join(found)
+
+
 def test_every_page_has_its_own_description():
     """Search engines and link previews show it; the site-wide one is for none of them."""
     seen = {}

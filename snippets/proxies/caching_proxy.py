@@ -48,6 +48,7 @@ class Origin(ThreadingHTTPServer):
         self.changed = threading.Condition()
         self.gate = threading.Event()
         self.gate.set()
+        self.held: set[str] = set()  # X-Client of each request waiting at the gate
 
     def count(self, target: str) -> None:
         with self.changed:
@@ -75,8 +76,13 @@ class OriginHandler(BaseHTTPRequestHandler):
         short = name in ("news", "hot") and n == 1
         headers = {"Cache-Control": f"max-age={MAX_AGE if short else 60}"}
         body = f"{self.path} version {n}"
-        if name == "hot":
+        if name == "hot" and not self.server.gate.is_set():
+            client = self.headers.get("X-Client", "")  # NGINX passes request headers on
+            with self.server.changed:
+                self.server.held.add(client)
+                self.server.changed.notify_all()
             self.server.gate.wait(timeout=5)  # held while the demo lines up its clients
+            self.server.held.discard(client)
         elif name == "vary":
             headers["Vary"] = "Accept-Language"
             body = f"in {self.headers.get('Accept-Language')}, version {n}"
@@ -256,18 +262,20 @@ def stampede(nginx: str, origin: Origin, target: str) -> tuple[int, Counter[str]
     Returns (requests the origin received for it, the clients' X-Cache-Status counts, the
     X-Cache-Status of the next request once the update is stored).
 
-    The origin is released once every client either has its answer or has its request
-    waiting at the origin: nothing more can happen until it answers. (3 s without that
-    releases it anyway; the counts are then whatever arrived.)"""
+    The origin is released once every client either has its answer or has its own request
+    waiting at the origin (NGINX passes each client's X-Client header on; a background
+    update carries the header of the request that started it, which has its answer):
+    nothing more can happen until the origin answers. (3 s without that releases it
+    anyway; the counts are then whatever arrived.)"""
     before = origin.seen[target]
     answered = Counter[str]()
     origin.gate.clear()
     with ThreadPoolExecutor(CLIENTS) as pool:
-        futures = [pool.submit(get, nginx, target) for _ in range(CLIENTS)]
+        futures = [pool.submit(get, nginx, target, X_Client=str(i)) for i in range(CLIENTS)]
         for future in futures:
             future.add_done_callback(lambda _: origin.poke())
         origin.wait_until(
-            lambda: origin.seen[target] - before + sum(f.done() for f in futures) >= CLIENTS
+            lambda: all(f.done() or str(i) in origin.held for i, f in enumerate(futures))
         )
         origin.gate.set()
         for future in futures:

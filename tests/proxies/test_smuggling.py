@@ -115,6 +115,13 @@ def test_control_straight_to_the_back_the_header_is_ignored_the_peer_is_the_clie
     assert answer.endswith(f"rightmost untrusted: {sd.CLIENT_ADDRESS}")
 
 
+def test_break_it_trusting_the_clients_network_believes_the_lie():
+    chain = [f"203.0.113.7, {sd.CLIENT_ADDRESS}"]
+    assert sd.client(chain, sd.FRONT_ADDRESS) == sd.CLIENT_ADDRESS  # the control
+    too_much = {sd.FRONT_ADDRESS, sd.CLIENT_ADDRESS}
+    assert sd.client(chain, sd.FRONT_ADDRESS, too_much) == "203.0.113.7"
+
+
 def test_rightmost_untrusted_walks_past_every_trusted_proxy():
     trusted = {"10.0.0.1", "10.0.0.2"}
     chain = ["198.51.100.1, 203.0.113.9", "10.0.0.1"]

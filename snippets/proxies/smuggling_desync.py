@@ -546,14 +546,14 @@ backend app
 """
 
 
-def through_real(proxy: str) -> dict:
+def through_real(proxy: str, first: bytes = ATTACK) -> dict:
     """The same two requests through real NGINX or HAProxy to the same toy back."""
     with Loop() as loop:
         back = Back()
         back_port = loop.serve(back.handle)
         start = running_nginx if proxy == "nginx" else running_haproxy
         with start(back_port) as port:
-            attacker = exchange(port, ATTACK)
+            attacker = exchange(port, first)
             victim = exchange(port, VICTIM)
         return {"attacker": attacker, "victim": victim, "seen": list(back.seen)}
 

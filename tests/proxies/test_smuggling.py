@@ -72,18 +72,31 @@ def test_haproxy_drops_content_length_frames_by_chunked_and_closes(haproxy_bin):
     assert "(Connection: close)" in sd.summary(run["attacker"])
 
 
-def test_haproxy_closes_the_attackers_connection_after_answering(haproxy_bin):
+@pytest.mark.parametrize(("proxy", "status"), [("nginx", b"400"), ("haproxy", b"200")])
+def test_real_proxy_closes_the_attackers_connection_after_answering(request, proxy, status):
+    request.getfixturevalue(f"{proxy}_bin")
+    start = sd.running_nginx if proxy == "nginx" else sd.running_haproxy
     with sd.Loop() as loop:
         back_port = loop.serve(sd.Back().handle)
         with (
-            sd.running_haproxy(back_port) as port,
+            start(back_port) as port,
             socket.create_connection(("127.0.0.1", port), 3) as sock,
         ):
             sock.sendall(sd.ATTACK)
             data = b""
             while chunk := sock.recv(65536):  # a socket timeout here: it kept it open
                 data += chunk
-    assert data.startswith(b"HTTP/1.1 200") and data.count(b"HTTP/1.1") == 1
+    assert data.startswith(b"HTTP/1.1 " + status) and data.count(b"HTTP/1.1 ") == 1
+
+
+@pytest.mark.parametrize("proxy", ["nginx", "haproxy"])
+def test_control_both_real_proxies_do_share_one_back_connection_between_clients(request, proxy):
+    """Without this, "nothing was smuggled" could mean only "the victim got a fresh
+    connection": a harmless POST and the victim's GET share the back connection."""
+    request.getfixturevalue(f"{proxy}_bin")
+    harmless = b"POST /search HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\nhi"
+    run = sd.through_real(proxy, first=harmless)
+    assert [(n, r.target) for n, r in run["seen"]] == [(1, "/search"), (1, "/home")]
 
 
 # Hop-by-hop fields and X-Forwarded-For

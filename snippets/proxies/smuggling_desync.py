@@ -44,6 +44,7 @@ class HttpError(Exception):
         408: "Request Timeout",
         413: "Content Too Large",
         431: "Request Header Fields Too Large",
+        500: "Internal Server Error",
         501: "Not Implemented",
         502: "Bad Gateway",
         504: "Gateway Timeout",
@@ -67,12 +68,18 @@ class Request:
     target: str
     headers: list[tuple[str, str]]  # in order, names as sent
     body: bytes = b""
+    version: str = "HTTP/1.1"
 
     def values(self, name: str) -> list[str]:
         return [v for n, v in self.headers if n.lower() == name]
 
 
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters other than HTAB: a bare CR or LF inside a line would let another
+# parser see a second line there, NUL can end a C string early (RFC 9110 §5.5: reject, or
+# replace each with SP; RFC 9112 §2.2: a bare CR). The request target takes no HTAB either.
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+HOST = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=\[\]:]*")  # uri-host [ ":" port ], loosely
 
 
 def parse_head(head: bytes) -> Request:
@@ -81,6 +88,8 @@ def parse_head(head: bytes) -> Request:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not parts[1]:
         raise HttpError(400, f"malformed request line {lines[0][:40]!r}")
+    if CONTROL.search(parts[1]) or "\t" in parts[1]:
+        raise HttpError(400, f"control character in the request target {parts[1][:40]!r}")
     if parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
         raise HttpError(400, f"unsupported version {parts[2][:20]!r}")
     headers = []
@@ -88,11 +97,24 @@ def parse_head(head: bytes) -> Request:
         name, colon, value = line.partition(":")
         if not colon or not TOKEN.fullmatch(name):  # also: whitespace before the colon
             raise HttpError(400, f"malformed header line {line[:40]!r}")
+        if CONTROL.search(value):
+            raise HttpError(400, f"control character in the value of {name[:40]}")
         headers.append((name, value.strip(" \t")))
-    request = Request(parts[0], parts[1], headers)
-    if parts[2] == "HTTP/1.1" and len(request.values("host")) != 1:
-        raise HttpError(400, "an HTTP/1.1 request needs exactly one Host")  # RFC 9112 §3.2
+    request = Request(parts[0], parts[1], headers, version=parts[2])
+    hosts = request.values("host")  # RFC 9112 §3.2: 400 for none (HTTP/1.1), two, or invalid
+    if len(hosts) > 1 or (parts[2] == "HTTP/1.1" and not hosts):
+        raise HttpError(400, "a request needs exactly one Host (HTTP/1.0: at most one)")
+    if hosts and not HOST.fullmatch(hosts[0]):
+        raise HttpError(400, f"invalid Host {hosts[0][:40]!r}")
     return request
+
+
+def keep_alive(request: Request) -> bool:
+    """Whether the connection may carry another request after this one's response (RFC 9112
+    §9.3, §9.6): not after "Connection: close", and not after an HTTP/1.0 request (these
+    toys do not do HTTP/1.0 keep-alive; closing is always allowed)."""
+    options = {o.strip().lower() for v in request.values("connection") for o in v.split(",")}
+    return request.version == "HTTP/1.1" and "close" not in options
 
 
 # --8<-- [end:parse]
@@ -170,7 +192,8 @@ def content_length(request: Request) -> int:
     digits, is a 400 (RFC 9112 §6.3 item 5); too large is a 413."""
     values = {v for raw in request.values("content-length") for v in raw.split(",")}
     values = {v.strip() for v in values}
-    if len(values) > 1 or any(not v.isdigit() for v in values):
+    # Not str.isdigit(): that is also true of "²" and other Unicode digits int() refuses.
+    if len(values) > 1 or any(not re.fullmatch(r"[0-9]{1,18}", v) for v in values):
         raise HttpError(400, f"invalid Content-Length {sorted(values)}")
     length = int(values.pop()) if values else 0
     if length > BODY_LIMIT:
@@ -215,6 +238,8 @@ def chunked(request: Request) -> bool:
     """Whether the body is chunked. Chunked not last is a 400 (RFC 9112 §6.3 item 4: the
     length "cannot be determined reliably"); another coding before it, 501 (§6.1)."""
     codings = [c.strip().lower() for v in request.values("transfer-encoding") for c in v.split(",")]
+    if codings and request.version == "HTTP/1.0":  # §6.1: "as if the framing is faulty"
+        raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
     if codings and codings[-1] != "chunked":
         raise HttpError(400, "chunked is not the final transfer coding")
     if codings and codings != ["chunked"]:
@@ -232,8 +257,10 @@ async def te_first_body(wire: Wire, request: Request) -> bytes:
 
 
 async def strict_body(wire: Wire, request: Request) -> bytes:
-    """The strict front, RFC 9112 §6.3 item 3: a request with both Transfer-Encoding and
-    Content-Length "ought to be handled as an error": 400, then close."""
+    """The strict front takes the first branch RFC 9112 §6.1 allows for a request with
+    both Transfer-Encoding and Content-Length ("MAY reject ... or process such a request
+    in accordance with the Transfer-Encoding alone"; §6.3: it "ought to be handled as an
+    error"): 400, then close, which §6.1 requires either way."""
     if request.values("transfer-encoding") and request.values("content-length"):
         raise HttpError(400, "both Transfer-Encoding and Content-Length")
     deadline = asyncio.get_running_loop().time() + TIMEOUT
@@ -251,20 +278,27 @@ async def strict_body(wire: Wire, request: Request) -> bytes:
 HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "te", "transfer-encoding", "upgrade"}
 
 
+def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`headers` without Connection, the fields it names, and the other hop-by-hop ones."""
+    named = {
+        o.strip().lower() for n, v in headers if n.lower() == "connection" for o in v.split(",")
+    }
+    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP | named]
+
+
 def forwarded_headers(request: Request, peer: str, strict: bool) -> list[tuple[str, str]]:
     """The header fields a front sends on. Both append the client's address to
     X-Forwarded-For. The strict front first removes the hop-by-hop fields (parsing
-    Connection BEFORE it adds its own fields, so a client cannot name one of those), and
-    frames the body itself; the lax front forwards everything as it came."""
+    Connection BEFORE it adds its own fields, so a client cannot name one of those; an
+    X-Forwarded-For the client named goes too), and frames the body itself; the lax front
+    forwards everything as it came."""
     headers = list(request.headers)
     if strict:
-        named = {o.strip().lower() for v in request.values("connection") for o in v.split(",")}
         framed = request.values("content-length") or request.values("transfer-encoding")
-        drop = HOP_BY_HOP | named | {"content-length"}
-        headers = [(n, v) for n, v in headers if n.lower() not in drop]
+        headers = [(n, v) for n, v in end_to_end(headers) if n.lower() != "content-length"]
         if framed:  # the body as we read it, framed one way only
             headers.append(("Content-Length", str(len(request.body))))
-    chain = ", ".join([*request.values("x-forwarded-for"), peer])
+    chain = ", ".join([*(v for n, v in headers if n.lower() == "x-forwarded-for"), peer])
     headers = [(n, v) for n, v in headers if n.lower() != "x-forwarded-for"]
     return [*headers, ("X-Forwarded-For", chain)]
 
@@ -290,22 +324,35 @@ class Front:
                 read_body = strict_body if self.strict else lax_body
                 request.body = await read_body(client, request)
                 headers = forwarded_headers(request, peer, self.strict)
+                if not request.values("host"):  # HTTP/1.0 may omit it; HTTP/1.1 must send it
+                    headers.insert(0, ("Host", f"127.0.0.1:{self.back_port}"))
                 lines = [f"{request.method} {request.target} HTTP/1.1"]
                 lines += [f"{n}: {v}" for n, v in headers]
                 raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
-                writer.write(await self.exchange(raw))
+                status, headers, body = await self.exchange(raw)
+                keep = keep_alive(request)
+                # RFC 9110 §7.6.1 holds for responses too: the back's hop-by-hop fields stop here.
+                headers = end_to_end(headers) + ([] if keep else [("Connection", "close")])
+                lines = [status, *(f"{n}: {v}" for n, v in headers)]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
                 await writer.drain()
+                if not keep:
+                    break
         except HttpError as error:
             writer.write(error.response())  # then close: the framing can no longer be trusted
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass  # the client went away, or the demo is over and the loop is stopping
+        except Exception as error:  # a bug of ours: answer, close, and keep serving others
+            writer.write(HttpError(500, type(error).__name__).response())
         finally:
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 writer.close()
                 await writer.wait_closed()
 
-    async def exchange(self, raw: bytes) -> bytes:
-        """Send on the pooled connection, read one response (Content-Length framed)."""
+    async def exchange(self, raw: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Send on the pooled connection, read one response (Content-Length framed: other
+        framing is a 502); (status line, header fields, body). A back that says
+        "Connection: close" gets no further request on that connection (RFC 9112 §9.6)."""
         async with self.lock:
             if self.upstream is None or self.upstream.reader.at_eof():
                 reader, writer = await asyncio.open_connection(
@@ -322,9 +369,28 @@ class Front:
                 head = await up.head()
                 if not head or not re.match(rb"HTTP/1\.[01] \d{3} ", head):
                     raise HttpError(502, "the back's answer is not an HTTP/1.1 response")
-                length = re.search(rb"\r\nContent-Length: *(\d+)", head, re.I)
-                body = await up.exactly(int(length[1]) if length else 0, deadline)
-                return head + body
+                status, *lines = head.decode("latin-1").split("\r\n")[:-2]
+                headers = [
+                    (n, v.strip(" \t")) for n, _, v in (line.partition(":") for line in lines)
+                ]
+                lengths = [v for n, v in headers if n.lower() == "content-length"]
+                if len(lengths) != 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0]):
+                    raise HttpError(
+                        502, f"response framing other than one Content-Length {lengths}"
+                    )
+                if any(n.lower() == "transfer-encoding" for n, _ in headers):
+                    raise HttpError(502, "response framing other than Content-Length")
+                body = await up.exactly(int(lengths[0]), deadline)
+                options = {
+                    o.strip().lower()
+                    for n, v in headers
+                    if n.lower() == "connection"
+                    for o in v.split(",")
+                }
+                if "close" in options or status.startswith("HTTP/1.0"):
+                    self.upstream = None  # the next request opens a new connection
+                    up.writer.close()
+                return status, headers, body
             except (HttpError, TimeoutError, EOFError, ConnectionError) as error:
                 self.upstream = None  # never reuse a connection in an unknown state
                 late = isinstance(error, TimeoutError) or getattr(error, "status", 0) == 408
@@ -355,15 +421,21 @@ class Back:
                 request.body = await te_first_body(wire, request)
                 self.seen.append((number, request))
                 body = self.answer(request, peer).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                await writer.drain()
                 both = request.values("transfer-encoding") and request.values("content-length")
-                if both and self.close_after_both:
+                keep = keep_alive(request) and not (both and self.close_after_both)
+                close = b"" if keep else b"Connection: close\r\n"  # RFC 9112 §9.6: SHOULD say so
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (close, len(body), body)
+                )
+                await writer.drain()
+                if not keep:
                     break
         except HttpError as error:
             writer.write(error.response())
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass
+        except Exception as error:  # a bug of ours: answer, close, and keep serving others
+            writer.write(HttpError(500, type(error).__name__).response())
         finally:
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 writer.close()

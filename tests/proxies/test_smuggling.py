@@ -6,6 +6,8 @@ and every toy parser sent malformed, oversized and slow input."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 
 import pytest
@@ -39,8 +41,11 @@ def test_control_the_strict_front_answers_400_and_closes_so_nothing_is_smuggled(
 def test_control_a_back_that_closes_after_cl_and_te_discards_the_prefix():
     """RFC 9112 §6.1's MUST (close after such a request), which the toy back skips."""
     run = sd.through_toys(strict=False, close_after_both=True)
-    assert ("GET", "/admin", "session=victim") not in parsed(run)
-    assert b"ADMIN" not in run["victim"]
+    # the back's Connection: close is hop-by-hop: the front acts on it and does not relay it
+    assert sd.summary(run["attacker"]) == "200 OK | page /search, for no cookie"
+    assert sd.summary(run["victim"]) == "200 OK | page /home, for session=victim"
+    # the POST on connection 1, which then closed with the prefix; the victim on a new one
+    assert [(n, r.target) for n, r in run["seen"]] == [(1, "/search"), (2, "/home")]
 
 
 def test_strict_front_really_closes_after_the_400():
@@ -116,6 +121,17 @@ def test_a_client_cannot_name_the_fronts_own_x_forwarded_for_in_connection():
     assert seen.values("x-forwarded-for") == [sd.CLIENT_ADDRESS]
 
 
+def test_an_x_forwarded_for_the_client_names_in_connection_is_removed_before_appending():
+    """RFC 9110 §7.6.1: the named field is hop-by-hop; the front's own entry stays."""
+    sneaky = sd.HOP.replace(b"X-Hop-Secret: for", b"X-Forwarded-For: 6.6.6.6\r\nX-Hop-Secret: for")
+    sneaky = sneaky.replace(b"X-Hop-Secret\r\n", b"X-Forwarded-For\r\n", 1)
+    assert b"X-Forwarded-For: 6.6.6.6" in sneaky and b"keep-alive, X-Forwarded-For" in sneaky
+    seen, _ = sd.headers_seen(True, sneaky)
+    assert seen.values("x-forwarded-for") == [sd.CLIENT_ADDRESS]
+    lax, _ = sd.headers_seen(False, sneaky)  # the control: kept when nobody removes it
+    assert lax.values("x-forwarded-for") == [f"6.6.6.6, {sd.CLIENT_ADDRESS}"]
+
+
 def test_leftmost_x_forwarded_for_is_spoofed_rightmost_untrusted_is_the_client():
     seen, answer = sd.headers_seen(True, sd.LIAR)
     assert seen.values("x-forwarded-for") == [f"203.0.113.7, {sd.CLIENT_ADDRESS}"]
@@ -176,6 +192,37 @@ BAD = {  # input, status, what the error says (so a 400 for another reason fails
         b"POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
         400,
         "invalid Content-Length",
+    ),
+    "content-length superscript two": (  # "²".isdigit() is True; int("²") raises
+        b"POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: \xb2\r\n\r\nxx",
+        400,
+        "invalid Content-Length",
+    ),
+    "bare LF in a value": (  # another parser may see a second line: Transfer-Encoding
+        b"GET / HTTP/1.1\r\nHost: shop\r\nX-A: a\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+        "control character in the value of X-A",
+    ),
+    "bare CR in a value": (
+        b"GET / HTTP/1.1\r\nHost: shop\r\nX-A: a\rTransfer-Encoding: chunked\r\n\r\n",
+        400,
+        "control character in the value of X-A",
+    ),
+    "NUL in a value": (
+        b"GET / HTTP/1.1\r\nHost: shop\r\nX-A: a\x00b\r\n\r\n",
+        400,
+        "control character in the value of X-A",
+    ),
+    "control in the target": (
+        b"GET /a\x01b HTTP/1.1\r\nHost: shop\r\n\r\n",
+        400,
+        "control character in the request target",
+    ),
+    "invalid host": (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host"),
+    "two hosts, HTTP/1.0": (
+        b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        400,
+        "exactly one Host",
     ),
     "content-length huge": (
         b"POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: 999999999\r\n\r\n",
@@ -261,10 +308,111 @@ def test_a_client_that_closes_mid_request_costs_nothing(toy):
     assert sd.summary(sd.exchange(toy, GOOD)).startswith("200 OK | page /ok")
 
 
+def test_control_a_tab_in_a_value_is_allowed():
+    """The control for the control-character cases: HTAB is legal inside a field value."""
+    data = b"GET /ok HTTP/1.1\r\nHost: shop\r\nX-A: a\tb\r\n\r\n"
+    seen, answer = sd.headers_seen(True, data)
+    assert seen.values("x-a") == ["a\tb"] and answer.startswith("page /ok")
+
+
+def answers(port, data):
+    """Every byte the server sends until it closes (a socket timeout here: it kept it open)."""
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize("server", ["strict front", "back"])
+def test_http_1_0_with_transfer_encoding_is_400_and_close(server):
+    """RFC 9112 §6.1: treat it "as if the framing is faulty" and close; the bytes after
+    the chunked terminator are never answered as a second request."""
+    data = b"POST / HTTP/1.0\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    data += b"GET /admin HTTP/1.1\r\nHost: shop\r\n\r\n"
+    with sd.Loop() as loop:
+        port = loop.serve(sd.Back().handle)
+        if server == "strict front":
+            port = loop.serve(sd.Front(port, strict=True).handle)
+        reply = answers(port, data)
+    assert reply.startswith(b"HTTP/1.1 400 ") and reply.count(b"HTTP/1.1 ") == 1, reply
+    assert b"HTTP/1.0 request" in reply
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /one HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+        b"GET /one HTTP/1.0\r\n\r\n",
+    ],
+    ids=["Connection: close", "HTTP/1.0"],
+)
+def test_close_and_http_1_0_get_one_answer_then_the_connection_closes(toy, first):
+    """RFC 9112 §9.6 (a "close" option) and §9.3 (HTTP/1.0 without keep-alive): one
+    answer, which says Connection: close, and the pipelined second request is not read."""
+    reply = answers(toy, first + b"GET /two HTTP/1.1\r\nHost: shop\r\n\r\n")
+    assert reply.count(b"HTTP/1.1 200 ") == 1 and b"page /one" in reply, reply
+    assert b"\r\nConnection: close\r\n" in reply and b"/two" not in reply
+
+
+def test_control_without_close_both_pipelined_requests_are_answered(toy):
+    reply = answers(
+        toy,
+        GOOD.replace(b"/ok", b"/one") + GOOD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"),
+    )
+    assert reply.count(b"HTTP/1.1 200 ") == 2 and b"page /one" in reply and b"page /ok" in reply
+
+
+def test_front_honours_the_backs_connection_close_and_drops_its_hop_by_hop_fields():
+    """A back that says "Connection: close" but leaves the socket open: the front must
+    not send it another request (RFC 9112 §9.6), and relays none of the response's
+    hop-by-hop fields (RFC 9110 §7.6.1)."""
+
+    per_connection = []
+
+    async def closing(reader, writer):
+        per_connection.append(0)
+        number = len(per_connection) - 1
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while await reader.readuntil(b"\r\n\r\n"):  # every request head it is sent
+                per_connection[number] += 1
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n"
+                    b"Keep-Alive: timeout=5\r\nX-End: 1\r\nContent-Length: 2\r\n\r\nok"
+                )
+                await writer.drain()
+
+    with sd.Loop() as loop:
+        port = loop.serve(sd.Front(loop.serve(closing), strict=True).handle)
+        replies = [sd.exchange(port, GOOD) for _ in range(2)]
+    assert per_connection == [1, 1]  # a new back connection for the second request
+    for reply in replies:
+        head = reply.split(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 200 ") and b"x-end: 1" in head  # the control
+        assert b"x-hop" not in head and b"keep-alive" not in head and b"connection" not in head
+
+
+def test_an_internal_error_is_a_500_and_the_server_goes_on(toy, monkeypatch):
+    calls = []
+
+    def broken(self, request, peer):
+        calls.append(request.target)
+        if request.target == "/boom":
+            raise ValueError("a bug")
+        return f"page {request.target}, for no cookie"
+
+    monkeypatch.setattr(sd.Back, "answer", broken)
+    reply = sd.exchange(toy, b"GET /boom HTTP/1.1\r\nHost: shop\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 500 ") and b"ValueError" in reply, reply[:80]
+    assert calls == ["/boom"]
+    assert sd.summary(sd.exchange(toy, GOOD)).startswith("200 OK | page /ok")
+    assert calls == ["/boom", "/ok"]
+
+
 def test_a_back_that_answers_garbage_or_nothing_is_a_502_from_the_front():
     """The front's own upstream parsing: a malformed or missing response is 502, a silent
     back 504, and the pooled connection is dropped, not reused."""
-    import asyncio
 
     async def garbage(reader, writer):
         await reader.read(1024)

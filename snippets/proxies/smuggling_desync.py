@@ -1,7 +1,7 @@
 """Request smuggling on loopback: a lax toy front (Content-Length only) and a toy back
 (Transfer-Encoding first) desynchronise, so an attacker's prefix becomes the start of the
-next user's request; a strict front (RFC 9112 §6.3) refuses it, and so do real NGINX and
-HAProxy. Then hop-by-hop headers and X-Forwarded-For trusted only from known proxies.
+next user's request; a strict front (RFC 9112 §6.1: reject, then close) refuses it, and
+so do real NGINX and HAProxy. Then hop-by-hop headers and X-Forwarded-For trusted only from known proxies.
 
 Run: python snippets/proxies/smuggling_desync.py
 Needs: NGINX_BIN, HAPROXY_BIN
@@ -799,7 +799,7 @@ def main() -> None:
         "LAX front (Content-Length only) -> toy back (Transfer-Encoding first):",
         through_toys(False),
     )
-    show("\nSTRICT front (RFC 9112 §6.3) -> toy back:", through_toys(True))
+    show("\nSTRICT front (RFC 9112 §6.1: reject, close) -> toy back:", through_toys(True))
     show("\nNGINX 1.22 -> toy back:", through_real("nginx"))
     show("\nHAProxy 2.6 (http-reuse always) -> toy back:", through_real("haproxy"))
     headers_demo()

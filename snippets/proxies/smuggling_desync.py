@@ -1,7 +1,8 @@
 """Request smuggling on loopback: a lax toy front (Content-Length only) and a toy back
 (Transfer-Encoding first) desynchronise, so an attacker's prefix becomes the start of the
 next user's request; a strict front (RFC 9112 §6.1: reject, then close) refuses it, and
-so do real NGINX and HAProxy. Then hop-by-hop headers and X-Forwarded-For trusted only from known proxies.
+so do real NGINX and HAProxy. Then hop-by-hop headers and X-Forwarded-For trusted only
+from known proxies.
 
 Run: python snippets/proxies/smuggling_desync.py
 Needs: NGINX_BIN, HAPROXY_BIN

@@ -1,6 +1,7 @@
 """Real NGINX `proxy_cache` in front of an origin that counts what reaches it: MISS, HIT and
-EXPIRED; the cache key; Vary; what a shared cache refuses to store; and a stampede on an
-expired entry with and without `proxy_cache_use_stale updating`.
+EXPIRED; the cache key; Vary; what a shared cache refuses to store; and stampedes: on a new
+entry with and without `proxy_cache_lock`, on an expired one with and without
+`proxy_cache_use_stale updating`.
 
 Run: python snippets/proxies/caching_proxy.py
 Needs: NGINX_BIN
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,8 +38,9 @@ class Origin(ThreadingHTTPServer):
     """The origin: answers by the last path segment and counts every request it receives.
     Most answers are fresh for 60 s; the first answer for .../news and .../hot only for
     MAX_AGE s, so the demo can watch it expire (and a refreshed copy cannot expire again
-    while a busy machine runs the demo). While `gate` is clear, requests for .../hot wait
-    for it (a slow origin that the demo releases when it is ready, not after a guess)."""
+    while a busy machine runs the demo). While `gate` is clear, requests for .../hot and
+    .../new wait for it (a slow origin that the demo releases when it is ready, not after
+    a guess)."""
 
     daemon_threads = True
 
@@ -55,15 +57,6 @@ class Origin(ThreadingHTTPServer):
             self.seen[target] += 1
             self.changed.notify_all()
 
-    def poke(self) -> None:
-        """Wake wait_until() to look again (a client got its answer)."""
-        with self.changed:
-            self.changed.notify_all()
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-        with self.changed:
-            return self.changed.wait_for(predicate, timeout)
-
 
 class OriginHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -76,16 +69,24 @@ class OriginHandler(BaseHTTPRequestHandler):
         short = name in ("news", "hot") and n == 1
         headers = {"Cache-Control": f"max-age={MAX_AGE if short else 60}"}
         body = f"{self.path} version {n}"
-        if name == "hot" and not self.server.gate.is_set():
+        if self.path.startswith("/swr/"):  # the origin asks for RFC 5861 itself
+            headers["Cache-Control"] += ", stale-while-revalidate=60"
+        if name in ("hot", "new") and not self.server.gate.is_set():
             client = self.headers.get("X-Client", "")  # NGINX passes request headers on
             with self.server.changed:
                 self.server.held.add(client)
                 self.server.changed.notify_all()
             self.server.gate.wait(timeout=5)  # held while the demo lines up its clients
-            self.server.held.discard(client)
+            with self.server.changed:
+                self.server.held.discard(client)
         elif name == "vary":
             headers["Vary"] = "Accept-Language"
             body = f"in {self.headers.get('Accept-Language')}, version {n}"
+        elif name == "vary-flavor":  # a header NGINX does not normalise
+            headers["Vary"] = "X-Flavor"
+            body = f"flavor {self.headers.get('X-Flavor')}, version {n}"
+        elif name == "aged":  # as if it came from a cache further up, 30 s ago
+            headers["Age"] = "30"
         elif name == "vary-star":
             headers["Vary"] = "*"
         elif name == "plain":
@@ -247,9 +248,10 @@ def shared_cache_leaks(nginx: str, origin: Origin) -> list[tuple[str, str, str, 
         status, _, headers = get(nginx, "/ignore-cookie/login", Cookie=f"user={user}")
         seen = origin.seen["/ignore-cookie/login"]
         rows.append((f"{user}: GET /ignore-cookie/login", status, headers["Set-Cookie"], seen))
-    for user in ("alice", "bob"):
-        status, body, _ = get(nginx, "/account", Authorization=f"Bearer {user}")
-        rows.append((f"{user}: GET /account", status, body, origin.seen["/account"]))
+    for target in ("/account", "/auth-safe/account"):  # the second: the NGINX-side fix
+        for user in ("alice", "bob"):
+            status, body, _ = get(nginx, target, Authorization=f"Bearer {user}")
+            rows.append((f"{user}: GET {target}", status, body, origin.seen[target]))
     return rows
 
 
@@ -257,26 +259,46 @@ def shared_cache_leaks(nginx: str, origin: Origin) -> list[tuple[str, str, str, 
 
 
 # --8<-- [start:stampede]
-def stampede(nginx: str, origin: Origin, target: str) -> tuple[int, Counter[str], str]:
-    """CLIENTS concurrent GETs of an expired entry while the origin holds its answer.
-    Returns (requests the origin received for it, the clients' X-Cache-Status counts, the
-    X-Cache-Status of the next request once the update is stored).
+def in_progress(nginx: str) -> int:
+    """Requests NGINX is working on ("Writing" in stub_status), not counting this one. Its
+    one worker handles a request up to its cache lock or its request to the origin before
+    it reads the next, so a request counted here has already made that choice."""
+    conn = http.client.HTTPConnection(nginx, timeout=5)
+    try:
+        conn.request("GET", "/nginx-status")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return int(text.split("Writing: ")[1].split()[0]) - 1
 
-    The origin is released once every client either has its answer or has its own request
-    waiting at the origin (NGINX passes each client's X-Client header on; a background
-    update carries the header of the request that started it, which has its answer):
-    nothing more can happen until the origin answers. (3 s without that releases it
-    anyway; the counts are then whatever arrived.)"""
+
+def stampede(nginx: str, origin: Origin, target: str) -> tuple[int, Counter[str], str]:
+    """CLIENTS concurrent GETs of one entry while the origin holds its answer. Returns
+    (requests the origin received for it, the clients' X-Cache-Status counts, the
+    X-Cache-Status of the next request once the answer is stored).
+
+    The origin is released once every client has its answer, or once a client's own
+    request is waiting at the origin (NGINX passes each client's X-Client header on; a
+    background update carries the header of a client already answered) AND NGINX is
+    working on every client not yet answered: each of those is then either on its way to
+    the origin or waiting inside NGINX (for proxy_cache_lock), and nothing more can happen
+    until the origin answers. (5 s without that releases it anyway, and the counts are
+    then whatever arrived: a test would see it.)"""
     before = origin.seen[target]
     answered = Counter[str]()
     origin.gate.clear()
     with ThreadPoolExecutor(CLIENTS) as pool:
         futures = [pool.submit(get, nginx, target, X_Client=str(i)) for i in range(CLIENTS)]
-        for future in futures:
-            future.add_done_callback(lambda _: origin.poke())
-        origin.wait_until(
-            lambda: all(f.done() or str(i) in origin.held for i, f in enumerate(futures))
-        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            waiting = [str(i) for i, f in enumerate(futures) if not f.done()]
+            if not waiting:
+                break
+            with origin.changed:
+                held = origin.held & set(waiting)
+            if held and in_progress(nginx) >= len(waiting):
+                break
+            time.sleep(0.005)  # polls NGINX's and the origin's own state
         origin.gate.set()
         for future in futures:
             answered[future.result()[0]] += 1
@@ -322,16 +344,27 @@ def run(origin: Origin) -> None:
             status, body, _ = get(nginx, "/news")
             print(f"{'GET /news':38} {status:8} {origin.seen['/news']:>10}  {body}")
 
-        print(f"\n{CLIENTS} clients at once on an expired entry (the origin holds its answer):")
-        print(f"{'setting':32} {'origin got':>10}  {'clients saw':24} next")
-        for target, setting in (
-            ("/hot", "defaults"),
-            ("/lock/hot", "proxy_cache_lock on"),
-            ("/stale/hot", "use_stale updating + background"),
+        for what, runs in (
+            ("an entry not stored yet", (("/new", "defaults"), ("/lock/new", "lock"))),
+            (
+                "an expired entry",
+                (("/hot", "defaults"), ("/lock/hot", "lock"), ("/stale/hot", "stale")),
+            ),
         ):
-            arrived, statuses, then = stampede(nginx, origin, target)
-            listed = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-            print(f"{setting:32} {arrived:>10}  {listed:24} {then}")
+            print(f"\n{CLIENTS} clients at once on {what} (the origin holds its answer):")
+            print(f"{'setting':32} {'origin got':>10}  {'clients saw':24} next")
+            for target, setting in runs:
+                arrived, statuses, then = stampede(nginx, origin, target)
+                counts = sorted(statuses.items(), key=lambda item: (item[1], item[0]))
+                listed = ", ".join(f"{n} {status}" for status, n in counts)
+                print(f"{SETTINGS[setting]:32} {arrived:>10}  {listed:24} {then}")
+
+
+SETTINGS = {
+    "defaults": "defaults",
+    "lock": "proxy_cache_lock on",
+    "stale": "use_stale updating + background",
+}
 
 
 # --8<-- [end:main]

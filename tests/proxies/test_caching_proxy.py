@@ -87,6 +87,36 @@ def test_set_cookie_stops_storing_unless_ignored_and_then_bob_gets_alices_cookie
     # RFC 9111 §3.5 forbids this reuse without public/s-maxage/must-revalidate; NGINX 1.22
     # does not look at Authorization: bob is served alice's page.
     assert leaks["bob: GET /account"] == ("HIT", "account page of Bearer alice", 1)
+    # The fix on the NGINX side (proxy_cache_bypass + proxy_no_cache $http_authorization):
+    # bob's request goes to the origin and he gets his own page.
+    assert leaks["bob: GET /auth-safe/account"] == ("BYPASS", "account page of Bearer bob", 2)
+
+
+def test_control_the_authorization_fix_still_caches_requests_without_it(nginx, origin):
+    assert [cp.get(nginx, "/auth-safe/public")[0] for _ in range(2)] == ["MISS", "HIT"]
+    assert origin.seen["/auth-safe/public"] == 1
+
+
+def test_proxy_hide_header_stops_the_cookie_leak_and_takes_alices_cookie_too(
+    nginx_bin, origin, tmp_path
+):
+    """The Check yourself answer, run: with Set-Cookie ignored AND hidden, nobody gets a
+    cookie from the stored response, not even the user it was meant for."""
+    hide = """location /hide-cookie/ {
+            proxy_pass http://${ORIGIN};
+            proxy_ignore_headers Set-Cookie;
+            proxy_hide_header Set-Cookie;
+        }
+        location /ignore-cookie/ {"""
+    conf = tmp_path / "cache.conf"
+    conf.write_text(cp.CONF.read_text().replace("location /ignore-cookie/ {", hide, 1))
+    with cp.running_nginx(conf, ORIGIN=f"127.0.0.1:{origin.server_address[1]}") as address:
+        alice = cp.get(address, "/hide-cookie/login", Cookie="user=alice")
+        bob = cp.get(address, "/hide-cookie/login", Cookie="user=bob")
+        control = cp.get(address, "/ignore-cookie/h/login", Cookie="user=alice")
+    assert (alice[0], bob[0]) == ("MISS", "HIT")  # stored and shared, as before
+    assert "set-cookie" not in {k.lower() for k in alice[2]} | {k.lower() for k in bob[2]}
+    assert control[2].get("Set-Cookie", "").startswith("session=")  # without the hide line
 
 
 def test_no_cache_is_not_stored_either(nginx, origin):
@@ -105,11 +135,20 @@ def test_no_cache_is_not_stored_either(nginx, origin):
 def test_vary_values_lose_spaces_after_commas_and_nothing_else(
     nginx, origin, first, second, variants
 ):
-    """RFC 9111 §4.1 allows normalising; NGINX 1.22 drops only spaces around commas."""
+    """RFC 9111 §4.1 allows normalising; for Accept-Language (and Accept-Charset,
+    Accept-Encoding) NGINX 1.22 drops only spaces around commas."""
     target = f"/v{abs(hash(first + second))}/vary"
     for lang in (first, second, first, second):
         cp.get(nginx, target, Accept_Language=lang)
     assert origin.seen[target] == variants
+
+
+def test_other_vary_headers_are_compared_byte_for_byte(nginx, origin):
+    """ngx_http_file_cache_vary_header() normalises only Accept-Charset, Accept-Encoding
+    and Accept-Language: for X-Flavor, "a,b" and "a, b" are two variants."""
+    for flavor in ("a,b", "a, b", "a,b", "a, b"):
+        cp.get(nginx, "/vary-flavor", X_Flavor=flavor)
+    assert origin.seen["/vary-flavor"] == 2
 
 
 def test_nginx_sends_no_age_header_on_a_hit(nginx, origin):
@@ -117,7 +156,18 @@ def test_nginx_sends_no_age_header_on_a_hit(nginx, origin):
     page says NGINX 1.22 does not. If a later NGINX does, this fails and the page is wrong."""
     cp.get(nginx, "/age-check/search")
     status, _, headers = cp.get(nginx, "/age-check/search")
-    assert status == "HIT" and "Age" not in headers
+    assert status == "HIT" and "age" not in {k.lower() for k in headers}
+
+
+def test_control_an_age_the_origin_sends_is_passed_through_and_never_updated(nginx, origin):
+    """The control for the test above: the client does see an Age header when there is
+    one - the origin's, stored and replayed as it was (30), not NGINX's own."""
+    statuses = []
+    for _ in range(2):
+        status, _, headers = cp.get(nginx, "/age-check/aged")
+        statuses.append(status)
+        assert {k.lower(): v for k, v in headers.items()}["age"] == "30"
+    assert statuses == ["MISS", "HIT"]
 
 
 def test_expired_after_max_age_then_hit_again(nginx, origin):
@@ -129,9 +179,21 @@ def test_expired_after_max_age_then_hit_again(nginx, origin):
     assert origin.seen["/expiry/news"] == 2
 
 
+def test_stampede_on_a_new_entry_proxy_cache_lock_vs_defaults(nginx, origin):
+    """Counts, not timings: the origin holds the first answer until NGINX is working on
+    every client's request. Without the lock all ten go to the origin (the control: they
+    really were all inside NGINX at once); with it one goes, nine wait and get a HIT."""
+    (n1, s1, next1), (n2, s2, next2) = (
+        cp.stampede(nginx, origin, t) for t in ("/s4/new", "/lock/s5/new")
+    )
+    assert (n1, dict(s1)) == (cp.CLIENTS, {"MISS": cp.CLIENTS})
+    assert (n2, dict(s2)) == (1, {"MISS": 1, "HIT": cp.CLIENTS - 1})
+    assert next1 == next2 == "HIT"
+
+
 def test_stampede_on_an_expired_entry_defaults_and_lock_vs_use_stale(nginx, origin):
     """Counts, not timings: the origin holds its answer until every client is answered or
-    waiting at the origin, so the number that reach it is exact."""
+    NGINX is working on each, so the number that reach it is exact."""
     targets = ("/s1/hot", "/lock/s2/hot", "/stale/s3/hot")
     for target in targets:
         assert cp.get(nginx, target)[0] == "MISS"
@@ -158,4 +220,14 @@ def test_break_it_without_background_update_one_client_waits_for_the_origin(
         arrived, statuses, then = cp.stampede(address, origin, "/stale/b/hot")
     assert arrived == 1
     assert dict(statuses) == {"EXPIRED": 1, "UPDATING": cp.CLIENTS - 1}
+    assert then == "HIT"
+
+
+def test_stale_while_revalidate_from_the_origin_does_what_use_stale_updating_does(nginx, origin):
+    """Under location / (no use_stale, no background update) an origin that sends
+    stale-while-revalidate gets one origin request; the first client still waits."""
+    assert cp.get(nginx, "/swr/hot")[0] == "MISS"
+    cp.wait_for_expiry(time.time())
+    arrived, statuses, then = cp.stampede(nginx, origin, "/swr/hot")
+    assert (arrived, dict(statuses)) == (1, {"EXPIRED": 1, "UPDATING": cp.CLIENTS - 1})
     assert then == "HIT"

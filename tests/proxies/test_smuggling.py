@@ -1,6 +1,6 @@
 """What goes wrong between proxies (docs/proxies/smuggling.md): a lax toy front and a
 Transfer-Encoding-first toy back desynchronise and the victim gets the attacker's request;
-the strict front (RFC 9112 §6.3), a back that closes after CL+TE, real NGINX and real
+the strict front (RFC 9112 §6.1: reject, close), a back that closes after CL+TE, NGINX and
 HAProxy each stop it; hop-by-hop headers; X-Forwarded-For trusted only from our proxies;
 and every toy parser sent malformed, oversized and slow input."""
 

@@ -158,7 +158,7 @@
     ]);
     function toggled() { show.hidden = d.open; grade.hidden = !d.open && !(state.checks[page] || {})[key]; }
     d.addEventListener("toggle", toggled);
-    toggled();
+    box.sync = toggled; // after a reset or an import, too
     d.after(box);
   }
 
@@ -209,6 +209,7 @@
     var page = pathOf(location.href), done = state.done[page];
     document.querySelectorAll(".bf-done").forEach(function (b) { b.setAttribute("aria-pressed", !!done); });
     document.querySelectorAll(".bf-when").forEach(function (w) { w.textContent = done ? "Done on " + date(done) : ""; });
+    document.querySelectorAll(".bf-check").forEach(function (c) { c.sync(); });
     document.querySelectorAll(".bf-grade button").forEach(function (b) {
       b.setAttribute("aria-pressed", (state.checks[page] || {})[b.dataset.q] === b.dataset.r);
     });

@@ -91,8 +91,11 @@ def test_the_sequence_diagram_is_an_svg_image_with_the_handshake_in_it(visit: Vi
 
 def test_a_diagram_shows_after_instant_navigation_from_a_page_without_diagrams(visit: Visit):
     visit.page.goto(visit.base + "paths/broad/", wait_until="networkidle")
+    visit.page.evaluate("() => { window.samePage = true; }")  # gone if a full load happens
     visit.page.locator("article a[href*='tcp-udp']").first.click()
     visit.page.wait_for_url("**/protocols/tcp-udp/")
+    visit.page.wait_for_function("() => document.title.startsWith('TCP')")
+    assert visit.page.evaluate("() => window.samePage === true"), "not instant navigation"
     visit.page.locator(".diagram img").first.scroll_into_view_if_needed()
     visit.page.wait_for_function(DIAGRAM_SHOWN)
     clean(visit)

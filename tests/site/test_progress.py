@@ -59,18 +59,9 @@ def navigate(visit: Visit, path: str) -> None:
 
 
 def open_with_instant_navigation(visit: Visit, path: str) -> None:
-    """Load a page with Material's instant navigation working. It swaps in only pages
-    listed in sitemap.xml, whose URLs are made from site_url; Material matches them with
-    the page's scheme and host but not its port, so on the test server's port every click
-    loaded a full page. The sitemap is served with the test server's origin, as a site
-    deployed at its site_url has it. Instant navigation is ready once the sitemap is parsed
-    after the page loads (no event says so; "networkidle" is 500 ms after it arrived)."""
-
-    def sitemap(route) -> None:
-        body = route.fetch().text()
-        route.fulfill(body=re.sub(r"<loc>https?://[^/]+/", f"<loc>{visit.base}", body))
-
-    visit.page.context.route("**/sitemap.xml", sitemap)
+    """Load a page with Material's instant navigation working (the visit fixture serves a
+    sitemap with this server's origin). It is ready once the sitemap is parsed after the
+    page loads (no event says so; "networkidle" is 500 ms after it arrived)."""
     visit.page.goto(visit.base + path, wait_until="networkidle")
     visit.page.evaluate(MARK)
 

@@ -163,7 +163,8 @@ def writers() -> dict[str, str]:
 def strict_loads(text: str) -> Any:
     """json.loads that refuses what RFC 8259 leaves to chance: duplicate names, NaN and
     Infinity (written as such, or a number too large for a double, like 1e400), and lone
-    surrogates."""
+    surrogates; and reports nesting too deep for the parser as a ValueError, like every
+    other refusal."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         names = [name for name, _ in pairs]
@@ -180,8 +181,11 @@ def strict_loads(text: str) -> Any:
             raise ValueError(f"{text} is out of a double's range")
         return value
 
-    value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant,
-                       parse_float=finite)  # fmt: skip
+    try:
+        value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant,
+                           parse_float=finite)  # fmt: skip
+    except RecursionError:  # RFC 8259 §9 lets a parser limit nesting: say so as a ValueError
+        raise ValueError("nested too deeply for this parser") from None
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

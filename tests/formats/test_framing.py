@@ -60,3 +60,25 @@ def test_every_cut_point_is_reported_or_lands_between_messages(kind):
     for cut in range(1, len(clean)):
         got = fr.read(kind, clean[:cut])
         assert all(isinstance(x, str) or x in fr.EVENTS for x in got), (kind, cut, got)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", []),  # an empty stream: no messages, no error
+        (b"\xff" * 11, ["error: length prefix longer than 10 bytes"]),  # a runaway prefix
+        (  # an oversized length: refused from the prefix, nothing allocated or waited for
+            fr.encode_varint(2**60) + b"x",
+            ["error: truncated frame: 1152921504606846976 bytes announced, 1 left"],
+        ),
+    ],
+    ids=["empty", "11-byte prefix", "2^60-byte length"],
+)
+def test_length_delimited_reader_answers_malformed_and_oversized_prefixes(data, expected):
+    assert fr.read_length_delimited(data) == expected
+    assert fr.read_length_delimited(data, crc=True) == expected
+
+
+def test_ndjson_reader_answers_an_empty_stream_and_bytes_that_are_not_utf8():
+    assert fr.read_ndjson(b"") == []
+    assert fr.read_ndjson(b'\xff\xfe\n{"id":1}\n') == ["error: not JSON", {"id": 1}]

@@ -96,6 +96,29 @@ def test_strict_loads_refuses_what_json_accepts(case):
         pit.strict_loads(pit.CORPUS[case])  # ... the strict one does not
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Expecting value"),  # empty
+        ('{"id": 1', "Expecting ','"),  # cut off
+        ("[" * 100_000, "nested too deeply"),  # json.loads alone raises RecursionError
+        ("1" * 5_000, "4300 digits"),  # Python's int limit (sys.set_int_max_str_digits)
+    ],
+    ids=["empty", "truncated", "nested 100,000 deep", "5,000 digits"],
+)
+def test_strict_loads_answers_malformed_and_oversized_input_with_a_value_error(text, message):
+    with pytest.raises(ValueError, match=message):
+        pit.strict_loads(text)
+
+
+def test_control_deep_nesting_is_a_recursion_error_in_plain_json():
+    """What strict_loads catches: the standard parser's own answer is not a ValueError."""
+    with pytest.raises(RecursionError):
+        json.loads("[" * 100_000)
+    moderate = "[" * 50 + "]" * 50  # the control: a reasonable depth parses as json does
+    assert pit.strict_loads(moderate) == json.loads(moderate)
+
+
 def test_control_strict_loads_accepts_ordinary_json():
     assert pit.strict_loads('{"a": [1, 2.5, "é", null]}') == {"a": [1, 2.5, "é", None]}
     assert pit.strict_loads("[1e308, -1e308]") == [1e308, -1e308]  # large but finite

@@ -13,10 +13,11 @@ import xml.sax
 import xml.sax.handler
 
 import defusedxml.ElementTree
+import defusedxml.minidom
 import defusedxml.sax
 
 # --8<-- [start:documents]
-BOOKS = "http://example.org/books"  # namespace names: identifiers, never fetched
+BOOKS = "http://example.org/books"  # namespace names: identifiers the parser does not fetch
 PEOPLE = "http://example.org/people"
 
 # Two vocabularies, one local name: a book's <title> and a person's <title>.
@@ -35,8 +36,26 @@ RESPELLED = f"""<b:catalog xmlns:b="{BOOKS}" xmlns:who="{PEOPLE}">
   </b:book>
 </b:catalog>"""
 
-# The control: CATALOG's text with one letter of the books URI in upper case.
-OTHER_URI = CATALOG.replace(BOOKS, "http://example.org/Books")
+# Controls: each pair is one URI to RFC 3986 §6.2.2 (a host's case does not matter, %7E
+# is ~) but two namespace names, which Namespaces §2.3 compares as strings.
+EQUIVALENT_URIS = {
+    "host in upper case": (BOOKS, "http://Example.org/books"),
+    "%7E for ~": ("http://example.org/~books", "http://example.org/%7Ebooks"),
+}
+
+
+def with_books_uri(uri: str) -> str:
+    """CATALOG with the books namespace written as `uri`."""
+    return CATALOG.replace(BOOKS, uri)
+
+
+# Scope (§6.1, §6.2): an inner declaration wins inside its element; xmlns="" undeclares
+# the default namespace.
+SCOPED = f"""<catalog xmlns="{BOOKS}" xmlns:p="{PEOPLE}">
+  <note xmlns=""><title>draft</title></note>
+  <p:author xmlns:p="urn:example:pets"><p:name>Rex</p:name></p:author>
+  <p:name>Ada Lovelace</p:name>
+</catalog>"""
 # --8<-- [end:documents]
 
 
@@ -54,9 +73,9 @@ def names(document: str) -> list[str]:
 NS = {"b": BOOKS, "p": PEOPLE}  # our own prefixes for searching: any would do
 
 
-def book_title(document: str) -> str | None:
+def book_title(document: str, books: str = BOOKS) -> str | None:
     """The book's title, found by namespace URI whatever prefix the sender chose."""
-    return parse(document).findtext("b:book/b:title", namespaces=NS)
+    return parse(document).findtext("b:book/b:title", namespaces={**NS, "b": books})
 
 
 # --8<-- [end:names]
@@ -88,6 +107,11 @@ def sax_names(document: str, namespaces: bool) -> list[object]:
 
 
 # --8<-- [end:sax]
+
+
+def dom_title(document: str) -> object:
+    """The DOM's view of the book's title: minidom (via defusedxml), looked up by URI."""
+    return defusedxml.minidom.parseString(document).getElementsByTagNameNS(BOOKS, "title")[0]
 
 
 def error(document: str) -> str:
@@ -129,12 +153,24 @@ def main() -> None:
     print(f"\nthe book's attributes: {book.attrib}")
     print(f"  get('id') {book.get('id')!r}, get('{{{BOOKS}}}id') {book.get(f'{{{BOOKS}}}id')!r}")
 
-    print("\nother prefixes, then another URI (its case):")
-    for label, document in (("RESPELLED", RESPELLED), ("OTHER_URI", OTHER_URI)):
-        same = names(document) == names(CATALOG)
-        print(
-            f"  {label:<9} same names as CATALOG: {same!s:<5} book_title: {book_title(document)!r}"
-        )
+    print("\nother prefixes, same URI:")
+    same = names(RESPELLED) == names(CATALOG)
+    print(f"  RESPELLED same names as CATALOG: {same}, book_title: {book_title(RESPELLED)!r}")
+
+    print("\nURIs equivalent under RFC 3986, searched for by the first:")
+    for label, (searched, written) in EQUIVALENT_URIS.items():
+        for uri in (searched, written):
+            found = book_title(with_books_uri(uri), books=searched)
+            print(f"  {label:<18} {uri:<29} book_title: {found!r}")
+
+    print("\nSCOPED, every element's name (inner declarations win):")
+    for name in names(SCOPED):
+        print(f"  {name}")
+
+    print("\nthe DOM (minidom), the book's <title>:")
+    title = dom_title(RESPELLED)
+    print(f"  tagName {title.tagName!r}, namespaceURI {title.namespaceURI!r},"
+          f" localName {title.localName!r}")  # fmt: skip
 
     print("\nSAX, the name it reports for the book's <title>:")
     for namespaces in (False, True):

@@ -5,10 +5,17 @@ default namespace, the same text with another URI, SAX with and without namespac
 
 from __future__ import annotations
 
+import http.server
+import threading
+import urllib.request
 import xml.etree.ElementTree as ET
+import xml.sax
+import xml.sax.handler
 from xml.sax import SAXParseException
 
 import defusedxml
+import defusedxml.minidom
+import defusedxml.sax
 import pytest
 
 from tests.conftest import load_snippet
@@ -46,10 +53,82 @@ def test_prefixes_are_aliases_and_only_the_uri_counts():
     assert "b:catalog" in xn.RESPELLED and "<catalog" in xn.CATALOG  # spelled differently
     assert xn.names(xn.RESPELLED) == xn.names(xn.CATALOG)
     assert xn.book_title(xn.RESPELLED) == xn.book_title(xn.CATALOG) == BOOK
-    # the control: the same prefixes with a URI that differs only in case (§2.3: compared
-    # character for character) are other names, and the search finds nothing
-    assert xn.names(xn.OTHER_URI) != xn.names(xn.CATALOG)
-    assert xn.book_title(xn.OTHER_URI) is None
+
+
+@pytest.mark.parametrize("pair", xn.EQUIVALENT_URIS)
+def test_uris_equivalent_under_rfc_3986_are_different_namespace_names(pair):
+    """A host's case and %7E vs ~ make no difference to RFC 3986 §6.2.2.1-6.2.2.2, but
+    Namespaces §2.3 compares the strings: other names, and the search finds nothing."""
+    searched, written = xn.EQUIVALENT_URIS[pair]
+    assert searched != written
+    assert searched.lower() == written.lower().replace("%7e", "~")  # one URI to RFC 3986
+    assert xn.names(xn.with_books_uri(written)) != xn.names(xn.with_books_uri(searched))
+    assert xn.book_title(xn.with_books_uri(searched), books=searched) == BOOK  # the control
+    assert xn.book_title(xn.with_books_uri(written), books=searched) is None
+
+
+def test_an_inner_declaration_wins_inside_its_element_and_xmlns_empty_undeclares():
+    """§6.1: a declaration's scope excludes inner declarations of the same prefix; §6.2:
+    xmlns="" means no default namespace within it."""
+    names = xn.names(xn.SCOPED)
+    assert names == [
+        f"{{{xn.BOOKS}}}catalog",
+        "note",  # under xmlns="": in no namespace
+        "title",
+        "{urn:example:pets}author",  # p rebound inside <p:author>
+        "{urn:example:pets}name",
+        f"{{{xn.PEOPLE}}}name",  # the outer binding again after </p:author>
+    ]
+    # the control: without the inner declarations the outer bindings apply throughout
+    flat = xn.SCOPED.replace(' xmlns=""', "").replace(' xmlns:p="urn:example:pets"', "")
+    assert xn.names(flat)[1:5] == [
+        f"{{{xn.BOOKS}}}note",
+        f"{{{xn.BOOKS}}}title",
+        f"{{{xn.PEOPLE}}}author",
+        f"{{{xn.PEOPLE}}}name",
+    ]
+
+
+def test_the_dom_keeps_the_qualified_name_beside_uri_and_local_name():
+    """DOM Standard: tagName is the qualified name (prefix included); namespaceURI and
+    localName are the expanded name, the same for both spellings."""
+    respelled, catalog = xn.dom_title(xn.RESPELLED), xn.dom_title(xn.CATALOG)
+    assert (respelled.tagName, catalog.tagName) == ("b:title", "title")
+    assert (respelled.namespaceURI, respelled.localName) == (xn.BOOKS, "title")
+    assert (catalog.namespaceURI, catalog.localName) == (xn.BOOKS, "title")
+
+
+def test_the_parser_does_not_fetch_a_namespace_uri():
+    """A namespace URI pointing at a live local HTTP server: parsing sends it nothing;
+    the control is a request the test makes itself, which the server counts."""
+    requests: list[str] = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/books"
+        document = xn.with_books_uri(uri)
+        assert xn.book_title(document, books=uri) == BOOK
+        assert xn.sax_names(document, namespaces=True)[2] == (uri, "title")
+        defusedxml.minidom.parseString(document)
+        assert requests == []
+        urllib.request.urlopen(uri, timeout=5).close()  # the control: the server counts
+        assert requests == ["/books"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def test_the_default_namespace_applies_to_elements_not_to_attributes():
@@ -68,6 +147,14 @@ def test_the_default_namespace_applies_to_elements_not_to_attributes():
         '<x xmlns:n1="http://www.w3.org" xmlns:n2="http://example.org"><ok n1:a="1" n2:a="2"/></x>'
     )
     assert len(xn.parse(two)[0].attrib) == 2
+
+
+def test_sax_namespace_processing_is_off_by_default_in_python_and_defusedxml():
+    """Python's xml.sax documents feature_namespaces as false by default; defusedxml's
+    make_parser returns the same expat reader with the same default (sax_names sets the
+    feature explicitly, so the page's Break it states this default separately)."""
+    for make_parser in (xml.sax.make_parser, defusedxml.sax.make_parser):
+        assert not make_parser().getFeature(xml.sax.handler.feature_namespaces)  # 0
 
 
 def test_break_it_sax_without_namespaces_reports_the_prefix():

@@ -86,3 +86,58 @@ def read_frame(sock: socket.socket, max_size: int = MAX_FRAME) -> bytes | None:
     if length > max_size:
         raise CodecError(f"frame of {length} bytes is over the limit of {max_size}")
     return _recv_exactly(sock, length, f"a {length}-byte payload")
+
+
+# Stage 4: fields as protobuf lays them out (the encoding guide's "Message Structure")
+VARINT, I64, LEN, I32 = 0, 1, 2, 5  # the wire types; 3 and 4 (groups) are deprecated
+FIXED_SIZE = {I64: 8, I32: 4}  # I64: fixed64, double; I32: fixed32, float (little-endian)
+MAX_FIELD_NUMBER = 2**29 - 1
+
+
+def encode_tag(number: int, wire_type: int) -> bytes:
+    if not 1 <= number <= MAX_FIELD_NUMBER:
+        raise CodecError(f"field number {number} is not in 1..{MAX_FIELD_NUMBER}")
+    if wire_type not in (VARINT, I64, LEN, I32):
+        raise CodecError(f"wire type {wire_type} is not one of 0, 1, 2, 5")
+    return encode_varint(number << 3 | wire_type)
+
+
+def encode_field(number: int, wire_type: int, value: int | bytes | str) -> bytes:
+    tag = encode_tag(number, wire_type)
+    if wire_type == LEN:
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        return tag + encode_varint(len(data)) + data
+    if not isinstance(value, int):
+        raise CodecError(f"wire type {wire_type} carries an integer, not {type(value).__name__}")
+    if wire_type == VARINT:
+        return tag + encode_varint(value)
+    size = FIXED_SIZE[wire_type]
+    if not 0 <= value < 1 << (8 * size):
+        raise CodecError(f"{value} does not fit in {size} unsigned bytes")
+    return tag + value.to_bytes(size, "little")
+
+
+def decode_field(data: bytes, pos: int = 0) -> tuple[int, int, int | bytes, int]:
+    tag, pos = decode_varint(data, pos)
+    number, wire_type = tag >> 3, tag & 7
+    if not 1 <= number <= MAX_FIELD_NUMBER:
+        raise CodecError(f"field number {number} at byte {pos} is not in 1..{MAX_FIELD_NUMBER}")
+    if wire_type == VARINT:
+        value, pos = decode_varint(data, pos)
+        return number, wire_type, value, pos
+    if wire_type == LEN:
+        length, pos = decode_varint(data, pos)
+    elif wire_type in FIXED_SIZE:
+        length = FIXED_SIZE[wire_type]
+    else:
+        raise CodecError(f"field {number} has wire type {wire_type}, not one of 0, 1, 2, 5")
+    if pos + length > len(data):
+        raise CodecError(f"field {number} is cut short: {length} bytes announced, "
+                         f"{len(data) - pos} left")  # fmt: skip
+    raw = bytes(data[pos : pos + length])
+    return (
+        number,
+        wire_type,
+        raw if wire_type == LEN else int.from_bytes(raw, "little"),
+        pos + length,
+    )

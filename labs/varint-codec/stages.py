@@ -279,71 +279,165 @@ def test_an_empty_stream_is_a_clean_end(lab_module: ModuleType):
 # ---- stage 4 ----
 
 
-def message_class(fields: list[tuple[str, int]]) -> Any:
-    """message M { <type> <name> = 1, 2, ... } built at run time (no generated code)."""
+def message_class(fields: list[tuple[str, int, int]]) -> Any:
+    """message M { <type> <name> = <number>; ... } built at run time (no generated code)
+    from (name, FieldDescriptorProto type, number) triples."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     proto = descriptor_pb2.FileDescriptorProto(name="lab.proto", package="lab", syntax="proto3")
     message = proto.message_type.add(name="M")
     label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-    for number, (name, kind) in enumerate(fields, 1):
+    for name, kind, number in fields:
         message.field.add(name=name, number=number, type=kind, label=label)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("lab.M"))
 
 
-def protobuf_types() -> tuple[int, int, int]:
+def field_types() -> Any:
+    """FieldDescriptorProto, whose TYPE_* constants name the field types."""
     from google.protobuf import descriptor_pb2
 
-    f = descriptor_pb2.FieldDescriptorProto
-    return f.TYPE_UINT64, f.TYPE_SINT64, f.TYPE_STRING
+    return descriptor_pb2.FieldDescriptorProto
+
+
+def decode_all(lab_module: ModuleType, data: bytes) -> list[tuple[int, int, Any]]:
+    """Every field of a message with the learner's decode_field: (number, wire type,
+    value). A decode_field that does not move forward fails instead of looping."""
+    fields, pos = [], 0
+    while pos < len(data):
+        number, wire_type, value, after = lab_module.decode_field(data, pos)
+        assert pos < after <= len(data), (
+            f"decode_field({data.hex(' ')}, {pos}) returned next_pos {after}"
+        )
+        fields.append((number, wire_type, value))
+        pos = after
+    return fields
+
+
+VARINT_2_60 = bytes.fromhex("80 80 80 80 80 80 80 80 10")  # 2**60, a length nobody has
+TAG_NUMBERS = (1, 15, 16, 2047, 2048, 2**29 - 1)  # the last field number of 1-5 byte tags
 
 
 @pytest.mark.stage(4)
-def test_decode_what_protobuf_writes(lab_module: ModuleType, rng: Random):
-    """uint64 and sint64 fields serialized by protobuf decode with your functions"""
-    uint64, sint64, _ = protobuf_types()
-    M = message_class([("u", uint64), ("s", sint64)])
-    for _ in range(200):
-        u, s = rng.randrange(1, 2**64), rng.randrange(-(2**63), 2**63)
-        s = s or 1  # proto3 omits zero values
-        data = M(u=u, s=s).SerializeToString()
-        assert data[0] == 0x08, "protobuf wrote field 1 first"
-        got_u, pos = lab_module.decode_varint(data, 1)
-        assert got_u == u, f"uint64 {u} from protobuf ({data.hex(' ')}): you decoded {got_u}"
-        assert data[pos] == 0x10, f"after field 1 your position {pos} is not at field 2's tag"
-        z, end = lab_module.decode_varint(data, pos + 1)
-        got_s = lab_module.zigzag_decode(z)
-        assert (got_s, end) == (s, len(data)), f"sint64 {s} from protobuf: you decoded {got_s}"
+def test_tags_protobuf_writes_for_small_and_large_field_numbers(lab_module: ModuleType):
+    """tags of fields 1, 15, 16, 2047, 2048 and 2**29 - 1 (1 to 5 bytes) as protobuf writes them"""
+    got = lab_module.encode_tag(16, 0)
+    assert got == b"\x80\x01", (
+        f"encode_tag(16, 0): expected 80 01 (16 << 3 = 128 needs two varint bytes), got"
+        f" {got.hex(' ')}"
+    )
+    t = field_types()
+    kinds = {  # protobuf type -> (wire type, a value protobuf accepts, what decode_field gives)
+        t.TYPE_UINT64: (0, 5, 5),
+        t.TYPE_FIXED64: (1, 2**64 - 2, 2**64 - 2),
+        t.TYPE_STRING: (2, "é", "é".encode()),
+        t.TYPE_FIXED32: (5, 2**31 + 7, 2**31 + 7),
+    }
+    for number in TAG_NUMBERS:
+        for kind, (wire_type, value, decoded) in kinds.items():
+            data = message_class([("v", kind, number)])(v=value).SerializeToString()
+            tag = lab_module.encode_tag(number, wire_type)
+            assert data.startswith(tag), (
+                f"field {number}, wire type {wire_type}: protobuf wrote {data.hex(' ')}, your"
+                f" encode_tag gave {tag.hex(' ')}"
+            )
+            got = tuple(lab_module.decode_field(data, 0))
+            expected = (number, wire_type, decoded, len(data))
+            assert got == expected, f"decode_field({data.hex(' ')}): expected {expected}, got {got}"
 
 
 @pytest.mark.stage(4)
-def test_protobuf_accepts_what_you_write(lab_module: ModuleType, rng: Random):
-    """messages you encode by hand (tag, varint) parse in protobuf to the same values"""
-    uint64, sint64, _ = protobuf_types()
-    M = message_class([("u", uint64), ("s", sint64)])
-    for _ in range(200):
-        u, s = rng.randrange(2**64), rng.randrange(-(2**63), 2**63)
-        data = (
-            b"\x08" + lab_module.encode_varint(u)
-            + b"\x10" + lab_module.encode_varint(lab_module.zigzag_encode(s))
-        )  # fmt: skip
-        parsed = M.FromString(data)
-        assert (parsed.u, parsed.s) == (u, s), f"protobuf read {data.hex(' ')} as {parsed}"
+def test_fixed_and_length_delimited_fields_decode_and_re_encode_byte_identically(
+    lab_module: ModuleType, rng: Random
+):
+    """fixed64, fixed32, string, sint64, uint64 from protobuf: decoded, re-encoded identically"""
+    t = field_types()
+    M = message_class([("f64", t.TYPE_FIXED64, 1), ("f32", t.TYPE_FIXED32, 2),
+                       ("text", t.TYPE_STRING, 3), ("s", t.TYPE_SINT64, 4),
+                       ("u", t.TYPE_UINT64, 5)])  # fmt: skip
+    for _ in range(100):
+        f64, f32, u = rng.randrange(1, 2**64), rng.randrange(1, 2**32), rng.randrange(1, 2**64)
+        s = rng.randrange(-(2**63), 2**63) or 1  # proto3 omits zero values
+        text = "".join(rng.choice("aé€🙂") for _ in range(rng.randrange(1, 60)))
+        data = M(f64=f64, f32=f32, text=text, s=s, u=u).SerializeToString()
+        fields = decode_all(lab_module, data)
+        z = lab_module.zigzag_encode(s)
+        expected = [(1, 1, f64), (2, 5, f32), (3, 2, text.encode()), (4, 0, z), (5, 0, u)]
+        assert fields == expected, (
+            f"protobuf wrote {data.hex(' ')}\n  expected (number, wire type, value): {expected}"
+            f"\n  your decode_field: {fields}"
+        )
+        again = b"".join(lab_module.encode_field(*field) for field in fields)
+        assert again == data, (
+            f"re-encoded with encode_field: {again.hex(' ')}\n  protobuf wrote: {data.hex(' ')}"
+        )
+
+
+@pytest.mark.stage(4)
+def test_unknown_fields_are_skipped_by_their_wire_type(lab_module: ModuleType, rng: Random):
+    """to reach field 9, unknown fields (varint, double, bytes, fixed32) are skipped by wire type"""
+    t = field_types()
+    M = message_class([("big", t.TYPE_UINT64, 1), ("price", t.TYPE_DOUBLE, 2),
+                       ("blob", t.TYPE_BYTES, 3), ("code", t.TYPE_FIXED32, 4),
+                       ("name", t.TYPE_STRING, 9)])  # fmt: skip
+    for _ in range(100):
+        name = "é" * rng.randrange(1, 100)
+        blob = b"\x4a\x02hi" + rng.randbytes(rng.randrange(0, 300))  # starts as "field 9" would
+        data = M(big=rng.randrange(1, 2**64), price=rng.uniform(-1e9, 1e9) or 1.5, blob=blob,
+                 code=rng.randrange(1, 2**32), name=name).SerializeToString()  # fmt: skip
+        skipped, pos, number, value = [], 0, 0, None
+        for _ in range(5):  # five fields; a decoder that does not move on stops here too
+            number, wire_type, value, pos = lab_module.decode_field(data, pos)
+            if number == 9:
+                break
+            skipped.append((number, wire_type))
+        assert skipped == [(1, 0), (2, 1), (3, 2), (4, 5)], (
+            f"skipping to field 9 in {data.hex(' ')}: your decode_field read fields {skipped}"
+        )
+        assert (number, value, pos) == (9, name.encode(), len(data)), (
+            f"field 9 after the skipped ones: expected {name.encode()!r}, got field {number}"
+            f" = {value!r:.60}"
+        )
+
+
+@pytest.mark.stage(4)
+def test_protobuf_parses_the_fields_you_encode(lab_module: ModuleType, rng: Random):
+    """strings with é, €, 🙂 and sint64s you encode with encode_field parse in protobuf the same"""
+    t = field_types()
+    M = message_class([("text", t.TYPE_STRING, 1), ("s", t.TYPE_SINT64, 2)])
+    texts = ["", "a", "é", "é" * 100, "€" * 50, "🙂" * 70]  # 70 characters, 280 UTF-8 bytes
+    texts += ["".join(rng.choice("aé€🙂") for _ in range(rng.randrange(200))) for _ in range(100)]
+    for text in texts:
+        s = rng.randrange(-(2**63), 2**63)
+        data = lab_module.encode_field(1, 2, text) + lab_module.encode_field(
+            2, 0, lab_module.zigzag_encode(s)
+        )
+        try:
+            parsed = M.FromString(data)
+        except Exception as error:  # noqa: BLE001 - protobuf's DecodeError, reported
+            raise AssertionError(
+                f"protobuf refused {data[:24].hex(' ')}... ({text[:10]!r}, {len(text)} characters,"
+                f" {len(text.encode())} UTF-8 bytes): {error}"
+            ) from None
+        assert (parsed.text, parsed.s) == (text, s), (
+            f"protobuf read {data[:24].hex(' ')}... as text={parsed.text[:10]!r}, s={parsed.s}"
+            f" (expected {text[:10]!r}, {s})"
+        )
 
 
 @pytest.mark.stage(4)
 def test_a_stream_of_protobuf_messages(lab_module: ModuleType, rng: Random):
-    """length-delimited protobuf messages (as writeDelimitedTo frames them) both ways"""
-    _, _, string = protobuf_types()
-    M = message_class([("text", string)])
-    messages = [M(text="é" * rng.randrange(0, 200)) for _ in range(50)]
-    stream = b"".join(lab_module.encode_frame(m.SerializeToString()) for m in messages)
+    """length-delimited protobuf messages (as writeDelimitedTo frames them) read and decoded"""
+    M = message_class([("text", field_types().TYPE_STRING, 1)])
+    texts = ["é" * rng.randrange(0, 200) for _ in range(50)]
+    stream = b"".join(lab_module.encode_frame(M(text=t).SerializeToString()) for t in texts)
     sock = ChunkySocket(stream, rng)
-    for i, message in enumerate(messages):
+    for i, text in enumerate(texts):
         payload = within_deadline(lambda: lab_module.read_frame(sock), f"message {i}")
-        assert M.FromString(payload) == message, f"message {i} did not survive the frame"
+        expected = [(1, 2, text.encode())] if text else []  # proto3 omits an empty string
+        got = decode_all(lab_module, payload)
+        assert got == expected, f"message {i}: expected {expected!r:.60}, got {got!r:.60}"
 
 
 # ---- stage 5 ----
@@ -430,3 +524,26 @@ def test_a_length_prefix_that_never_ends_is_refused(lab_module: ModuleType):
     with reader, writer:
         writer.sendall(b"\xff" * 11)  # the socket stays open: a reader must not wait for more
         expect_error(lambda: lab_module.read_frame(reader), "an endless length prefix")
+
+
+@pytest.mark.stage(5)
+def test_bad_fields_are_errors(lab_module: ModuleType):
+    """a field cut short, field number 0, wire types 6 and 7, bad tags: each a CodecError"""
+    cases = {
+        "empty input": b"",
+        "a tag with no value": b"\x08",
+        "a fixed64 (I64) with 7 of its 8 bytes": b"\x09" + bytes(7),
+        "a fixed32 (I32) with 3 of its 4 bytes": b"\x0d" + bytes(3),
+        "a string announcing 5 bytes, 3 left": b"\x0a\x05abc",
+        "a string announcing 2**60 bytes": b"\x0a" + VARINT_2_60 + b"abc",
+        "field number 0": b"\x00\x01",
+        "wire type 6": b"\x0e\x01",
+        "wire type 7": b"\x0f\x01",
+    }
+    for what, data in cases.items():
+        expect_error(lambda data=data: lab_module.decode_field(data, 0), f"decode_field, {what}")
+    for number, wire_type in ((0, 0), (2**29, 0), (1, 6), (1, 7)):
+        expect_error(
+            lambda n=number, w=wire_type: lab_module.encode_tag(n, w),
+            f"encode_tag({number}, {wire_type})",
+        )

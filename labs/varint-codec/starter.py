@@ -63,3 +63,31 @@ def read_frame(sock: socket.socket, max_size: int = MAX_FRAME) -> bytes | None:
     CodecError — raised without waiting for a payload that is over the limit.)"""
     # TODO stage 3
     raise NotImplementedError("stage 3: read_frame")
+
+
+# Stage 4: fields as protobuf lays them out (the encoding guide's "Message Structure")
+VARINT, I64, LEN, I32 = 0, 1, 2, 5  # the wire types; 3 and 4 (groups) are deprecated
+MAX_FIELD_NUMBER = 2**29 - 1
+
+
+def encode_tag(number: int, wire_type: int) -> bytes:
+    """A field's tag: the varint of (number << 3) | wire_type. Field 16, VARINT -> 80 01.
+    A number outside 1..2**29 - 1 or a wire type not in 0, 1, 2, 5 is a CodecError."""
+    # TODO stage 4
+    raise NotImplementedError("stage 4: encode_tag")
+
+
+def encode_field(number: int, wire_type: int, value: int | bytes | str) -> bytes:
+    """The tag, then the value: VARINT a varint; I64 8 and I32 4 bytes, little-endian
+    (value an unsigned int); LEN a varint length, then the bytes (a str as its UTF-8)."""
+    # TODO stage 4
+    raise NotImplementedError("stage 4: encode_field")
+
+
+def decode_field(data: bytes, pos: int = 0) -> tuple[int, int, int | bytes, int]:
+    """The field at data[pos]: (number, wire_type, value, the position just after it).
+    value is an int for VARINT, I64 and I32 (unsigned, little-endian for the fixed ones)
+    and the raw bytes for LEN. (Stage 5: a field cut short, field number 0 or a wire type
+    not in 0, 1, 2, 5 is a CodecError.)"""
+    # TODO stage 4
+    raise NotImplementedError("stage 4: decode_field")

@@ -78,7 +78,10 @@ def ndjson(events: list[dict[str, Any]]) -> bytes:
 
 
 # --8<-- [start:readers]
-def read_length_delimited(data: bytes, crc: bool = False) -> list[Any]:
+MAX_MESSAGE = 1 << 20  # bytes: a longer announced length is refused before it is read
+
+
+def read_length_delimited(data: bytes, crc: bool = False, max_size: int = MAX_MESSAGE) -> list[Any]:
     """Each message as a dict, or the error for it. A broken frame ends the stream: after
     it there is no way to find where the next message starts."""
     got: list[Any] = []
@@ -86,6 +89,8 @@ def read_length_delimited(data: bytes, crc: bool = False) -> list[Any]:
     while pos < len(data):
         try:
             length, pos = decode_varint(data, pos)
+            if length > max_size:
+                raise ValueError(f"frame of {length} bytes is over the limit of {max_size}")
             end = pos + length + (4 if crc else 0)
             if end > len(data):
                 raise ValueError(f"truncated frame: {length} bytes announced, "
@@ -114,8 +119,10 @@ def read_ndjson(data: bytes) -> list[Any]:
             if line:  # bytes after the last \n: the stream was cut inside a line
                 got.append(f"error: truncated line ({len(line)} bytes, no newline)")
             break
-        try:
-            got.append(json.loads(line))
+        try:  # decoded first: json.loads(bytes) would also accept UTF-16 and UTF-32
+            got.append(json.loads(line.decode("utf-8")))
+        except UnicodeDecodeError:
+            got.append("error: not UTF-8")
         except ValueError:
             got.append("error: not JSON")
     return got

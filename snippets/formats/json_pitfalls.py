@@ -12,6 +12,7 @@ import decimal
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,10 +161,32 @@ def writers() -> dict[str, str]:
     }
 
 
+MAX_DEPTH = 512  # our limit on nested arrays and objects; RFC 8259 §9 allows one
+TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')  # a string (skipped) or a bracket
+
+
+def too_deep(text: str) -> bool:
+    """Whether arrays and objects nest deeper than MAX_DEPTH (brackets inside strings not
+    counted); it stops at the first bracket past the limit."""
+    level = 0
+    for match in TOKENS.finditer(text):
+        token = match[0]
+        if token in ("[", "{"):
+            level += 1
+            if level > MAX_DEPTH:
+                return True
+        elif token in ("]", "}"):
+            level -= 1
+    return False
+
+
 def strict_loads(text: str) -> Any:
     """json.loads that refuses what RFC 8259 leaves to chance: duplicate names, NaN and
     Infinity (written as such, or a number too large for a double, like 1e400), and lone
-    surrogates."""
+    surrogates; and nesting deeper than MAX_DEPTH, checked before parsing (json.loads
+    alone stops only at the interpreter's recursion limit, with a RecursionError)."""
+    if too_deep(text):
+        raise ValueError(f"arrays and objects nested more than {MAX_DEPTH} deep")
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         names = [name for name, _ in pairs]

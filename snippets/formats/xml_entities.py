@@ -43,10 +43,10 @@ def laughs(levels: int, fan: int = 10) -> str:
 class Text(xml.sax.ContentHandler):
     def __init__(self) -> None:
         super().__init__()
-        self.text = ""
+        self.chunks: list[str] = []  # joined once: `+=` on an attribute copies every time
 
     def characters(self, content: str) -> None:
-        self.text += content
+        self.chunks.append(content)
 
 
 def sax(document: str, external_entities: bool = False) -> str:
@@ -56,7 +56,7 @@ def sax(document: str, external_entities: bool = False) -> str:
     parser.setContentHandler(handler)
     parser.feed(document)
     parser.close()
-    return handler.text
+    return "".join(handler.chunks)
 
 
 PARSERS: dict[str, Callable[[str], str]] = {
@@ -100,9 +100,9 @@ def main() -> None:
     document = laughs(9)
     print(f"\n9 levels, a {len(document)}-byte document that expands to 3 GB:")
     for parser in ("ElementTree", "defusedxml"):
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: a busy machine's waiting is not counted
         result = outcome(PARSERS[parser], document)
-        print(f"  {parser:<21} {result} (after {time.perf_counter() - start:.2f} s)")
+        print(f"  {parser:<21} {result} (after {time.process_time() - start:.2f} s of CPU)")
 
 
 if __name__ == "__main__":

@@ -60,14 +60,16 @@ def test_compression_makes_a_single_record_no_smaller_for_the_binary_formats():
 
 @pytest.fixture(scope="module")
 def speed():
-    return enc.speeds(enc.records(1_000), repeats=7)
+    return enc.speeds(enc.records(enc.SPEED_RECORDS), repeats=enc.SPEED_REPEATS)
 
 
 def test_xml_through_the_standard_library_is_the_slowest_to_encode_and_slower_to_decode(speed):
-    # Noise budget: CPU time (process_time), 13 runs of 7 interleaved repeats at a load
-    # average of 13 on the shared 2-core machine: XML/JSON encode 7.9-11.9x, decode
-    # 3.9-6.2x, every other encoder 1.0-1.9x. (With wall-clock time the same runs spread
-    # far wider, MessagePack once reaching 0.79x: why the snippet measures CPU time.)
+    # Noise budget: CPU time (process_time), 40 runs of 7 interleaved repeats of 500
+    # records at a load average of 10-12 on the shared 2-core machine: XML/JSON encode
+    # 5.8-11.6x, decode 3.5-6.0x, XML at least 4.3x the slowest other encoder (earlier, 13
+    # runs of 1,000 records at a load of 13: 7.9-11.9x, 3.9-6.2x). (With wall-clock time
+    # the same runs spread far wider, MessagePack once reaching 0.79x: why the snippet
+    # measures CPU time.)
     # The margins (3x, 1.5x, twice the next slowest) hold because ElementTree's serializer
     # is pure Python and json's is C, a factor no scheduling can close.
     assert speed["XML", "e"][0] > 3
@@ -77,8 +79,8 @@ def test_xml_through_the_standard_library_is_the_slowest_to_encode_and_slower_to
 
 
 def test_msgpack_encodes_faster_than_json(speed):
-    # Noise budget: MessagePack/JSON encode CPU time 0.21-0.30 over the same runs; the
-    # margin of 0.6 is twice the worst seen, and holds because both are C
+    # Noise budget: MessagePack/JSON encode CPU time 0.17-0.32 over the same 40 runs; the
+    # margin of 0.6 is 1.9x the worst seen, and holds because both are C
     # extensions and msgpack writes fewer bytes with no number-to-text formatting.
     assert speed["MessagePack", "e"][0] < 0.6
 
@@ -86,9 +88,9 @@ def test_msgpack_encodes_faster_than_json(speed):
 def test_the_library_moves_speed_more_than_the_format(speed):
     """The same JSON bytes through orjson instead of json: a bigger change in encode time
     than switching json to Protobuf or Avro — speed is the library's, not the format's."""
-    # Noise budget: CPU-time medians over 14 runs at a load average of 12-15: orjson/json
-    # encode 0.07-0.13x, Protobuf/json 0.36-0.61x, Avro/json 0.84-1.61x. The margin (orjson
-    # at most half of Protobuf's ratio; observed 3.4x apart at the closest run) holds because
+    # Noise budget: CPU-time medians over the same 40 runs: orjson/json encode 0.07-0.15x,
+    # Protobuf/json 0.42-0.62x, Avro/json 1.03-1.66x. The margin (orjson at most half of
+    # Protobuf's ratio; observed 3.1x apart at the closest run) holds because
     # orjson writes the bytes in one Rust pass while json and upb build them through
     # Python objects; no scheduling can move a 3x gap in CPU time.
     assert speed["JSON/orjson", "e"][0] < speed["Protobuf", "e"][0] / 2
@@ -97,17 +99,19 @@ def test_the_library_moves_speed_more_than_the_format(speed):
 
 def test_protobuf_decodes_slower_only_because_we_copy_into_dicts(speed):
     """Protobuf's parse alone is far cheaper than our decoder that copies every field."""
-    # Noise budget: same 14 runs: parse alone 0.05-0.10x JSON's decode, parse + copy
-    # 1.11-2.09x; the margins (4x, and under half of JSON) are at least 4x and 5x inside
-    # what was seen, because the copy runs a Python loop per field and the parse does not.
+    # Noise budget: same 40 runs: parse alone 0.05-0.10x JSON's decode, parse + copy
+    # 1.27-2.39x (16.8x the parse at the closest); the margins (4x, and under half of
+    # JSON) are at least 4x and 5x inside what was seen, because the copy runs a Python
+    # loop per field and the parse does not.
     assert speed["Protobuf/parse", "d"][0] < speed["Protobuf", "d"][0] / 4
     assert speed["Protobuf/parse", "d"][0] < 0.5
 
 
 def test_protobuf_encodes_faster_than_json(speed):
-    # Noise budget: Protobuf/JSON encode medians 0.36-0.65x over 15 runs; the margin of 0.9
-    # is 1.4x the worst median seen (single repeats reached 0.98, which is why a
-    # median of 7 interleaved repeats is asserted and not one repeat).
+    # Noise budget: Protobuf/JSON encode medians 0.42-0.62x over the same 40 runs (0.36-0.65x
+    # in 15 earlier runs of 1,000 records); the margin of 0.9 is 1.4x the worst median
+    # seen (single repeats reached 1.05, which is why a median of 7 interleaved repeats
+    # is asserted and not one repeat).
     assert speed["Protobuf", "e"][0] < 0.9
 
 

@@ -60,3 +60,50 @@ def test_every_cut_point_is_reported_or_lands_between_messages(kind):
     for cut in range(1, len(clean)):
         got = fr.read(kind, clean[:cut])
         assert all(isinstance(x, str) or x in fr.EVENTS for x in got), (kind, cut, got)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", []),  # an empty stream: no messages, no error
+        (b"\xff" * 11, ["error: length prefix longer than 10 bytes"]),  # a runaway prefix
+        (  # an oversized length: refused from the prefix, before anything is read
+            fr.encode_varint(2**60) + b"x",
+            ["error: frame of 1152921504606846976 bytes is over the limit of 1048576"],
+        ),
+    ],
+    ids=["empty", "11-byte prefix", "2^60-byte length"],
+)
+def test_length_delimited_reader_answers_malformed_and_oversized_prefixes(data, expected):
+    assert fr.read_length_delimited(data) == expected
+    assert fr.read_length_delimited(data, crc=True) == expected
+
+
+def test_a_complete_frame_over_max_size_is_refused_and_one_at_the_limit_read():
+    """The limit, not the truncation, refuses it: the frame is all there."""
+    data = fr.length_delimited(fr.EVENTS[:1])  # 1 length byte + a 9-byte message
+    size = len(data) - 1
+    assert fr.read_length_delimited(data, max_size=size) == [fr.EVENTS[0]]  # the control
+    assert fr.read_length_delimited(data, max_size=size - 1) == [
+        f"error: frame of {size} bytes is over the limit of {size - 1}"
+    ]
+
+
+def test_ndjson_reader_refuses_lines_that_are_not_utf8():
+    """NDJSON spec §3.1 and RFC 8259 §8.1 require UTF-8. json.loads(bytes) guesses UTF-16
+    and UTF-32 (the control shows it would accept them), so the reader decodes first."""
+    assert fr.read_ndjson(b"") == []
+    utf16 = '{"id":2}'.encode("utf-16")  # with its byte order mark, ff fe
+    utf16le = '{"id":2}'.encode("utf-16-le")  # no BOM, but every other byte 00
+    utf32 = '{"id":2}'.encode("utf-32")
+    for line in (utf16, utf16le, utf32):
+        assert fr.json.loads(line) == {"id": 2}  # the control: bytes decoded by guessing
+    assert b"\n" not in utf16 + utf16le + utf32
+    data = b"\x80\n" + b"\n".join((utf16, utf16le, utf32)) + b'\n{"id":1}\n'
+    assert fr.read_ndjson(data) == [
+        "error: not UTF-8",  # a lone continuation byte
+        "error: not UTF-8",  # ff fe
+        "error: not JSON",  # valid UTF-8 (NULs between the characters), not JSON
+        "error: not UTF-8",  # ff fe 00 00
+        {"id": 1},
+    ]

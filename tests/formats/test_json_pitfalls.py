@@ -4,6 +4,7 @@ a real run of Python's json, orjson and Node.js, each with its control."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -94,6 +95,48 @@ def test_strict_loads_refuses_what_json_accepts(case):
     json.loads(pit.CORPUS[case])  # the standard parser accepts it ...
     with pytest.raises(ValueError):
         pit.strict_loads(pit.CORPUS[case])  # ... the strict one does not
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Expecting value"),  # empty
+        ('{"id": 1', "Expecting ','"),  # cut off
+        ("[" * 100_000, "nested more than 512 deep"),  # json.loads: RecursionError
+        ("1" * 5_000, "4300 digits"),  # Python's int limit (sys.set_int_max_str_digits)
+    ],
+    ids=["empty", "truncated", "nested 100,000 deep", "5,000 digits"],
+)
+def test_strict_loads_answers_malformed_and_oversized_input_with_a_value_error(text, message):
+    with pytest.raises(ValueError, match=message):
+        pit.strict_loads(text)
+
+
+def test_control_deep_nesting_is_a_recursion_error_in_plain_json():
+    """What strict_loads guards against: the standard parser's own limit is the
+    interpreter's recursion limit (994 levels on CPython 3.11 here, less when called from
+    deeper in the stack), and its answer is not a ValueError."""
+    balanced = "[" * 2000 + "]" * 2000
+    with pytest.raises(RecursionError):
+        json.loads(balanced)
+    if sys.version_info[:2] == (3, 11) and sys.getrecursionlimit() == 1000:
+        with pytest.raises(RecursionError):  # the page: under 1,000 levels on CPython 3.11
+            json.loads("[" * 1000 + "]" * 1000)
+    with pytest.raises(ValueError, match="nested more than 512 deep"):
+        pit.strict_loads(balanced)
+
+
+def test_strict_loads_has_an_explicit_depth_limit_of_512():
+    """RFC 8259 §9 lets a parser limit nesting; ours is MAX_DEPTH, stated, not an accident
+    of the stack: 512 levels parse, 513 are refused before json.loads runs."""
+    assert pit.MAX_DEPTH == 512
+    at_limit = "[" * 512 + "]" * 512  # the control: as deep as allowed
+    assert pit.strict_loads(at_limit) == json.loads(at_limit)
+    over = "[" * 256 + '{"a":' * 257 + "1" + "}" * 257 + "]" * 256  # objects count too
+    with pytest.raises(ValueError, match="nested more than 512 deep"):
+        pit.strict_loads(over)
+    brackets_in_strings = json.dumps({"s": "[" * 2000, "t": '\\"[{' * 1000})
+    assert pit.strict_loads(brackets_in_strings) == json.loads(brackets_in_strings)
 
 
 def test_control_strict_loads_accepts_ordinary_json():

@@ -38,6 +38,14 @@ def test_the_restricted_unpickler_refuses_the_payload_and_loads_plain_data(marke
     assert de.restricted_loads(pickle.dumps({"tags": ["a"]})) == {"tags": ["a"]}
 
 
+@pytest.mark.parametrize("cut", [0, 5, -3], ids=["empty", "first 5 bytes", "last 3 cut"])
+def test_the_restricted_unpickler_answers_a_truncated_pickle_with_an_error(cut):
+    """Malformed input: an empty or cut-off pickle is an error, never a partial value."""
+    data = pickle.dumps({"tags": ["a"]})[:cut] if cut else b""
+    with pytest.raises((pickle.UnpicklingError, EOFError)):
+        de.restricted_loads(data)
+
+
 def test_break_it_an_allowlist_that_allows_everything_runs_the_payload(marker):
     """Break it: find_class without the check is pickle.loads again."""
 

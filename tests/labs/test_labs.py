@@ -508,3 +508,46 @@ def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(tmp_path: Path,
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert "FAIL  max_size=1000: a 2,000-byte frame is a CodecError" in run.stdout, run.stdout
+
+
+# Stage 4 has functions of its own (encode_tag, encode_field, decode_field), so a codec
+# whose varints, zigzag and frames are right (stages 1-3 pass) can still fail it.
+WRONG_FIELD_CODECS = {
+    "single_byte_tag": (  # right for fields 1-15 only
+        "    return encode_varint(number << 3 | wire_type)\n",
+        "    return bytes([number << 3 | wire_type])\n",
+        "FAIL  tags of fields 1, 15, 16, 2047, 2048",
+    ),
+    "tag_read_as_one_byte": (
+        "    tag, pos = decode_varint(data, pos)\n",
+        "    tag, pos = data[pos], pos + 1\n",
+        "FAIL  tags of fields 1, 15, 16, 2047, 2048",
+    ),
+    "i64_and_i32_swapped": (
+        "FIXED_SIZE = {I64: 8, I32: 4}",
+        "FIXED_SIZE = {I64: 4, I32: 8}",
+        "FAIL  fixed64, fixed32, string, sint64, uint64 from protobuf",
+    ),
+    "every_non_varint_read_as_len": (
+        "    if wire_type == LEN:\n        length, pos = decode_varint(data, pos)\n",
+        "    if wire_type != VARINT:\n        length, pos = decode_varint(data, pos)\n",
+        "FAIL  to reach field 9, unknown fields",
+    ),
+    "string_length_in_characters": (
+        "        return tag + encode_varint(len(data)) + data\n",
+        "        return tag + encode_varint(len(value)) + data\n",
+        "FAIL  strings with é, €, 🙂 and sint64s you encode",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_FIELD_CODECS)
+def test_varint_codec_a_wrong_field_codec_passes_stages_1_to_3_and_fails_stage_4(
+    tmp_path: Path, name: str
+):
+    old, new, failing = WRONG_FIELD_CODECS[name]
+    wrong = varint_variant(tmp_path, name, old, new)
+    run = run_lab(VARINT, wrong, "--seed", "1")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Stage 4 of 5 failed (3 passed)" in run.stdout, run.stdout
+    assert failing in run.stdout, run.stdout

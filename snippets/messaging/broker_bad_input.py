@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -20,6 +22,8 @@ from pathlib import Path
 
 BROKER = Path(__file__).with_name("broker_pubsub.py")
 FRAME_TIMEOUT = 0.5  # seconds the broker gives a started frame to arrive in full
+MAX_PENDING = 16 * 1024  # bytes the broker may queue for one client (the reader below)
+PINGS = 10_000  # commands sent by the client that never reads a reply (8-byte PONG each)
 
 
 # The framing, as in broker_pubsub.py (copied: snippets do not import each other).
@@ -36,11 +40,11 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
 
 
 @contextlib.asynccontextmanager
-async def broker() -> AsyncIterator[int]:
+async def broker(*args: str) -> AsyncIterator[int]:
     """broker_pubsub.py --serve in its own process; yields its port; stops it. (The same in
     broker_slow_subscriber.py and broker_bad_input.py: snippets do not import each other.)"""
     proc = subprocess.Popen(
-        [sys.executable, str(BROKER), "--serve", "--frame-timeout", str(FRAME_TIMEOUT)],
+        [sys.executable, str(BROKER), "--serve", "--frame-timeout", str(FRAME_TIMEOUT), *args],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -128,11 +132,74 @@ async def bad_input() -> list[tuple[str, str, str, float, int]]:
 # --8<-- [end:cases]
 
 
+# --8<-- [start:never_reads]
+async def never_reads(policy: str) -> dict:
+    """A client pipelines PINGS PINGs and never reads a PONG. Another connection asks the
+    broker (STATS) until it has read them all, has stopped reading this client (paused),
+    or has cut it off. Beside it, a healthy pair."""
+    async with broker(
+        "--policy", policy, "--max-pending", str(MAX_PENDING), "--sndbuf", "4096"
+    ) as port:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # keep the kernel's share small
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        _, writer = await asyncio.open_connection(sock=sock)
+        host, own_port = sock.getsockname()[:2]
+        name = f"{host}:{own_port}"  # how STATS names it
+        writer.write(frame(b"PING") * PINGS)  # no drain(), and never a read
+        ok = asyncio.create_task(healthy(port, 10, b"healthy.pings"))
+        stats_r, stats_w = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    stats_w.write(frame(b"STATS"))
+                    stats = json.loads((await read_frame(stats_r))[6:])
+                    mine = stats["clients"].get(name)
+                    if mine is None or mine["paused"] or mine["commands"] == PINGS:
+                        break
+                    await asyncio.sleep(0.01)  # poll again: the broker is still reading
+            return {
+                "peak queued bytes": mine["peak_queued_bytes"] if mine else None,
+                "read them all": bool(mine and mine["commands"] == PINGS),
+                "paused": bool(mine and mine["paused"]),
+                "cut off": stats["slow consumers cut"],
+                "healthy got": await ok,
+            }
+        finally:
+            writer.transport.abort()
+            stats_w.close()
+
+
+async def never_reads_all() -> dict[str, dict]:
+    policies = ("unbounded", "drop", "disconnect")
+    runs = await asyncio.gather(*(never_reads(policy) for policy in policies))
+    return dict(zip(policies, runs, strict=True))
+
+
+# --8<-- [end:never_reads]
+
+
 def main() -> None:
+    # one after the other: the PING floods would slow the timed cases down
+    cases, pings = asyncio.run(bad_input()), asyncio.run(never_reads_all())
     print(f"broker limits: frames up to 1 MiB, {FRAME_TIMEOUT} s to finish a started frame")
     print("each case on its own connection, all at once, each beside a healthy pair")
-    for name, answer, state, seconds, ok in asyncio.run(bad_input()):
+    for name, answer, state, seconds, ok in cases:
         print(f"{name}:\n  -> {answer}  [{state} after {seconds:.1f} s]  healthy pair got {ok}/10")
+    print(
+        f"a client sends {PINGS:,} PINGs and never reads a PONG ({PINGS * 8:,} bytes of replies);"
+    )
+    print(f"bound {MAX_PENDING // 1024} KiB per client:")
+    for policy, row in pings.items():
+        if row["cut off"]:
+            what = "cut off (like a slow consumer)"
+        elif row["paused"]:
+            what = f"stopped reading it; peak queued {row['peak queued bytes']:,} bytes"
+        else:
+            what = f"read them all; peak queued ~{row['peak queued bytes']:,} bytes"
+        label = f"{policy} (the control)" if policy == "unbounded" else policy
+        print(f"  {label:<21} {what}  healthy pair got {row['healthy got']}/10")
 
 
 if __name__ == "__main__":

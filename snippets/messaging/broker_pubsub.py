@@ -41,7 +41,8 @@ async def read_frame(
 
     An idle connection may wait forever for its *first* byte (a subscriber only listens),
     but once a frame has started, the rest must arrive within `timeout` seconds. A length
-    over `max_frame` is refused before a single byte of the body is read or allocated."""
+    over `max_frame` is refused before the broker waits for, or allocates, the body it
+    declares (only what asyncio has already read ahead from the socket is buffered)."""
     first = await reader.read(1)
     if not first:
         return None  # EOF between frames: the client left cleanly
@@ -99,9 +100,13 @@ class Subscriber:
     queued: int = 0  # bytes in `buffer`
     peak: int = 0
     delivered: int = 0  # frames handed to the socket
+    commands: int = 0  # frames read from it
     dropped: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set when the buffer drains
+    paused: bool = False  # its commands are not read while its buffer is over the bound
     cut: bool = False
+    gone: bool = False  # its pump has stopped (the socket failed, or it was cut)
 
     @property
     def name(self) -> str:
@@ -126,22 +131,38 @@ class Broker:
         self.handlers: set[asyncio.Task] = set()
         self.stats = {"published": 0, "slow consumers cut": 0, "errors": 0}
 
-    def offer(self, sub: Subscriber, data: bytes, limit: bool = True) -> None:
+    def offer(self, sub: Subscriber, data: bytes, reply: bool = False) -> None:
         """Queue a frame for one subscriber, never beyond max_pending bytes (unless the
         policy is 'unbounded', the control). Returns at once: one slow subscriber does
-        not hold up the fan-out to the others. Replies (OK, PONG) are not limited."""
-        if limit and self.policy != "unbounded" and sub.queued + len(data) > self.max_pending:
-            if self.policy == "drop":
+        not hold up the fan-out to the others. Everything sent to a client counts, replies
+        (OK, PONG, ERR) too, as NATS counts all of a connection's outbound data."""
+        if self.policy != "unbounded" and sub.queued + len(data) > self.max_pending:
+            if self.policy == "disconnect":  # what NATS does to a slow consumer
+                sub.cut = True
+                self.stats["slow consumers cut"] += 1
+                sub.writer.transport.abort()
+                return
+            if not reply:
                 sub.dropped += 1  # counted, and visible in STATS
                 return
-            sub.cut = True  # "disconnect": what NATS does to a slow consumer
-            self.stats["slow consumers cut"] += 1
-            sub.writer.transport.abort()
-            return
+            # A reply is never dropped (a client waiting for its PONG would hang): it is
+            # queued, and handle() reads no more of this client's commands until the buffer
+            # is back under the bound, so replies overshoot it by at most one reply.
         sub.buffer.append(data)
         sub.queued += len(data)
         sub.peak = max(sub.peak, sub.queued)
         sub.wake.set()
+
+    async def room(self, sub: Subscriber) -> None:
+        """Wait while this client's buffer is at the bound: a client that sends commands
+        and never reads the replies is not read either (TCP then pushes back on it).
+        ('disconnect' never waits: the next frame that does not fit cuts the client off.)"""
+        bounded = self.policy not in ("unbounded", "disconnect")
+        while bounded and sub.queued >= self.max_pending and not sub.gone:
+            sub.paused = True
+            sub.room.clear()
+            await sub.room.wait()
+        sub.paused = False
 
     async def publish(self, subject: str, payload: bytes) -> None:
         parts = tokens(subject, wildcards=False)
@@ -159,7 +180,7 @@ class Broker:
 
     async def pump(self, sub: Subscriber) -> None:
         """Move one subscriber's buffer to its socket, at the pace the socket drains."""
-        with contextlib.suppress(ConnectionError):  # the client left, or was cut
+        try:
             while not sub.cut:
                 await sub.wake.wait()
                 sub.wake.clear()
@@ -169,6 +190,12 @@ class Broker:
                     sub.writer.write(data)
                     sub.delivered += 1
                     await sub.writer.drain()  # waits while the client is not reading
+                    sub.room.set()
+        except ConnectionError:  # the client left, or was cut
+            pass
+        finally:
+            sub.gone = True
+            sub.room.set()  # a handler waiting for room stops waiting
 
     # --8<-- [end:broker]
 
@@ -219,12 +246,16 @@ class Broker:
         pump = asyncio.create_task(self.pump(sub))
         try:
             while not sub.cut:
+                await self.room(sub)  # no reading while its replies are not being read
+                if sub.gone:
+                    break
                 payload = await read_frame(reader, self.max_frame, self.frame_timeout)
                 if payload is None:
                     break
+                sub.commands += 1
                 reply = await self.command(sub, payload)
                 if reply is not None:
-                    self.offer(sub, frame(reply), limit=False)
+                    self.offer(sub, frame(reply), reply=True)
         except FrameError as e:  # oversized, truncated or stalled: say why, then close
             self.stats["errors"] += 1
             writer.write(frame(b"ERR " + str(e).encode()))
@@ -248,7 +279,9 @@ class Broker:
                     "queued_bytes": s.queued,
                     "peak_queued_bytes": s.peak,
                     "delivered": s.delivered,
+                    "commands": s.commands,
                     "dropped": s.dropped,
+                    "paused": s.paused,
                 }
                 for s in self.clients
             },

@@ -88,9 +88,10 @@ def test_fast_subscribers_get_everything_under_every_bounded_policy(policies):
 
 def test_unbounded_buffer_grows_with_what_is_published(policies):
     """The control: nothing bounds the broker's queue for the subscriber that stopped."""
-    # Noise budget: over 12 runs at a load average of 10-15 on 2 cores the queue held
-    # 5,664-11,446, 35,164-40,946 and 94,165-99,947 bytes after 250, 500 and 1,000 messages
-    # (116,000 bytes published; the rest sat in kernel and asyncio buffers of ~16-22 KB).
+    # Noise budget: over 11 runs at a load average of 12-17 on 2 cores the queue held
+    # 7,259-15,113, 37,009-41,412 and 96,509-100,912 bytes after 250, 500 and 1,000 messages
+    # (1,000 frames of 119 bytes = 119,000 bytes published; the rest, 18-22.5 KB, sat in
+    # kernel and asyncio buffers).
     # The margins (strictly increasing; > 3x the 16 KiB bound at 1,000) hold because those
     # hidden buffers are capped by SO_SNDBUF, SO_RCVBUF and the reader's limit, not timing.
     queued = [row["slow queued bytes"] for row in policies["unbounded"]]
@@ -119,10 +120,11 @@ def test_disconnect_policy_cuts_the_slow_consumer_off(policies):
 def test_break_it_a_blocking_fan_out_stalls_the_fast_subscribers_too():
     """The naive broker writes to each subscriber in turn and waits for its socket: once the
     slow one's buffers are full, nobody gets anything."""
-    # Noise budget: over 12 runs (load 10-15) the fast subscribers had 151-205 of the first
-    # 250 when the broker stopped answering for 1 s; in every bounded run they had all 250
-    # within milliseconds, so "fewer than published" cannot come from a slow machine: the
-    # fan-out is stuck on the slow socket, and no amount of waiting unblocks it.
+    # Noise budget: over 10 runs (load 12-17) the fast subscribers had 135-192 of the first
+    # 250 when the broker stopped answering for 1 s (151-205 in 12 earlier runs); in every
+    # bounded run they had all 250 within milliseconds, so "fewer than published" cannot
+    # come from a slow machine: the fan-out is stuck on the slow socket, and no amount of
+    # waiting unblocks it.
     [row] = asyncio.run(slow.slow_subscriber("block", patience=1.0))
     assert row["stalled"]
     assert all(got < row["published"] for got in row["fast got"]), row
@@ -154,6 +156,26 @@ def test_bad_input_gets_a_clear_error_and_other_clients_keep_working():
             assert seconds >= bad.FRAME_TIMEOUT, (name, seconds)
 
 
+def test_a_client_that_never_reads_its_replies_is_bounded_too():
+    """Replies count against the bound: under 'drop' the broker stops reading the client
+    (TCP pushes back on it), under 'disconnect' it is cut off; the control, unbounded,
+    reads every PING and queues every PONG."""
+    rows = asyncio.run(bad.never_reads_all())
+    replies = bad.PINGS * len(bad.frame(b"PONG"))
+    control = rows["unbounded"]
+    # Noise budget: not a timing test; over 11 runs (load 12-17) the control's peak was all
+    # 80,000 bytes every time (the handler reads the buffered PINGs without yielding to the
+    # pump), drop's peak 16,384; the margin of 3x the bound is a count, not a time.
+    assert control["read them all"] and control["peak queued bytes"] > 3 * bad.MAX_PENDING
+    assert control["peak queued bytes"] <= replies
+    drop = rows["drop"]
+    assert drop["paused"] and not drop["read them all"] and not drop["cut off"]
+    # within the bound, plus at most one reply (a reply is never dropped)
+    assert drop["peak queued bytes"] < bad.MAX_PENDING + len(bad.frame(b"PONG")), drop
+    assert rows["disconnect"]["cut off"] == 1 and not rows["disconnect"]["read them all"]
+    assert all(row["healthy got"] == 10 for row in rows.values()), rows
+
+
 def stream(data: bytes, eof: bool = False) -> asyncio.StreamReader:
     reader = asyncio.StreamReader()
     reader.feed_data(data)
@@ -162,16 +184,18 @@ def stream(data: bytes, eof: bool = False) -> asyncio.StreamReader:
     return reader
 
 
-def test_an_oversized_length_is_refused_before_reading_or_allocating_the_body():
-    """The control is a reader that trusts the length: it waits for 2 GiB that never come."""
+def test_an_oversized_length_is_refused_before_waiting_for_or_allocating_the_body():
+    """Two controls: a reader that trusts the length waits for 2 GiB that never come, and
+    one that preallocates its buffer (capped at 64 MiB here) allocates far over the limit."""
+    data = struct.pack(">I", 2**31) + b"x" * 1000  # the header, then some read-ahead body
 
     async def ours() -> str:
         with pytest.raises(broker.FrameError) as e:
-            await broker.read_frame(stream(struct.pack(">I", 2**31) + b"x" * 1000), timeout=5)
+            await broker.read_frame(stream(data), timeout=5)
         return str(e.value)
 
     async def trusting() -> bool:
-        reader = stream(struct.pack(">I", 2**31) + b"x" * 1000)
+        reader = stream(data)
         (length,) = struct.unpack(">I", await reader.readexactly(4))
         try:
             await asyncio.wait_for(reader.readexactly(length), 0.2)
@@ -179,12 +203,24 @@ def test_an_oversized_length_is_refused_before_reading_or_allocating_the_body():
             return True  # still waiting: a connection (and its memory) held hostage
         return False
 
-    tracemalloc.start()
-    message = asyncio.run(ours())
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    async def preallocating() -> int:
+        reader = stream(data)
+        (length,) = struct.unpack(">I", await reader.readexactly(4))
+        body = bytearray(min(length, 64 * 1024 * 1024))  # "reserve room for the body"
+        return len(body)
+
+    def peak(coro) -> tuple[object, int]:  # noqa: ANN001
+        tracemalloc.start()
+        try:
+            result = asyncio.run(coro)
+            return result, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    message, ours_peak = peak(ours())
+    _, control_peak = peak(preallocating())
     assert message == "frame too large: 2147483648 > 1048576 bytes"
-    assert peak < 1024 * 1024  # nothing near the claimed 2 GiB (or even the 1 MiB limit)
+    assert ours_peak < broker.MAX_FRAME < control_peak, (ours_peak, control_peak)
     # "too large", not "not completed within 5 s": refused without waiting for the body
     assert asyncio.run(trusting())
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 BROKER = Path(__file__).with_name("broker_pubsub.py")
-PAYLOAD = b"x" * 100  # each MSG frame is 4 + len("MSG ticks.1 ") + 100 = 116 bytes
+PAYLOAD = b"x" * 100  # each MSG frame is 4 + len("MSG ticks.0001 ") + 100 = 119 bytes
 BATCH = 125  # messages per batch; the next batch goes when the fast subscribers have it
 STEPS = (250, 500, 1000)  # messages published so far when the broker is asked for STATS
 MAX_PENDING = 16 * 1024  # > one batch, so a subscriber that keeps up never hits it
@@ -50,7 +50,8 @@ class Client:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        # limit: asyncio reads ahead at most ~2 KiB into its buffer for this client
+        # limit: asyncio pauses reading from the socket once its buffer holds over 2 KiB
+        # (the read that crosses it can bring whatever the small kernel buffer holds)
         return cls(*await asyncio.open_connection(sock=sock, limit=1024 if rcvbuf else 2**16))
 
     async def call(self, payload: bytes, timeout: float = 5.0) -> bytes | None:
@@ -116,7 +117,7 @@ async def slow_subscriber(
                 while sent < step:  # closed loop: a batch, then wait until it is fanned out
                     for _ in range(BATCH):
                         sent += 1
-                        publisher.writer.write(frame(b"PUB ticks.%d %s" % (sent, PAYLOAD)))
+                        publisher.writer.write(frame(b"PUB ticks.%04d %s" % (sent, PAYLOAD)))
                     assert await publisher.call(b"PING", patience) == b"PONG"
                     await asyncio.gather(*(c.read_until(sent, patience) for c in fast))
                 stats = json.loads((await publisher.call(b"STATS"))[6:])
@@ -151,8 +152,9 @@ async def all_policies() -> dict[str, list[dict]]:
 
 
 def main() -> None:
-    frame_size = len(frame(b"MSG ticks.1 " + PAYLOAD))
-    print(f"3 subscribers on ticks.>, one stops reading; {frame_size}-byte frames;")
+    frame_size = len(frame(b"MSG ticks.0001 " + PAYLOAD))  # every subject is 4 digits wide
+    print(f"3 subscribers on ticks.>, one stops reading; {frame_size}-byte frames")
+    print(f"({STEPS[-1]:,} published: {STEPS[-1] * frame_size:,} bytes per subscriber);")
     print(f"bounded policies: {MAX_PENDING // 1024} KiB of buffer per subscriber")
     results = asyncio.run(all_policies())
     print("unbounded (the control): bytes the broker holds for the slow subscriber")

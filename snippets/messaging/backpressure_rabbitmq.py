@@ -25,10 +25,10 @@ import pika.exceptions
 
 LIMIT = 10  # x-max-length: ready messages the queue will hold
 OFFERED = 30  # messages published with no consumer running
-N = 40  # messages per throughput run
+N = 8  # messages per throughput run: few, each long against the broker round trip (~1-20 ms)
 CONSUMERS = (1, 2, 4)
-REPEATS = 3
-WORK = [random.Random(i).uniform(0.004, 0.008) for i in range(N)]  # seconds of I/O each
+REPEATS = 5
+WORK = [random.Random(i).uniform(0.020, 0.040) for i in range(N)]  # seconds of I/O each
 
 
 # amqp_url() and connect() as in the other RabbitMQ snippets (snippets do not import each other).
@@ -118,10 +118,14 @@ def consumer(url: str, prefetch: int, jobs: queue.Queue, ready: threading.Event)
             channel.basic_cancel(tag)
 
 
-def scaling(url: str, prefetch: int = 1, repeats: int = REPEATS) -> dict[int, dict]:
+def scaling(
+    url: str, prefetch: int = 1, repeats: int = REPEATS, consumers: tuple[int, ...] = CONSUMERS
+) -> dict[int, dict]:
     """1, 2 and 4 consumers work through N queued messages, `repeats` times, interleaved
-    (1, 2, 4, 1, 2, 4, ...). The consumers connect once, before the clock starts."""
-    jobs = [queue.Queue() for _ in range(max(CONSUMERS))]
+    and with the order rotated each round (1, 2, 4; 2, 4, 1; 4, 1, 2; ...), so a slow
+    spell on the machine does not always fall on the same count. The consumers connect
+    once, before the clock starts. The first count is the baseline of the speed-up."""
+    jobs = [queue.Queue() for _ in range(max(consumers))]
     ready = [threading.Event() for _ in jobs]
     threads = [
         threading.Thread(target=consumer, args=(url, prefetch, job, event))
@@ -129,15 +133,15 @@ def scaling(url: str, prefetch: int = 1, repeats: int = REPEATS) -> dict[int, di
     ]
     for thread in threads:
         thread.start()
-    runs: dict[int, list] = {c: [] for c in CONSUMERS}
+    runs: dict[int, list] = {c: [] for c in consumers}
     try:
         with connect(url) as conn:
             channel = conn.channel()
             channel.tx_select()  # publish a run's N messages in one transaction
             for event in ready:
                 event.wait(10)
-            for _ in range(repeats):
-                for c in CONSUMERS:
+            for r in range(repeats):
+                for c in consumers[r % len(consumers) :] + consumers[: r % len(consumers)]:
                     run = Run(f"work-{uuid.uuid4().hex[:8]}")
                     channel.queue_declare(run.queue)
                     for i in range(N):
@@ -155,7 +159,7 @@ def scaling(url: str, prefetch: int = 1, repeats: int = REPEATS) -> dict[int, di
             job.put(None)
         for thread in threads:
             thread.join(10)
-    base = statistics.median(elapsed for elapsed, _ in runs[1])
+    base = statistics.median(elapsed for elapsed, _ in runs[consumers[0]])
     return {
         c: {
             "median s": statistics.median(elapsed for elapsed, _ in results),
@@ -187,8 +191,9 @@ def main() -> None:
         counts = max_length(url, limit, overflow)
         name = f"x-max-length {LIMIT}, {overflow}" if limit else "no limit (the control)"
         print(f"  {name}:\n    " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"{N} queued messages, 4-8 ms of simulated I/O each, prefetch 1;")
-    print(f"median of {REPEATS} interleaved runs per consumer count:")
+    low, high = min(WORK) * 1000, max(WORK) * 1000
+    print(f"{N} queued messages, {low:.0f}-{high:.0f} ms of simulated I/O each, prefetch 1;")
+    print(f"median of {REPEATS} interleaved runs per consumer count (order rotated):")
     print("consumers  median    speed-up  busiest one handled  out of order (each run)")
     results = scaling(url)
     for c, row in results.items():

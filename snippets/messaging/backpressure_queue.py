@@ -1,7 +1,6 @@
 """A producer faster than its consumer, in one asyncio process: a bounded queue makes the
-producer wait (its length never passes the bound, the producer runs at the consumer's pace);
-an unbounded queue lets it run ahead, and the backlog grows with time.
-
+producer wait (its length never passes the bound; the producer accepts only what the
+consumer frees); an unbounded queue takes everything offered, and the backlog grows with time.
 Run: python snippets/messaging/backpressure_queue.py
 """
 
@@ -11,23 +10,30 @@ import asyncio
 import time
 
 BOUND = 100
+RATE = 5000  # items offered per second, on the clock (open loop): 5x what the consumer takes
 WORK = 0.001  # seconds of simulated I/O per item (an await, like a call to a database)
 SAMPLES = (0.1, 0.2, 0.4)  # seconds after the start at which the queue is measured
 
 
 # --8<-- [start:run]
 async def run(bound: int | None, samples: tuple[float, ...] = SAMPLES) -> list[dict]:
-    """A producer that could make items far faster than one consumer can handle them.
-    `bound` None: an unbounded queue. Returns what the queue held at each sample time."""
+    """Items arrive at RATE per second whatever happens downstream; one consumer takes at
+    most 1/WORK per second. `bound` None: an unbounded queue. Returns, at each sample
+    time, how many items were offered, accepted (put in the queue), consumed and queued."""
     queue: asyncio.Queue[int] = asyncio.Queue(maxsize=bound or 0)  # 0 = unbounded
-    counts = {"produced": 0, "consumed": 0, "longest": 0}
+    counts = {"accepted": 0, "consumed": 0, "longest": 0}
+    start = time.perf_counter()
+
+    def offered() -> int:
+        return int(RATE * (time.perf_counter() - start))  # due by now, on the clock
 
     async def producer() -> None:
         while True:
-            await queue.put(counts["produced"])  # waits while a bounded queue is full
-            counts["produced"] += 1
-            counts["longest"] = max(counts["longest"], queue.qsize())
-            await asyncio.sleep(0)  # let others run: the producer is fast, not greedy
+            while counts["accepted"] < offered():
+                await queue.put(counts["accepted"])  # waits while a bounded queue is full
+                counts["accepted"] += 1
+                counts["longest"] = max(counts["longest"], queue.qsize())
+            await asyncio.sleep(0.001)
 
     async def consumer() -> None:
         while True:
@@ -36,11 +42,12 @@ async def run(bound: int | None, samples: tuple[float, ...] = SAMPLES) -> list[d
             counts["consumed"] += 1
 
     tasks = [asyncio.create_task(producer()), asyncio.create_task(consumer())]
-    start, rows = time.perf_counter(), []
+    rows: list[dict] = []
     try:
         for at in samples:
-            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
-            rows.append({"at": at, "queued": queue.qsize(), **counts})
+            # at least 10 ms after the previous sample, even if the machine made us late
+            await asyncio.sleep(max(0.01, start + at - time.perf_counter()))
+            rows.append({"at": at, "offered": offered(), "queued": queue.qsize(), **counts})
     finally:
         for task in tasks:
             task.cancel()
@@ -52,14 +59,17 @@ async def run(bound: int | None, samples: tuple[float, ...] = SAMPLES) -> list[d
 
 
 def main() -> None:
-    print(f"one producer, one consumer ({WORK * 1000:.1f} ms of simulated I/O per item)")
-    print("queue        after   produced  consumed  queued  longest")
+    print(
+        f"items offered at {RATE} per second to one consumer"
+        f" ({WORK * 1000:.1f} ms of simulated I/O per item, so at most {1 / WORK:.0f} per second)"
+    )
+    print("queue        after   offered  accepted  consumed  queued  longest")
     for name, bound in (("unbounded", None), (f"bound {BOUND}", BOUND)):
         for row in asyncio.run(run(bound)):
             longest = f"~{row['longest']}" if bound is None else row["longest"]
             print(
-                f"{name:<12} {row['at']:.1f} s  ~{row['produced']:<8} ~{row['consumed']:<8}"
-                f" ~{row['queued']:<6} {longest}"
+                f"{name:<12} {row['at']:.1f} s  ~{row['offered']:<7} ~{row['accepted']:<8}"
+                f" ~{row['consumed']:<8} ~{row['queued']:<6} {longest}"
             )
 
 

@@ -27,6 +27,21 @@ import pytest
 from tests.services.chromium import CHROMIUM_FLAGS
 from tests.snippet_output import ROOT
 
+# Hang guards, not budgets. The first browser test in each worker waits for the site to
+# be built (by whichever worker got there first) and for Chromium to start: on a loaded
+# machine (a flake hunt with four helpers at work, load 15) that alone passed the suite's
+# 120 s per-test timeout, and the session fixture's error failed all 65 page tests.
+BUILD_TIMEOUT = 600
+SITE_TEST_TIMEOUT = BUILD_TIMEOUT + 120
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests get a timeout that covers the shared site build they may wait for."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SITE_TEST_TIMEOUT))
+
 
 @dataclass
 class Build:
@@ -44,7 +59,7 @@ def build(out: Path) -> Build:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=BUILD_TIMEOUT,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     return Build(out, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)

@@ -301,8 +301,13 @@ def passive_check_catches_what_the_health_check_misses(
 # --8<-- [end:passive]
 
 
-def shown(answers: Counter[str]) -> str:
-    return ", ".join(f"{answer} x{n}" for answer, n in sorted(answers.items()))
+def shown(answers: Counter[str], vary: tuple[str, ...] = ()) -> str:
+    """{"b1 200": 14, …} as "b1 200 x14, …"; the counts of backends in `vary` get a "~"
+    (round robin's starting point decides them, not the lesson)."""
+    return ", ".join(
+        f"{answer} x{'~' if answer.split()[0] in vary else ''}{n}"
+        for answer, n in sorted(answers.items())
+    )
 
 
 def main() -> None:
@@ -318,7 +323,8 @@ def main() -> None:
     print(f"  30 GETs to checked  : {failed(back):2} failed   {shown(back)}")  # type: ignore[arg-type]
     print("PASSIVE: b2 answers its health check 200 but every request 500")
     for pool, answers in passive["answers"].items():  # type: ignore[union-attr]
-        print(f"  30 GETs to {pool:9}: {failed(answers):2} failed   {shown(answers)}")
+        vary = ("b1", "b3") if pool == "observed" else ()  # they share b2's lost turns
+        print(f"  30 GETs to {pool:9}: {failed(answers):2} failed   {shown(answers, vary)}")
     print(f"  b2 passed {passive['checks']}+ more health checks meanwhile:", end=" ")
     print(f"checked/b2 is {passive['checked_b2']}, observed/b2 is {passive['observed_b2']}")
 

@@ -23,7 +23,8 @@ MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
 CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
 BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend, and for its response head; then 504
 CHECK_INTERVAL = 0.2  # seconds between two health checks of a backend (stage 5)
-CHECK_TIMEOUT = 0.5  # a health check not answered in time failed (stage 5)
+CHECK_TIMEOUT = 1.0  # a health check not answered in time failed (stage 5)
+FALL = 2  # failed health checks in a row that mark a backend down (one may be bad luck)
 VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 4)
 # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
@@ -364,9 +365,17 @@ def health_check(backend: tuple[str, int]) -> bool:
 
 
 def check_forever(pool: Pool, backend: tuple[str, int]) -> None:
-    """Active health checks: every CHECK_INTERVAL, mark the backend up or down."""
+    """Active health checks: every CHECK_INTERVAL; one passed check marks the backend up,
+    FALL failed ones in a row mark it down."""
+    failed = 0
     while True:
-        pool.mark(backend, up=health_check(backend))
+        if health_check(backend):
+            failed = 0
+            pool.mark(backend, up=True)
+        else:
+            failed += 1
+            if failed >= FALL:
+                pool.mark(backend, up=False)
         time.sleep(CHECK_INTERVAL)
 
 

@@ -488,14 +488,15 @@ def wait_for_checks(backend: Backend, n: int, status: int) -> None:
 
 @pytest.mark.stage(5)
 def test_a_failing_health_check_takes_a_backend_out(proxy):
-    """b2 serves requests but its GET /health answers 503: after two checks it gets none."""
+    """b2 serves requests but its GET /health answers 503: after three checks it gets none."""
     address, (b1, b2, b3) = proxy(3)
     b2.set_mode("unhealthy")
-    wait_for_checks(b2, 2, 503)
+    wait_for_checks(b2, 3, 503)  # FALL is 2; the third says the second was acted on
     got = answers(address, 30)
     assert shared_by_b1_and_b3(got), (
-        f"b2 answered two health checks 503; then 30 GETs went {dict(got)}. A health check "
-        "passes only with a 2xx or 3xx status"
+        f"b2 answered three health checks 503; then 30 GETs went {dict(got)}. A health "
+        "check passes only with a 2xx or 3xx status; FALL (2) failed checks in a row mark "
+        "a backend down"
     )
 
 

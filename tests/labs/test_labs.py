@@ -401,11 +401,7 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
         4,
     ),
     # Stage 5, active health checks: each of these passes stages 1-4.
-    "never_brings_a_backend_back": (
-        "pool.mark(backend, up=health_check(backend))",
-        "_ = health_check(backend) or pool.mark(backend, up=False)",
-        5,
-    ),
+    "never_brings_a_backend_back": ("pool.mark(backend, up=True)", "pass", 5),
     "any_answer_is_healthy": (r"[23]\d\d[ \r]", r"\d\d\d[ \r]", 5),  # a 503 passes
     "replaces_x_forwarded_for": ('f"{prior}, {peer}" if prior else peer', "peer", 6),
     "forwards_hop_by_hop_headers": (

@@ -54,7 +54,9 @@ backend checked          # ACTIVE: HAProxy asks GET /health every 100 ms
 
 backend observed         # PASSIVE as well: real responses count (5xx but 501/505 = error)
     option httpchk GET /health?observed
-    default-server check inter 100ms fastinter 2s fall 2 rise 2
+    default-server check inter 1s fastinter 100ms fall 2 rise 30
+    # checked every 1 s while UP; after a mark-down every 100 ms (fastinter), and UP
+    # again after 30 passed checks: ~3 s, long enough to see it DOWN
     default-server observe layer7 error-limit 3 on-error mark-down
     server b1 127.0.0.1:{b1}
     server b2 127.0.0.1:{b2}
@@ -226,8 +228,9 @@ def backends_and_haproxy() -> Iterator[tuple[list[Backend], Haproxy]]:
     ports = {b.name: b.port for b in backends}
     try:
         with running_haproxy(CONFIG, **ports) as haproxy:
-            for name in ports:  # a server starts "UP 1/2" (one failed check from DOWN);
-                haproxy.wait_for("checked", name, "UP")  # its first passed check: "UP"
+            for pool in ("checked", "observed"):
+                for name in ports:  # a server starts "UP 1/2" (one failed check from DOWN);
+                    haproxy.wait_for(pool, name, "UP")  # after its first passed check: "UP"
             yield backends, haproxy
     finally:
         for backend in backends:
@@ -294,7 +297,7 @@ def passive_check_catches_what_the_health_check_misses(
         "answers": answers,
         "checks": b2.checks["checked"] - seen,
         "checked_b2": states[("checked", "b2")],
-        "observed_b2": states[("observed", "b2")].split()[0],  # "DOWN 1/2": going up
+        "observed_b2": states[("observed", "b2")].split()[0],  # "DOWN 5/30": going up
     }
 
 
@@ -312,8 +315,10 @@ def shown(answers: Counter[str], vary: tuple[str, ...] = ()) -> str:
 
 def main() -> None:
     with backends_and_haproxy() as (backends, haproxy):  # one HAProxy for both
-        active = active_check_takes_it_out_and_brings_it_back(haproxy, backends)
+        # Passive first: `observed` checks /health too, and would take b2 out for seconds
+        # (rise 30) had it seen the active experiment's failing health check.
         passive = passive_check_catches_what_the_health_check_misses(haproxy, backends)
+        active = active_check_takes_it_out_and_brings_it_back(haproxy, backends)
     print("ACTIVE: b2's health check answers 503 (and its requests 500)")
     print(f"  checked: b2 marked DOWN after {active['down_after']:.1f} s (fall 2, inter 100 ms)")
     for pool, answers in active["broken"].items():  # type: ignore[union-attr]
@@ -323,9 +328,10 @@ def main() -> None:
     print(f"  30 GETs to checked  : {failed(back):2} failed   {shown(back)}")  # type: ignore[arg-type]
     print("PASSIVE: b2 answers its health check 200 but every request 500")
     for pool, answers in passive["answers"].items():  # type: ignore[union-attr]
-        vary = ("b1", "b3") if pool == "observed" else ()  # they share b2's lost turns
-        print(f"  30 GETs to {pool:9}: {failed(answers):2} failed   {shown(answers, vary)}")
-    print(f"  b2 passed {passive['checks']}+ more health checks meanwhile:", end=" ")
+        vary = ("b1", "b2", "b3") if pool == "observed" else ()  # see the page
+        lost = f"{'~' if vary else ''}{failed(answers)}"
+        print(f"  30 GETs to {pool:9}: {lost:>2} failed   {shown(answers, vary)}")
+    print("  b2 passed 3 or more health checks meanwhile:", end=" ")
     print(f"checked/b2 is {passive['checked_b2']}, observed/b2 is {passive['observed_b2']}")
 
 

@@ -16,16 +16,16 @@ import threading
 import time
 
 HOST = "127.0.0.1"
-MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
+MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 6)
 # A deadline for the whole head, not a limit per recv(): a client dripping one byte every
 # 0.6 s would pass a per-recv timeout for as long as it likes (HAProxy's `timeout
 # http-request` is likewise "the maximum allowed time to wait for a complete HTTP request").
-CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
+CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 6)
 BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend, and for its response head; then 504
 CHECK_INTERVAL = 0.2  # seconds between two health checks of a backend (stage 5)
 CHECK_TIMEOUT = 1.0  # a health check not answered in time failed (stage 5)
 FALL = 2  # failed health checks in a row that mark a backend down (one may be bad luck)
-VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 4)
+VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 6)
 # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 # Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the

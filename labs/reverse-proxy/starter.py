@@ -56,9 +56,10 @@ def handle_client(sock: socket.socket, peer: str, backends: list[tuple[str, int]
         # TODO stage 3: choose the backend in turn (round robin), one pool per backend.
         # TODO stage 4: when a backend fails (its connection refused or timed out, or a new
         #   connection closed without a response byte), mark it down and stop choosing it
-        #   (passive detection); send an IDEMPOTENT request to the next backend that is up,
-        #   answer anything else 502 (it may have been acted on: never send it twice); 503
-        #   when no backend is up.
+        #   (passive detection); send the request to the next backend that is up only if
+        #   it was never sent (the connection was refused or timed out) or its method is
+        #   IDEMPOTENT; answer anything else 502 (it may have been acted on: never send it
+        #   twice); 503 when no backend is up.
         # TODO stage 5: a thread per backend sends GET /health every CHECK_INTERVAL on a new
         #   connection: a 2xx or 3xx answer within CHECK_TIMEOUT marks it up, FALL other
         #   outcomes in a row mark it down (active health checks bring a revived backend back).

@@ -394,6 +394,20 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
         "            self.up[backend] = True\n",
         4,
     ),
+    # answers 502 to a POST whose connection was refused: it was never sent, so it may go on
+    "never_resends_a_refused_post": (
+        "if failure.sent and method not in IDEMPOTENT:",
+        "if method not in IDEMPOTENT:",
+        4,
+    ),
+    # a pooled connection closed unanswered taken for "never sent": the POST goes to b1 too
+    "resends_a_post_dropped_on_a_pooled_connection": (
+        '                raise HttpError(502, "the backend closed the connection")',
+        '                raise BackendFailed(HttpError(502, "closed"), sent=False)',
+        4,
+    ),  # RFC 9110 §9.2.2
+    # a POST dropped on a pooled connection sent again on a new one: b2 receives it twice
+    "retries_a_post_on_a_pooled_connection": ("and method in IDEMPOTENT:", ":", 4),
     # a refused connection surfaces as an OSError: the client gets no answer at all
     "no_answer_when_a_backend_refuses": (
         "            raise BackendFailed(failed, sent=False) from None",
@@ -410,7 +424,6 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
         6,
     ),
     # The fixes of the review of the chapter, each with the wrong proxy it catches:
-    "retries_a_post_on_a_pooled_connection": ("and method in IDEMPOTENT:", ":", 6),
     "connect_timeout_answered_408": (
         "            raise BackendFailed(error, sent=False) from None",
         "            raise",

@@ -346,7 +346,7 @@ class Load:
         with self.lock:
             return sum(n for (p, _, _), n in self.results.items() if phase in (None, p))
 
-    def wait_for(self, phase: str, n: int, seconds: float = 5) -> None:
+    def wait_for(self, phase: str | None, n: int, seconds: float = 5) -> None:
         deadline = time.monotonic() + seconds
         while self.count(phase) < n:
             if time.monotonic() > deadline:
@@ -374,21 +374,33 @@ def kill_under_load(
     requests: list[tuple[str, str]],
     drain: str | None = None,
     after: int = 100,
+    command: bool = True,
 ) -> dict[str, dict[str, object]]:
     """Load through HAProxy; then b2 dies with one request of each kind held in flight
-    (or, with `drain`, is first drained in that backend section and killed once nothing
-    is in flight). The load goes on until every section has marked b2 DOWN ("the check
-    window"), then for `after` more answers. b2 is started again at the end.
-    Returns {section: {"failed", "sent", "failed_after", "sent_after", "twice", "kinds"}}."""
+    (or, with `drain`, is first drained in that backend section — `command=False`: the
+    control, the same waits without the drain command — and killed once nothing is in
+    flight and 60 more answers came). The load goes on until every section has marked b2
+    DOWN ("the check window"), then for `after` more answers. b2 is started again at the
+    end. Returns {section: {"failed", "sent", "failed_after", "sent_after", "twice",
+    "kinds"}}; with `drain`, also "status" (b2's in `show stat` before the kill) and
+    "b2_drained" (requests that reached b2 in those 60 answers)."""
     b2, sections = backends["b2"], sorted({path.split("/")[1] for _, path in requests})
     marks = {name: len(backend.started) for name, backend in backends.items()}
     load = Load(haproxy.port, requests)
+    drained: dict[str, object] = {}
     try:
         b2.wait(lambda: len(b2.started) - marks["b2"] >= 20)  # b2 is serving its share
         if drain:
-            ask(haproxy.admin, f"set server {drain}/b2 state drain")  # the runtime API
+            if command:
+                ask(haproxy.admin, f"set server {drain}/b2 state drain")  # the runtime API
             haproxy.wait_until(drain, "b2", lambda row: row["scur"] == "0")
             b2.wait(lambda: len(b2.started) == b2.ended)  # nothing in flight at b2
+            reached, answered = len(b2.started), load.count()
+            load.wait_for(None, answered + 60)  # 60 more answers while b2 is drained
+            drained = {
+                "status": haproxy.stats(drain, "b2")["status"],  # DRAIN (or UP)
+                "b2_drained": len(b2.started) - reached,
+            }
         else:
             b2.hold(*(path for _, path in requests))  # in flight at b2, one per kind
         load.phase = "window"
@@ -400,7 +412,7 @@ def kill_under_load(
     finally:
         table = load.finish()
     b2.spawn()
-    if drain:
+    if drain and command:
         ask(haproxy.admin, f"set server {drain}/b2 state ready")
     for section in sections:
         haproxy.wait_until(section, "b2", lambda row: row["status"] == "UP")
@@ -416,6 +428,7 @@ def kill_under_load(
             "sent_after": sum(after_down.values()),
             "twice": twice[section],
             "kinds": {outcome for outcome in until if outcome != "ok"},  # 503, closed…
+            **drained,
         }
     return result
 
@@ -453,8 +466,15 @@ def main() -> None:
         )
         posts = [("POST", "/retry/pay"), ("POST", "/retryall/pay")]
         report("b2 killed under POST load:", kill_under_load(haproxy, backends, posts))
-        drained = kill_under_load(haproxy, backends, [("POST", "/retry/pay")], drain="retry")
+        pay = [("POST", "/retry/pay")]
+        drained = kill_under_load(haproxy, backends, pay, drain="retry", after=50)
         report("b2 drained first, then killed, under POST load:", drained)
+        control = kill_under_load(haproxy, backends, pay, "retry", after=50, command=False)
+        for title, run in (("drained", drained), ("not drained (control)", control)):
+            n = run["retry"]
+            got = f"{'~' if n['b2_drained'] else ''}{n['b2_drained']}"  # 0 is exact
+            print(f"  {title}: b2 {n['status']}, reached by {got} of the 60", end="")
+            print(" requests after its sessions reached 0")
 
 
 if __name__ == "__main__":

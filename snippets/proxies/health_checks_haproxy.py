@@ -243,14 +243,19 @@ def backends_and_haproxy() -> Iterator[tuple[list[Backend], Haproxy]]:
 
 # --8<-- [start:traffic]
 def send(haproxy: Haproxy, pool: str, n: int = 30) -> Counter[str]:
+    """n GETs to a pool: {"b1 200": 10, "b2 500": 10, …} as the client received them."""
+    return Counter(in_order(haproxy, pool, n))
+
+
+def in_order(haproxy: Haproxy, pool: str, n: int = 30) -> list[str]:
     """n GETs, one after another on one keep-alive connection (a closed loop), to a pool:
-    {"b1 200": 10, "b2 500": 10, …} as the client received them."""
+    the answers in the order they came ("b1 200", "b2 500", …)."""
     conn = http.client.HTTPConnection("127.0.0.1", haproxy.port, timeout=5)
-    answers: Counter[str] = Counter()
     try:
+        answers = []
         for i in range(n):
             conn.request("GET", f"/{pool}/{i}")
-            answers[conn.getresponse().read().decode()] += 1
+            answers.append(conn.getresponse().read().decode())
         return answers
     finally:
         conn.close()
@@ -289,12 +294,13 @@ def passive_check_catches_what_the_health_check_misses(
     b2 = backends[1]
     b2.set(health=200, app=500)
     seen = b2.checks["checked"]
-    answers = {pool: send(haproxy, pool) for pool in ("checked", "observed")}
+    ordered = {pool: in_order(haproxy, pool) for pool in ("checked", "observed")}
     while b2.checks["checked"] < seen + 3:  # the active checks ran meanwhile, and passed
         time.sleep(0.01)  # polls a counter (health checks received), not a fixed wait
     states = haproxy.states()
     return {
-        "answers": answers,
+        "answers": {pool: Counter(got) for pool, got in ordered.items()},
+        "observed_order": ordered["observed"],
         "checks": b2.checks["checked"] - seen,
         "checked_b2": states[("checked", "b2")],
         "observed_b2": states[("observed", "b2")].split()[0],  # "DOWN 5/30": going up

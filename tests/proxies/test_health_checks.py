@@ -134,7 +134,8 @@ def test_draining_first_removes_the_backend_with_zero_failed_requests(kills):
     # drained: HAProxy shows DRAIN, and b2 got none of the 60 answers before the kill ...
     assert drained["status"] == "DRAIN" and drained["b2_drained"] == 0, drained
     # ... while without the drain command (the same waits) round robin still sends it its
-    # share (20 of 60 in every run; 5 leaves room for the order requests are answered in)
+    # share: 20-23 of 60 over 9 runs at a load average of 10-13 on 2 cores; 5 is a count
+    # margin of 4x (round robin over three, whatever order the answers come in)
     assert undrained["status"] == "UP" and undrained["b2_drained"] >= 5, undrained
     assert drained["failed"] == 0 and drained["twice"] == 0, drained
     assert drained["sent"] >= 50, drained

@@ -1,5 +1,6 @@
-"""Lab solution: a reverse proxy with a keep-alive upstream pool and round robin
-(docs/proxies/lab-reverse-proxy.md). One thread per client connection.
+"""Lab solution: a reverse proxy with a keep-alive upstream pool, round robin, failover
+with passive detection and active health checks (docs/proxies/lab-reverse-proxy.md). One
+thread per client connection, one health-check thread per backend.
 
 Run: python labs/reverse-proxy/solution.py --port 0 --backend 127.0.0.1:8001 --backend ...
 """
@@ -9,18 +10,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import re
 import socket
 import threading
 import time
 
 HOST = "127.0.0.1"
-MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
+MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 6)
 # A deadline for the whole head, not a limit per recv(): a client dripping one byte every
 # 0.6 s would pass a per-recv timeout for as long as it likes (HAProxy's `timeout
 # http-request` is likewise "the maximum allowed time to wait for a complete HTTP request").
-CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
+CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 6)
 BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend, and for its response head; then 504
-VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 4)
+CHECK_INTERVAL = 0.2  # seconds between two health checks of a backend (stage 5)
+CHECK_TIMEOUT = 1.0  # a health check not answered in time failed (stage 5)
+FALL = 2  # failed health checks in a row that mark a backend down (one may be bad luck)
+VIA = "1.1 reverse-proxy-lab"  # RFC 9110 §7.6.3: a gateway MUST send Via (stage 6)
 # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 # Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the
@@ -42,6 +47,7 @@ REASONS = {
     411: "Length Required",
     431: "Request Header Fields Too Large",
     502: "Bad Gateway",
+    503: "Service Unavailable",
     504: "Gateway Timeout",
 }
 
@@ -50,6 +56,15 @@ class HttpError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class BackendFailed(Exception):
+    """The backend failed, not the request: it could not be reached, or it closed a fresh
+    connection without a response byte. `sent`: whether the request had been sent."""
+
+    def __init__(self, error: HttpError, sent: bool) -> None:
+        super().__init__(str(error))
+        self.error, self.sent = error, sent
 
 
 class Conn:
@@ -133,16 +148,31 @@ def content_length(fields: list[tuple[str, str]], error: HttpError) -> int:
 
 
 class Pool:
-    """Idle keep-alive connections per backend, and round robin over the backends."""
+    """Idle keep-alive connections per backend, which backends are up, and round robin
+    over the backends that are up."""
 
     def __init__(self, backends: list[tuple[str, int]]) -> None:
         self.idle: dict[tuple[str, int], list[Conn]] = {b: [] for b in backends}
+        self.up = dict.fromkeys(backends, True)
         self.turn = itertools.cycle(backends)
         self.lock = threading.Lock()
 
-    def next_backend(self) -> tuple[str, int]:
+    def next_backend(self, tried: set[tuple[str, int]]) -> tuple[str, int] | None:
+        """The next backend in turn that is up and not yet tried for this request."""
         with self.lock:
-            return next(self.turn)
+            for _ in range(len(self.up)):
+                backend = next(self.turn)
+                if self.up[backend] and backend not in tried:
+                    return backend
+        return None
+
+    def mark(self, backend: tuple[str, int], up: bool) -> None:
+        with self.lock:
+            self.up[backend] = up
+            idle = [] if up else self.idle[backend]
+            self.idle[backend] = self.idle[backend] if up else []
+        for conn in idle:  # a backend that is down: its idle connections are worthless
+            conn.sock.close()
 
     def take(self, backend: tuple[str, int]) -> tuple[Conn, bool]:
         """(a connection, whether it was reused from the pool)."""
@@ -158,17 +188,38 @@ class Pool:
             self.idle[backend].append(conn)
 
 
-def exchange(
+def exchange(pool: Pool, request: bytes, method: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Send one request to a backend that is up, in turn; if that backend fails, mark it
+    down (passive detection) and, for an idempotent request, try the next one."""
+    tried: set[tuple[str, int]] = set()
+    error = HttpError(503, "no backend is up")
+    while (backend := pool.next_backend(tried)) is not None:
+        tried.add(backend)
+        try:
+            return forward(pool, backend, request, method)
+        except BackendFailed as failure:
+            pool.mark(backend, up=False)
+            error = failure.error
+            # RFC 9110 §9.2.2: a request that was sent may have been acted on; only an
+            # idempotent one may be sent again.
+            if failure.sent and method not in IDEMPOTENT:
+                break
+    raise error
+
+
+def forward(
     pool: Pool, backend: tuple[str, int], request: bytes, method: str
 ) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Send one request upstream, read its response: (status line, fields, body)."""
+    """Send one request to this backend, read its response: (status line, fields, body)."""
     for attempt in range(2):
         try:
             upstream, reused = pool.take(backend)
         except TimeoutError:  # RFC 9110 §15.6.5: no timely answer from upstream
-            raise HttpError(504, "could not connect to the backend in time") from None
+            error = HttpError(504, "could not connect to the backend in time")
+            raise BackendFailed(error, sent=False) from None
         except OSError as error:  # refused, unreachable: RFC 9110 §15.6.3, invalid upstream
-            raise HttpError(502, f"could not connect to the backend ({error.strerror})") from None
+            failed = HttpError(502, f"could not connect to the backend ({error.strerror})")
+            raise BackendFailed(failed, sent=False) from None
         try:
             upstream.sock.sendall(request)
             head = upstream.read_head(
@@ -183,9 +234,12 @@ def exchange(
         if head is None:  # closed without a response byte: maybe an idle pooled connection
             # the backend had dropped, maybe a crash after it acted on the request. Only an
             # idempotent request may be sent again (RFC 9110 §9.2.2); a POST gets 502.
-            if reused and attempt == 0 and method in IDEMPOTENT:
-                continue
-            raise HttpError(502, "the backend closed the connection")
+            if reused:  # an idle connection may just have timed out: not a failed backend
+                if attempt == 0 and method in IDEMPOTENT:
+                    continue
+                raise HttpError(502, "the backend closed the connection")
+            failed = HttpError(502, "the backend closed a new connection without answering")
+            raise BackendFailed(failed, sent=True)
         try:
             status, fields = parse_head(head, HttpError(502, "malformed response header"))
             parts = status.split(" ", 2)
@@ -265,7 +319,7 @@ def handle_client(sock: socket.socket, peer: str, pool: Pool) -> None:
                     f"{k}: {v}\r\n" for k, v in forwarded
                 )
                 status, rfields, rbody = exchange(
-                    pool, pool.next_backend(), request.encode("latin-1") + b"\r\n" + body, method
+                    pool, request.encode("latin-1") + b"\r\n" + body, method
                 )
             except TimeoutError:
                 with contextlib.suppress(OSError):
@@ -299,6 +353,32 @@ def handle_client(sock: socket.socket, peer: str, pool: Pool) -> None:
                 return
 
 
+def health_check(backend: tuple[str, int]) -> bool:
+    """GET /health on a new connection: passed if a 2xx or 3xx answer comes in time."""
+    try:
+        with socket.create_connection(backend, timeout=CHECK_TIMEOUT) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: health-check\r\nConnection: close\r\n\r\n")
+            head = Conn(sock).read_head(64 * 1024, HttpError(502, "too large"), CHECK_TIMEOUT)
+    except (OSError, HttpError):  # refused, reset, timed out (TimeoutError is an OSError)
+        return False
+    return head is not None and re.match(rb"HTTP/1\.[01] [23]\d\d[ \r]", head) is not None
+
+
+def check_forever(pool: Pool, backend: tuple[str, int]) -> None:
+    """Active health checks: every CHECK_INTERVAL; one passed check marks the backend up,
+    FALL failed ones in a row mark it down."""
+    failed = 0
+    while True:
+        if health_check(backend):
+            failed = 0
+            pool.mark(backend, up=True)
+        else:
+            failed += 1
+            if failed >= FALL:
+                pool.mark(backend, up=False)
+        time.sleep(CHECK_INTERVAL)
+
+
 def parse_backend(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host, int(port)
@@ -310,6 +390,8 @@ def main() -> None:
     parser.add_argument("--backend", action="append", required=True, type=parse_backend)
     args = parser.parse_args()
     pool = Pool(args.backend)
+    for backend in args.backend:
+        threading.Thread(target=check_forever, args=(pool, backend), daemon=True).start()
     listener = socket.create_server((HOST, args.port))
     print(f"listening on {HOST}:{listener.getsockname()[1]}", flush=True)
     with listener:

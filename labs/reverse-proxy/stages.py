@@ -17,6 +17,7 @@ import select
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,7 +27,9 @@ STAGES = {
     1: "forward one request and its response faithfully",
     2: "a keep-alive upstream pool",
     3: "round robin over N backends",
-    4: "bad input and failures: 400, 431, 408, 502, 504, no retried POST, hop-by-hop, Via",
+    4: "a backend killed: passive detection, failover, idempotent requests retried",
+    5: "active health checks take a backend out and bring it back",
+    6: "bad input and failures: 400, 431, 408, 502, 504, no retried POST, hop-by-hop, Via",
 }
 READY = r"listening on 127\.0\.0\.1:(\d+)"
 TIMEOUT = 3.0  # the client's limit for any answer; the proxy's own limits are 1 s
@@ -54,33 +57,72 @@ class Backend:
     """An HTTP/1.1 keep-alive server. GET/POST anything: 200 with `X-Backend: <name>` and a
     body naming it (POST: the body echoed). /status/<n>: that status. /slow: never answers.
     /garbage: an answer that is not HTTP. /hop: hop-by-hop headers in the response.
-    /drop: the request is recorded, then the connection closed without a response byte."""
+    /drop: the request is recorded, then the connection closed without a response byte.
+    GET /health is the health check: counted in `checks`, never in `requests`, and a
+    connection counts in `connections` only once it carries a request that is not one.
+
+    `mode` breaks it (stages 4 and 5): "ok"; "unhealthy" (/health answers 503, requests are
+    served); "crash" (every request is recorded, then its connection closed without a
+    response; /health still answers 200); "dead" (the same for /health too). kill() closes
+    its listener (connections refused) and every open connection; revive() listens again
+    on the same port."""
 
     name: str
     requests: list[Seen] = field(default_factory=list)
     connections: int = 0
+    checks: list[int] = field(default_factory=list)  # the status each health check got
+    mode: str = "ok"
 
     def __post_init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.open: set[socket.socket] = set()
+        self.listen(0)
 
-    def accept(self) -> None:
+    def listen(self, port: int) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, args=(self.listener,), daemon=True).start()
+
+    def accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return
             with self.lock:
-                self.connections += 1
-                number = self.connections
-            threading.Thread(target=self.serve, args=(conn, number), daemon=True).start()
+                self.open.add(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
-    def serve(self, conn: socket.socket, number: int) -> None:
+    def break_connections(self) -> None:
+        """Close every open connection, as the kernel does when a process dies."""
+        with self.lock:
+            conns, self.open = list(self.open), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        if mode == "dead":
+            self.break_connections()
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept() (Linux): new connects refused
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.break_connections()
+
+    def revive(self) -> None:
+        self.mode = "ok"
+        self.listen(self.port)
+
+    def serve(self, conn: socket.socket) -> None:
         conn.settimeout(10)
-        buffer = b""
+        buffer, number = b"", 0
         with conn:
             try:
                 while True:
@@ -100,11 +142,27 @@ class Backend:
                     while len(buffer) < length:
                         buffer += conn.recv(65536)
                     body, buffer = buffer[:length], buffer[length:]
+                    if target == "/health":
+                        if self.mode == "dead":
+                            return
+                        status = 503 if self.mode == "unhealthy" else 200
+                        with self.lock:
+                            self.checks.append(status)
+                        conn.sendall(b"HTTP/1.1 %d Health\r\nContent-Length: 0\r\n\r\n" % status)
+                        continue
                     with self.lock:
+                        if not number:
+                            self.connections += 1
+                            number = self.connections
                         self.requests.append(Seen(number, method, target, headers, body))
+                    if self.mode in ("crash", "dead"):
+                        return  # recorded; closing is the whole answer
                     conn.sendall(self.answer(method, target, body))
             except (OSError, ValueError):
                 return
+            finally:
+                with self.lock:
+                    self.open.discard(conn)
 
     def answer(self, method: str, target: str, body: bytes) -> bytes:
         status, extra = 200, ""
@@ -128,7 +186,7 @@ class Backend:
 
     def close(self) -> None:
         self.stop.set()
-        self.listener.close()
+        self.kill()
 
 
 @pytest.fixture
@@ -332,7 +390,159 @@ def test_round_robin_takes_turns(proxy):
 # --- stage 4 --------------------------------------------------------------------------------
 
 
+def answers(address: tuple[str, int], n: int, method: str = "GET") -> Counter[str]:
+    """n sequential requests, each on a new client connection: {"b1": 10, "502": 1, …}, by
+    the X-Backend of a 200 or else the status (a request that got no answer: "no answer")."""
+    got: Counter[str] = Counter()
+    for i in range(n):
+        try:
+            response = call(address, method, f"/n/{i}", body=b"" if method == "POST" else None)
+        except AssertionError:
+            got["no answer"] += 1
+            continue
+        got[
+            response.getheader("X-Backend") if response.status == 200 else str(response.status)
+        ] += 1
+    return got
+
+
+def shared_by_b1_and_b3(got: Counter[str]) -> bool:
+    """All 30 answered 200, by b1 and b3 only, taking turns (each at least 10: round robin
+    over the backends that are up)."""
+    return set(got) == {"b1", "b3"} and sum(got.values()) == 30 and min(got.values()) >= 10
+
+
 @pytest.mark.stage(4)
+def test_a_killed_backend_costs_no_failed_get(proxy):
+    """3 backends, b2 killed (connections refused): 30 GETs all answered 200 by b1 and b3."""
+    address, (b1, b2, b3) = proxy(3)
+    answers(address, 3)  # every backend has a pooled connection now
+    b2.kill()
+    got = answers(address, 30)
+    assert shared_by_b1_and_b3(got), (
+        f"b2 was killed (its connections closed, new ones refused); 30 GETs got {dict(got)}. "
+        "A GET is idempotent: when a backend fails, send it to the next one; and stop "
+        "choosing a backend that failed"
+    )
+
+
+@pytest.mark.stage(4)
+def test_a_failing_backend_is_taken_out_after_its_first_failure(proxy):
+    """b2 closes every connection unanswered: tried at most twice, then never in 30 more GETs."""
+    address, (b1, b2, b3) = proxy(3)
+    answers(address, 3)
+    b2.set_mode("dead")  # accepts, reads the request, closes: a crashed application
+    window = answers(address, 30)
+    tried = len(b2.requests) - 1  # b2 answered one request before it broke
+    assert shared_by_b1_and_b3(window), f"30 GETs while b2 was failing got {dict(window)}"
+    assert tried <= 2, (
+        f"b2 closed every connection without an answer, and your proxy sent it {tried} of 30 "
+        "GETs: after a failure, mark the backend down and stop choosing it (passive detection)"
+    )
+    after = answers(address, 30)
+    assert shared_by_b1_and_b3(after) and len(b2.requests) - 1 == tried, (
+        f"after the first failure: {dict(after)}, and b2 got "
+        f"{len(b2.requests) - 1 - tried} more; expected b1 and b3 in turn, and none"
+    )
+
+
+@pytest.mark.stage(4)
+def test_a_post_whose_connection_was_refused_goes_to_the_next_backend(proxy):
+    """b2 killed: a POST refused by b2 was never sent, so it goes to b1: 4 POSTs, 4 times 200."""
+    # A refused connection is HAProxy's `retry-on conn-failure`: safe for any method.
+    address, (b1, b2) = proxy(2)
+    b2.kill()  # no pooled connection yet: the proxy's connect to b2 is refused
+    # Noise budget: the health checks need FALL (2) failed checks CHECK_INTERVAL (0.2 s)
+    # apart before b2 is down, so the POST whose turn is b2 (the first or second, sent
+    # milliseconds after the kill) meets the refused connection; a proxy that also answers
+    # that POST 502 fails here. The reference passes whichever way it goes.
+    statuses = [
+        call(address, "POST", "/pay", body=f"payment {i}".encode()).status for i in range(4)
+    ]
+    at_b1 = [seen.body for seen in b1.requests if seen.method == "POST"]
+    assert statuses == [200] * 4 and sorted(at_b1) == [b"payment %d" % i for i in range(4)], (
+        f"b2's connection was refused, so it never saw the POST: send it to the next backend "
+        f"(only a request that may have been acted on must not be sent again). The client "
+        f"got {statuses}; b1 received {at_b1}"
+    )
+
+
+@pytest.mark.stage(4)
+def test_a_post_is_never_sent_to_a_second_backend(proxy):
+    """b2 crashes after reading each request: a POST it got is answered 502 and arrives once."""
+    # b2 gets one POST over its pooled connection and one over a new connection.
+    # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
+    address, (b1, b2) = proxy(2)
+    answers(address, 2)  # each backend has a pooled connection now
+    b2.set_mode("crash")  # its health check still passes: only real requests find it out
+    statuses = []
+    for i in range(4):
+        response = call(address, "POST", "/pay", body=f"payment {i}".encode())
+        statuses.append(response.status)
+    at_b2 = [seen.body for seen in b2.requests if seen.method == "POST"]
+    received = Counter(seen.body for b in (b1, b2) for seen in b.requests if seen.method == "POST")
+    twice = sorted(body for body, times in received.items() if times > 1)
+    assert len(at_b2) >= 1, f"no POST reached b2 (statuses {statuses}); round robin must try it"
+    assert not twice, (
+        f"{twice} reached the backends more than once: b2 read each POST and closed the "
+        "connection without an answer (a pooled connection, or a new one). That does not say "
+        "b2 did nothing; never send a POST again, to b2 or another backend (RFC 9110 §9.2.2)"
+    )
+    assert statuses.count(502) == len(at_b2), (
+        f"{len(at_b2)} POST(s) reached b2 and got no response: each should get 502; "
+        f"the client got {statuses}"
+    )
+
+
+# --- stage 5 --------------------------------------------------------------------------------
+
+
+def wait_for_checks(backend: Backend, n: int, status: int) -> None:
+    """Until `backend` has answered n more health checks with `status` (at most 3 s)."""
+    deadline, seen = time.monotonic() + TIMEOUT, backend.checks.count(status)
+    while backend.checks.count(status) < seen + n:
+        assert time.monotonic() < deadline, (
+            f"{backend.name} received {backend.checks.count(status) - seen} GET /health "
+            f"answered {status} in {TIMEOUT} s: send one to every backend every "
+            "CHECK_INTERVAL (0.2 s)"
+        )
+        time.sleep(0.01)  # polls what the backend counted, not a fixed wait
+
+
+@pytest.mark.stage(5)
+def test_a_failing_health_check_takes_a_backend_out(proxy):
+    """b2 serves requests but its GET /health answers 503: after three checks it gets none."""
+    address, (b1, b2, b3) = proxy(3)
+    b2.set_mode("unhealthy")
+    wait_for_checks(b2, 3, 503)  # FALL is 2; the third says the second was acted on
+    got = answers(address, 30)
+    assert shared_by_b1_and_b3(got), (
+        f"b2 answered three health checks 503; then 30 GETs went {dict(got)}. A health "
+        "check passes only with a 2xx or 3xx status; FALL (2) failed checks in a row mark "
+        "a backend down"
+    )
+
+
+@pytest.mark.stage(5)
+def test_an_active_check_brings_a_revived_backend_back(proxy):
+    """b2 killed, then revived: once it passes two health checks, 30 GETs land 10/10/10."""
+    address, (b1, b2, b3) = proxy(3)
+    answers(address, 3)
+    b2.kill()
+    assert shared_by_b1_and_b3(answers(address, 30)), "failover, as in stage 4"
+    b2.revive()  # listening again on the same port
+    wait_for_checks(b2, 2, 200)
+    got = answers(address, 30)
+    assert got == {"b1": 10, "b2": 10, "b3": 10}, (
+        f"b2 came back and passed two health checks; then 30 GETs went {dict(got)}: a "
+        "passing health check must mark a backend up again"
+    )
+
+
+# --- stage 6 --------------------------------------------------------------------------------
+
+
+@pytest.mark.stage(6)
 def test_malformed_and_oversized_requests(proxy):
     """A request line that is not HTTP gets 400; a 16 KiB header gets 431; nothing reaches b1."""
     address, (b1,) = proxy(1)
@@ -344,7 +554,7 @@ def test_malformed_and_oversized_requests(proxy):
     assert not b1.requests, f"the backend received {len(b1.requests)} bad request(s)"
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_a_slow_client_is_timed_out(proxy):
     """Half a request head, then silence: 408 (or a close) within 3 s, not a hang."""
     address, _ = proxy(1)
@@ -357,7 +567,7 @@ def test_a_slow_client_is_timed_out(proxy):
     assert seconds < TIMEOUT, f"took {seconds:.1f} s"
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_a_drip_fed_head_is_cut_at_a_deadline(proxy):
     """A head dripped one byte every 0.3 s: 408 (or a close) within 3 s, a whole-head deadline."""
     address, _ = proxy(1)
@@ -383,7 +593,7 @@ def test_a_drip_fed_head_is_cut_at_a_deadline(proxy):
     assert not got or status_of(got) == 408, f"expected 408 or a close, got {got[:80]!r}"
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_a_silent_backend_gets_504_and_a_garbled_one_502(proxy):
     """/slow never answers: 504. /garbage answers with something that is not HTTP: 502."""
     address, _ = proxy(1)
@@ -398,7 +608,7 @@ def test_a_silent_backend_gets_504_and_a_garbled_one_502(proxy):
     assert call(address, "GET", "/after").status == 200, "the proxy stopped serving afterwards"
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_a_post_is_not_sent_twice_when_the_backend_drops_the_connection(proxy):
     """A POST whose pooled connection the backend drops unanswered: 502, and it arrived ONCE."""
     # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
@@ -413,7 +623,7 @@ def test_a_post_is_not_sent_twice_when_the_backend_drops_the_connection(proxy):
     assert response.status == 502, f"expected 502, got {response.status}"
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_a_backend_that_refuses_gets_502_and_one_that_cannot_connect_504(spawn):
     """A backend that refuses connections: 502 (or 503); one that never accepts: 504, not 408."""
     with (
@@ -441,7 +651,7 @@ def test_a_backend_that_refuses_gets_502_and_one_that_cannot_connect_504(spawn):
             )
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_hop_by_hop_headers_stop_at_the_proxy(proxy):
     """Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded, in either direction."""
     address, (b1,) = proxy(1)
@@ -464,7 +674,7 @@ def test_hop_by_hop_headers_stop_at_the_proxy(proxy):
     assert not leaked_back, f"the client received the backend's hop-by-hop headers: {leaked_back}"
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_via_names_the_proxy(proxy):
     """Via (RFC 9110 §7.6.3, a MUST for a gateway): `1.1 <name>` appended to what came in."""
     address, (b1,) = proxy(1)
@@ -480,7 +690,7 @@ def test_via_names_the_proxy(proxy):
     )
 
 
-@pytest.mark.stage(4)
+@pytest.mark.stage(6)
 def test_x_forwarded_for_is_appended(proxy):
     """X-Forwarded-For: the client's address appended to what came in, never replacing it."""
     address, (b1,) = proxy(1)

@@ -19,13 +19,18 @@ import socket
 import threading
 
 HOST = "127.0.0.1"
-MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 4)
+MAX_HEAD_BYTES = 8 * 1024  # request line + headers; more gets 431 (stage 6)
 # CLIENT_TIMEOUT is a deadline for the whole head, not a limit per recv(): a client that
-# drips one byte every 0.6 s must still be cut off after 1 s (stage 4).
-CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 4)
-BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend and for its head; then 504 (stage 4)
+# drips one byte every 0.6 s must still be cut off after 1 s (stage 6).
+CLIENT_TIMEOUT = 1.0  # seconds a client has to send a whole request head; then 408 (stage 6)
+BACKEND_TIMEOUT = 1.0  # seconds to connect to a backend and for its head; then 504 (stage 6)
+CHECK_INTERVAL = 0.2  # seconds between two health checks of a backend (stage 5)
+CHECK_TIMEOUT = 1.0  # a health check not answered in time failed (stage 5)
+FALL = 2  # failed health checks in a row that mark a backend down (stage 5)
+# RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests." (stage 4)
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 # Hop-by-hop headers (RFC 9110 §7.6.1): about one connection, never forwarded; and the
-# proxy credentials (§11.7) this proxy consumes (stage 4).
+# proxy credentials (§11.7) this proxy consumes (stage 6).
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -49,7 +54,16 @@ def handle_client(sock: socket.socket, peer: str, backends: list[tuple[str, int]
         #   keep-alive), and keep the connection to the backend open in a pool of idle
         #   connections, shared by all client threads, instead of opening one per request.
         # TODO stage 3: choose the backend in turn (round robin), one pool per backend.
-        # TODO stage 4: 400 for a malformed request, 431 over MAX_HEAD_BYTES, 408 after
+        # TODO stage 4: when a backend fails (its connection refused or timed out, or a new
+        #   connection closed without a response byte), mark it down and stop choosing it
+        #   (passive detection); send the request to the next backend that is up only if
+        #   it was never sent (the connection was refused or timed out) or its method is
+        #   IDEMPOTENT; answer anything else 502 (it may have been acted on: never send it
+        #   twice); 503 when no backend is up.
+        # TODO stage 5: a thread per backend sends GET /health every CHECK_INTERVAL on a new
+        #   connection: a 2xx or 3xx answer within CHECK_TIMEOUT marks it up, FALL other
+        #   outcomes in a row mark it down (active health checks bring a revived backend back).
+        # TODO stage 6: 400 for a malformed request, 431 over MAX_HEAD_BYTES, 408 after
         #   CLIENT_TIMEOUT, 504 after BACKEND_TIMEOUT, 502 for a response that is not HTTP
         #   and for a backend that refuses the connection; never retry a POST (only
         #   idempotent methods, RFC 9110 §9.2.2); drop HOP_BY_HOP headers (and those named

@@ -377,31 +377,64 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
     "no_upstream_pool": ("            if self.idle[backend]:", "            if False:", 2),
     # http.client reopens a closed connection by itself; stage 2 must still see the close.
     "closes_every_client_connection": ('version == "HTTP/1.1" and "close"', 'False and "close"', 2),
-    "always_the_first_backend": ("return next(self.turn)", "return next(iter(self.idle))", 3),
-    "replaces_x_forwarded_for": ('f"{prior}, {peer}" if prior else peer', "peer", 4),
+    "always_the_first_backend": (
+        "backend = next(self.turn)",
+        "backend = next(iter(self.up))",
+        3,
+    ),
+    # Stage 4, failover: each of these passes stages 1-3.
+    "no_failover": ("if failure.sent and method not in IDEMPOTENT:", "if True:", 4),
+    "retries_a_post_on_another_backend": (
+        "if failure.sent and method not in IDEMPOTENT:",
+        "if False:",
+        4,
+    ),  # RFC 9110 §9.2.2
+    "never_marks_a_backend_down": (
+        "            self.up[backend] = up\n",
+        "            self.up[backend] = True\n",
+        4,
+    ),
+    # answers 502 to a POST whose connection was refused: it was never sent, so it may go on
+    "never_resends_a_refused_post": (
+        "if failure.sent and method not in IDEMPOTENT:",
+        "if method not in IDEMPOTENT:",
+        4,
+    ),
+    # a pooled connection closed unanswered taken for "never sent": the POST goes to b1 too
+    "resends_a_post_dropped_on_a_pooled_connection": (
+        '                raise HttpError(502, "the backend closed the connection")',
+        '                raise BackendFailed(HttpError(502, "closed"), sent=False)',
+        4,
+    ),  # RFC 9110 §9.2.2
+    # a POST dropped on a pooled connection sent again on a new one: b2 receives it twice
+    "retries_a_post_on_a_pooled_connection": ("and method in IDEMPOTENT:", ":", 4),
+    # a refused connection surfaces as an OSError: the client gets no answer at all
+    "no_answer_when_a_backend_refuses": (
+        "            raise BackendFailed(failed, sent=False) from None",
+        "            raise",
+        4,
+    ),
+    # Stage 5, active health checks: each of these passes stages 1-4.
+    "never_brings_a_backend_back": ("pool.mark(backend, up=True)", "pass", 5),
+    "any_answer_is_healthy": (r"[23]\d\d[ \r]", r"\d\d\d[ \r]", 5),  # a 503 passes
+    "replaces_x_forwarded_for": ('f"{prior}, {peer}" if prior else peer', "peer", 6),
     "forwards_hop_by_hop_headers": (
         "if k.lower() not in HOP_BY_HOP | named]",
         'if k.lower() not in {"connection", "transfer-encoding"}]',
-        4,
+        6,
     ),
     # The fixes of the review of the chapter, each with the wrong proxy it catches:
-    "retries_a_post": ("and method in IDEMPOTENT:", ":", 4),  # RFC 9110 §9.2.2
-    "no_answer_when_a_backend_refuses": (
-        'raise HttpError(502, f"could not connect to the backend ({error.strerror})") from None',
-        "raise",
-        4,
-    ),
     "connect_timeout_answered_408": (
-        'raise HttpError(504, "could not connect to the backend in time") from None',
-        "raise",
-        4,
+        "            raise BackendFailed(error, sent=False) from None",
+        "            raise",
+        6,
     ),
-    "timeout_per_recv_not_per_head": ("left = deadline - time.monotonic()", "left = seconds", 4),
-    "no_via": ('forwarded.append(("Via", f"{via}, {VIA}" if via else VIA))', "", 4),
+    "timeout_per_recv_not_per_head": ("left = deadline - time.monotonic()", "left = seconds", 6),
+    "no_via": ('forwarded.append(("Via", f"{via}, {VIA}" if via else VIA))', "", 6),
     "forwards_the_clients_connection_header": (
         "if k.lower() not in HOP_BY_HOP | named]",
         'if k.lower() not in HOP_BY_HOP - {"connection"} | named]',
-        4,
+        6,
     ),
 }
 

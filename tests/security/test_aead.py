@@ -97,6 +97,7 @@ def test_bad_input_gets_a_clear_error():
 def test_every_flipped_byte_of_ciphertext_tag_and_aad_raises_invalid_tag():
     results = nr.tamper_results(os.urandom(16), b"transfer $100 to bob", b"user=alice;seq=1")
     assert results == {
+        "untouched (control)": (1, 1),
         "ciphertext": (0, 20),
         "tag": (0, 16),
         "associated data": (0, 16),

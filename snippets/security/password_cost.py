@@ -40,14 +40,14 @@ def argon2_guesses_per_second(salt: bytes, memory_kib: int) -> float:
     return 1 / (time.perf_counter() - start)
 
 
-def measure() -> dict[int, tuple[float, float]]:
+def measure(rounds: int = ROUNDS) -> dict[int, tuple[float, float]]:
     """{memory KiB: (median SHA-256 guesses/s, median argon2id guesses/s)}. The two are
     interleaved round by round, so load on the machine falls on both."""
     salt = os.urandom(16)
     fast: dict[int, list[float]] = {m: [] for m in MEMORY_KIB}
     slow: dict[int, list[float]] = {m: [] for m in MEMORY_KIB}
     sha256_guesses_per_second(salt), argon2_guesses_per_second(salt, MEMORY_KIB[0])  # warm up
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for m in MEMORY_KIB:
             fast[m].append(sha256_guesses_per_second(salt))
             slow[m].append(argon2_guesses_per_second(salt, m))

@@ -140,11 +140,13 @@ def test_every_single_bit_flip_of_a_signature_fails():
 
 
 def test_eq_time_grows_with_the_matching_prefix_compare_digests_does_not():
-    # Noise budget: observed over 14 runs on the shared 2-core machine while the flake hunt
-    # ran: `==` at 64 KiB 19.7x-35.5x last/first, compare_digest 0.90x-1.02x (median of
-    # 41 paired ratios; unpaired medians drifted up to 1.4x, hence the pairing). The margins
-    # (== above 5x, compare_digest within 0.67x-1.5x) hold because the effect is a 64 KiB
-    # memcmp against a one-byte exit, while compare_digest does the same work either way.
+    # Noise budget: observed over ~70 runs on the shared 2-core machine (load average ~15
+    # from the flake hunt and three other helpers): `==` at 64 KiB 19.7x-35.5x last/first,
+    # compare_digest 0.88x-1.36x (median of 41 paired ratios; unpaired medians drifted up to
+    # 1.4x, hence the pairing). An earlier margin of 1.5x for compare_digest failed once in
+    # ~50 runs; the margins now (== above 5x, compare_digest within 0.5x-2x) keep 4x and
+    # 1.5x of headroom: the effect is a 64 KiB memcmp against a one-byte exit, while
+    # compare_digest does the same work either way.
     result = ct.late_over_early(65536)
     assert result["=="][2] > 5
-    assert 0.67 < result["hmac.compare_digest"][2] < 1.5
+    assert 0.5 < result["hmac.compare_digest"][2] < 2.0

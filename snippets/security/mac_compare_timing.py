@@ -1,6 +1,7 @@
-"""Why tags are compared with hmac.compare_digest: `==` on bytes stops at the first
+"""Why tags are compared with hmac.compare_digest: `==` on bytes can stop at the first
 difference, so its time depends on how much of a guess was right; compare_digest's does
-not. Measured in-process as the median of paired last/first ratios, at three sizes.
+not. Guesses wrong at byte 0, byte 1, the middle and the last byte, timed in-process as
+medians of paired ratios, at three sizes.
 
 Run: python snippets/security/mac_compare_timing.py
 """
@@ -15,21 +16,28 @@ import time
 from collections.abc import Callable
 
 SIZES = (32, 1024, 65536)  # a real tag, then larger inputs to make the early exit visible
+SAMPLES = 41
 COMPARES: dict[str, Callable[[bytes, bytes], bool]] = {
     "==": operator.eq,
     "hmac.compare_digest": hmac.compare_digest,
 }
+# Where the one wrong byte of a guess sits. Byte 0 is special in CPython: bytes `==`
+# checks it before calling memcmp (Objects/bytesobject.c, bytes_compare_eq), so the
+# gradient memcmp adds is measured from byte 1.
+POSITIONS = ("byte 0", "byte 1", "middle", "last")
 
 
 # --8<-- [start:measure]
-def guesses(size: int) -> tuple[bytes, bytes, bytes]:
-    """The expected tag, a guess wrong in its FIRST byte, a guess wrong only in its LAST."""
-    if size < 2:
-        raise ValueError(f"need at least 2 bytes to differ first or last, got {size}")
+def guesses(size: int) -> tuple[bytes, dict[str, bytes]]:
+    """The expected tag and, per position, a guess equal to it except for that one byte."""
+    if size < 3:
+        raise ValueError(f"need at least 3 bytes for byte 0, byte 1 and the last, got {size}")
     tag = os.urandom(size)
-    first = bytes([tag[0] ^ 1]) + tag[1:]
-    last = tag[:-1] + bytes([tag[-1] ^ 1])
-    return tag, first, last
+    where = {"byte 0": 0, "byte 1": 1, "middle": size // 2, "last": size - 1}
+    wrong = {}
+    for name, i in where.items():
+        wrong[name] = tag[:i] + bytes([tag[i] ^ 1]) + tag[i + 1 :]
+    return tag, wrong
 
 
 def per_call_ns(compare: Callable[[bytes, bytes], bool], a: bytes, b: bytes, calls: int) -> float:
@@ -39,21 +47,26 @@ def per_call_ns(compare: Callable[[bytes, bytes], bool], a: bytes, b: bytes, cal
     return (time.perf_counter_ns() - start) / calls
 
 
-def late_over_early(size: int, samples: int = 41) -> dict[str, tuple[float, float, float]]:
-    """For each comparison: median ns per call for the first-byte and the last-byte guess,
-    and the median of the paired ratios last/first. The two guesses alternate sample by
-    sample (interleaved), so a burst of load on the machine hits both of a pair."""
-    tag, first, last = guesses(size)
+def by_position(size: int, samples: int = SAMPLES) -> dict[str, dict[str, float]]:
+    """For each comparison: the median ns per call of each wrong-byte position, and the
+    medians of the paired ratios middle/byte 1 and last/byte 1. The four guesses are timed
+    one after another within each sample (interleaved, the order rotating), so a burst of
+    load on the machine hits all of them."""
+    tag, wrong = guesses(size)
     calls = max(20, 20_000 // size)  # enough calls per sample to rise above the timer's step
     result = {}
     for name, compare in COMPARES.items():
-        per_call_ns(compare, tag, first, calls)  # warm up: caches, branch predictors
-        early, late = [], []
-        for _ in range(samples):
-            early.append(per_call_ns(compare, tag, first, calls))
-            late.append(per_call_ns(compare, tag, last, calls))
-        ratio = statistics.median(la / e for e, la in zip(early, late, strict=True))
-        result[name] = (statistics.median(early), statistics.median(late), ratio)
+        per_call_ns(compare, tag, wrong["last"], calls)  # warm up: caches, branch predictors
+        times: dict[str, list[float]] = {p: [] for p in POSITIONS}
+        for s in range(samples):
+            for k in range(len(POSITIONS)):
+                position = POSITIONS[(s + k) % len(POSITIONS)]
+                times[position].append(per_call_ns(compare, tag, wrong[position], calls))
+        row = {p: statistics.median(times[p]) for p in POSITIONS}
+        for p in ("middle", "last"):
+            pairs = zip(times[p], times["byte 1"], strict=True)
+            row[f"{p}/byte 1"] = statistics.median(x / b for x, b in pairs)
+        result[name] = row
     return result
 
 
@@ -62,11 +75,14 @@ def late_over_early(size: int, samples: int = 41) -> dict[str, tuple[float, floa
 
 def main() -> None:
     for size in SIZES:
-        print(f"{size}-byte tags, median ns per comparison, 41 interleaved pairs of samples:")
-        for name, (early, late, ratio) in late_over_early(size).items():
+        print(f"{size}-byte tags, median ns per comparison ({SAMPLES} interleaved samples),")
+        print(f"  {'the guess is wrong at':22}" + "".join(f"{p:>10}" for p in POSITIONS)
+              + "  middle/b1  last/b1")  # fmt: skip
+        for name, row in by_position(size).items():
             print(
-                f"  {name:20} wrong first byte {early:9.1f}  wrong last byte {late:9.1f}"
-                f"  last/first {ratio:5.2f}x"
+                f"  {name:22}"
+                + "".join(f"{row[p]:10.1f}" for p in POSITIONS)
+                + f"  {row['middle/byte 1']:8.2f}x {row['last/byte 1']:7.2f}x"
             )
 
 

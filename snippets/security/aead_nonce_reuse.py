@@ -141,12 +141,17 @@ def xor(a: bytes, b: bytes) -> bytes:
 
 def recover_h(sealed1: bytes, sealed2: bytes) -> int:
     """Two single-block messages, no AAD, the SAME nonce: T = E_K(J0) ^ C.H^2 ^ L.H, where
-    E_K(J0) and the length block L are the same for both, so T1 ^ T2 = (C1 ^ C2) . H^2."""
+    E_K(J0) and the length block L are the same for both, so T1 ^ T2 = (C1 ^ C2) . H^2.
+    Needs P1 != P2 (else C1 ^ C2 = 0 and there is nothing to divide by). With several
+    blocks or AAD the same subtraction gives a polynomial in H of higher degree, whose
+    roots are a small set of CANDIDATES for H (Joux 2006), not H itself."""
     for sealed in (sealed1, sealed2):
         if len(sealed) != 2 * BLOCK:
             raise ValueError(f"expected one block and a tag (32 bytes), got {len(sealed)}")
     c1, t1 = to_int(sealed1[:BLOCK]), to_int(sealed1[BLOCK:])
     c2, t2 = to_int(sealed2[:BLOCK]), to_int(sealed2[BLOCK:])
+    if c1 == c2:
+        raise ValueError("equal ciphertexts (P1 == P2 under one nonce) give no equation for H")
     h_squared = gf_mul(t1 ^ t2, gf_inv(c1 ^ c2))
     return gf_sqrt(h_squared)
 

@@ -83,6 +83,8 @@ def test_bad_input_gets_a_clear_error():
         nr.gcm_tag(bytes(16), bytes(8), b"", b"")
     with pytest.raises(ValueError, match="one block and a tag"):
         nr.recover_h(bytes(33), bytes(32))
+    with pytest.raises(ValueError, match="P1 == P2"):  # one message sent twice: C1 ^ C2 = 0
+        nr.recover_h(bytes(32), bytes(32))
     with pytest.raises(ValueError, match="xor of 3 and 4"):
         nr.xor(b"abc", b"abcd")
     with pytest.raises(ValueError, match="multiple of 16"):
@@ -181,12 +183,29 @@ def test_control_without_the_flip_both_modes_return_the_message():
     )
 
 
-def test_break_it_gcm_decrypted_without_its_tag_is_as_malleable_as_cbc():
-    """Break it: decrypt GCM's ciphertext as plain AES-CTR (counter 2 onwards, SP 800-38D
-    §7.2), skipping the tag check: the flip goes through exactly."""
+def test_break_it_streaming_gcm_releases_the_edited_plaintext_before_finalize_raises():
+    """Break it: cryptography's streaming GCM decryptor. update() returns plaintext before
+    the tag is checked; finalize() raises InvalidTag only afterwards. The flip comes out
+    exactly as CBC's did, and equals plain AES-CTR from counter J0+1 (SP 800-38D §7.2)."""
     key, nonce = os.urandom(16), os.urandom(12)
     sealed = AESGCM(key).encrypt(nonce, mc.MESSAGE, None)
+    tag = sealed[len(mc.MESSAGE) :]
     at = mc.MESSAGE.index(b"usr")
     flipped = mc.flip(sealed, at, b"usr", b"adm")[: len(mc.MESSAGE)]
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, tag)).decryptor()
+    released = decryptor.update(flipped)
+    assert released == b"role=adm;user=bob;limit=100"  # out, before any check
+    with pytest.raises(InvalidTag):
+        decryptor.finalize()  # the check comes after the plaintext
     ctr = Cipher(algorithms.AES(key), modes.CTR(nonce + b"\x00\x00\x00\x02")).decryptor()
-    assert ctr.update(flipped) + ctr.finalize() == b"role=adm;user=bob;limit=100"
+    assert ctr.update(flipped) + ctr.finalize() == released
+    with pytest.raises(InvalidTag):  # the one-shot API on the same bytes: nothing released
+        AESGCM(key).decrypt(nonce, flipped + tag, None)
+
+
+def test_control_streaming_gcm_on_the_untouched_message_finalizes():
+    key, nonce = os.urandom(16), os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, mc.MESSAGE, None)
+    n = len(mc.MESSAGE)
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce, sealed[n:])).decryptor()
+    assert decryptor.update(sealed[:n]) + decryptor.finalize() == mc.MESSAGE

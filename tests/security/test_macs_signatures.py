@@ -146,9 +146,10 @@ def test_guesses_differ_from_the_tag_in_exactly_the_named_byte():
 
 
 def test_eq_time_grows_with_the_matching_prefix_compare_digests_does_not():
-    # Noise budget: observed over 40 runs on the shared 2-core machine (load average 6-11
-    # from the flake hunt and three other helpers), at 64 KiB, medians of 41 paired
-    # ratios: `==` middle/byte 1 10.8x-19.6x, last/byte 1 20.1x-36.8x, so last/middle
+    # Noise budget: observed over 65 runs on the shared 2-core machine (load average 5-11
+    # from the flake hunt and three other helpers; 25 of the runs at nice 19, starved of
+    # CPU by everything else), at 64 KiB, medians of 41 paired
+    # ratios: `==` middle/byte 1 10.8x-19.6x, last/byte 1 20.1x-36.8x, their quotient
     # 1.83x-1.96x; compare_digest middle/byte 1 and last/byte 1 0.92x-1.08x (an earlier
     # version of this test saw its last/first ratio reach 1.36x once in ~70 runs at load
     # ~15). The margins hold with room: `==` middle above 4x byte 1 (2.7x below the

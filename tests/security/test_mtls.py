@@ -1,0 +1,96 @@
+"""Mutual TLS (docs/security/mtls.md): refused without a certificate or with one from
+another CA (each side's error, TLS 1.3 and 1.2), authorized by the SAN with a valid
+client as the control, and the server sent plaintext, an oversized request and a stall."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import trustme
+
+from tests.conftest import load_snippet
+
+m = load_snippet("security/mtls_authz")
+CASES = m.cases()
+
+
+def test_authorization_by_san_the_allowed_client_gets_200_the_other_valid_one_403():
+    assert CASES["orders.internal"] == ("read", "200 OK: /orders for orders.internal", "-")
+    assert CASES["billing.internal (valid, not allowed)"] == (
+        "read",
+        "403 Forbidden: ['billing.internal'] may not GET /orders",
+        "-",
+    )
+
+
+def test_tls13_reports_a_refused_client_certificate_on_the_clients_first_read():
+    where, what, server = CASES["no certificate, TLS 1.3"]
+    assert where == "read"  # the handshake completed on the client's side
+    assert "TLSV13_ALERT_CERTIFICATE_REQUIRED" in what
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in server
+    where, what, server = CASES["orders.internal from another CA, TLS 1.3"]
+    assert (where, "TLSV1_ALERT_UNKNOWN_CA" in what) == ("read", True)
+    assert "certificate verify failed: unable to get local issuer certificate" in server
+
+
+def test_tls12_reports_it_in_the_handshake():
+    """The counterfactual: in TLS 1.2 the server's Finished comes after the client's
+    certificate, so the client's handshake itself fails."""
+    where, what, server = CASES["no certificate, TLS 1.2"]
+    assert (where, "SSLV3_ALERT_HANDSHAKE_FAILURE" in what) == ("handshake", True)
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in server
+    where, what, _ = CASES["orders.internal from another CA, TLS 1.2"]
+    assert (where, "TLSV1_ALERT_UNKNOWN_CA" in what) == ("handshake", True)
+
+
+@pytest.fixture(scope="module")
+def world():
+    server_ca, client_ca = trustme.CA(), trustme.CA()
+    return server_ca, client_ca, client_ca.issue_cert("orders.internal")
+
+
+def test_break_it_cert_optional_lets_a_client_without_certificate_in(world):
+    """CERT_OPTIONAL: no certificate is no longer refused; authorize() sees no identity
+    and answers 403 — the refusal moved from TLS to the application. A certificate from
+    another CA is still verified and refused."""
+    server_ca, client_ca, _ = world
+    ctx = m.server_context(server_ca, client_ca)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    impostor = trustme.CA().issue_cert("orders.internal")
+    with m.mtls_server(ctx) as (port, outcomes):
+        assert m.call(port, server_ca, None) == ("read", "403 Forbidden: [] may not GET /orders")
+        assert outcomes.get(timeout=5) == "-"
+        where, what = m.call(port, server_ca, impostor)
+        assert "TLSV1_ALERT_UNKNOWN_CA" in what
+        assert "certificate verify failed" in outcomes.get(timeout=5)
+
+
+def test_plaintext_oversized_and_unknown_requests_get_a_clear_answer(world):
+    server_ca, client_ca, orders = world
+    with m.mtls_server(m.server_context(server_ca, client_ca)) as (port, outcomes):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"GET /orders\n")
+            assert raw.recv(64) == b""  # closed, after FIN from the lingering close
+        assert "HTTP_REQUEST" in outcomes.get(timeout=5)
+        big = b"GET /" + b"a" * 5000 + b"\n"
+        assert m.call(port, server_ca, orders, request=big) == (
+            "read",
+            "400 Bad Request: request line too long",
+        )
+        assert m.call(port, server_ca, orders, request=b"DELETE /orders\n")[1] == "404 Not Found"
+        assert m.call(port, server_ca, orders)[1].startswith("200 OK")
+
+
+def test_a_client_stalled_mid_handshake_is_cut_off_and_the_next_is_served(world):
+    """Half a ClientHello, then silence: the server's read timeout ends it. This server
+    handles one connection at a time, so the next client waits for that timeout (the
+    lab's server must not)."""
+    server_ca, client_ca, orders = world
+    with m.mtls_server(m.server_context(server_ca, client_ca), timeout=0.3) as (port, outcomes):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as stalled:
+            stalled.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            # ended by the server's 0.3 s timeout while this client still holds it open
+            assert outcomes.get(timeout=5).endswith("timed out")
+        assert m.call(port, server_ca, orders)[1].startswith("200 OK")

@@ -508,3 +508,58 @@ def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(tmp_path: Path,
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert "FAIL  max_size=1000: a 2,000-byte frame is a CodecError" in run.stdout, run.stdout
+
+
+# --- mtls: every stage catches a plausible wrong service (docs/security/lab-mtls.md) ---
+
+MTLS = ROOT / "labs" / "mtls"
+MTLS_WRONG = [
+    # (stage, what a learner plausibly writes, the text it replaces in the solution, with)
+    (1, "--cert loaded as trusted CAs, not as the server's certificate",
+     "    ctx.load_cert_chain(cert)\n", "    ctx.load_verify_locations(cert)\n"),
+    (2, "the client verifies the address it connects to, not --name",
+     "server_hostname=args.name", "server_hostname=host"),
+    (2, "the client does not present its certificate",
+     "        ctx.load_cert_chain(args.cert)\n", "        pass\n"),
+    (3, "CERT_OPTIONAL: a client without a certificate reaches the application",
+     "ctx.verify_mode = ssl.CERT_REQUIRED", "ctx.verify_mode = ssl.CERT_OPTIONAL"),
+    (4, "every authenticated client may call every path",
+     "if path in OPEN_PATHS or names & allow[path]:", "if True:"),
+    (4, "identity read from the subject's commonName instead of the SAN",
+     'for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}',
+     'for rdn in cert.get("subject", ()) for kind, value in rdn if kind == "commonName"}'),
+    (5, "reload swaps the certificate but keeps the old trusted CAs",
+     '            current["ctx"] = server_context(args.cert, args.client_ca)\n',
+     '            current["ctx"].load_cert_chain(args.cert)\n'),
+    (5, "says reloaded without reloading",
+     '            current["ctx"] = server_context(args.cert, args.client_ca)\n', ""),
+    (6, "the handshake in the accept loop: stalled clients block everyone",
+     "threading.Thread(target=handle, args=(raw, ctx, allow), daemon=True).start()",
+     "handle(raw, ctx, allow)"),
+    (6, "no timeout: a stalled handshake holds its connection forever",
+     "    raw.settimeout(TIMEOUT)", "    raw.settimeout(None)"),
+    (6, "no limit on the request line",
+     "        if len(request) >= MAX_REQUEST:\n            return None\n", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stage", "why", "right", "wrong"), MTLS_WRONG, ids=[w[1] for w in MTLS_WRONG]
+)
+def test_mtls_stages_each_catch_a_plausible_wrong_service(
+    tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
+):
+    """Each stage fails a service that gets exactly that stage's idea wrong (and passes
+    every stage before it). Verification is never switched off in any of them."""
+    source = (MTLS / "solution.py").read_text(encoding="utf-8")
+    assert source.count(right) == 1, right
+    broken = variant(tmp_path, "my_service", source, right, wrong)
+    run = run_lab(MTLS, broken, "--seed", "1")
+    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
+    total = stage_count(MTLS)
+    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
+        f"{why}: {run.stdout}"
+    )
+    if "CERT_OPTIONAL" in why:  # the sample run on the lab page
+        shown = run.stdout.replace(str(broken), "my_service.py")
+        check_sample_run(request, MTLS, "cert-optional", shown, rerun="CERT_OPTIONAL")

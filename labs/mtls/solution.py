@@ -12,6 +12,7 @@ The protocol is one line each way: `GET <path>\\n`, answered `<status> <text>\\n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import socket
 import ssl
@@ -54,10 +55,11 @@ def answer(request: bytes, names: set[str], allow: dict[str, set[str]]) -> bytes
 
 
 def linger(sock: socket.socket) -> None:
-    """Send FIN, then read until the client closes: closing with its data unread would
-    send a RST that can reach the client before our TLS alert does."""
+    """Send FIN, then read until the client closes (or TIMEOUT): closing with its data
+    unread would send a RST that can reach the client before our TLS alert does."""
     with sock:
         try:
+            sock.settimeout(TIMEOUT)  # a new socket object starts with no timeout
             sock.shutdown(socket.SHUT_WR)
             while sock.recv(4096):
                 pass
@@ -90,6 +92,12 @@ def handle(raw: socket.socket, ctx: ssl.SSLContext, allow: dict[str, set[str]]) 
             tls.sendall(answer(request, client_names(tls), allow))
     except (ssl.SSLError, OSError) as error:
         print(f"refused: {error}", file=sys.stderr, flush=True)
+    else:
+        # RFC 8446 section 6.1: each party MUST send close_notify before closing its write
+        # side. close() and detach() do not send it; unwrap() does, then waits (up to
+        # TIMEOUT) for the client's close_notify, or its EOF or reset: not our error.
+        with contextlib.suppress(ssl.SSLError, OSError):
+            tls.unwrap()
     linger(socket.socket(fileno=tls.detach()))  # our answer or alert is sent: now close
 
 
@@ -136,6 +144,8 @@ def call(args: argparse.Namespace) -> int:
         ):
             tls.sendall(f"GET {args.path}\n".encode())
             print(tls.recv(4096).decode().strip())
+            with contextlib.suppress(ssl.SSLError, OSError):
+                tls.unwrap()  # our close_notify (RFC 8446 section 6.1), as the server's
             return 0
     except ssl.SSLCertVerificationError as error:
         print(f"refused: {error.verify_message}")

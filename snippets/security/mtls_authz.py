@@ -8,6 +8,7 @@ Run: python snippets/security/mtls_authz.py
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import socket
@@ -104,6 +105,8 @@ def mtls_server(
                 elif request:
                     tls.sendall(authorize(tls, request))
                 outcomes.put("-")
+                with contextlib.suppress(ssl.SSLError, OSError):  # the client's EOF or reset
+                    tls.unwrap()  # close_notify (RFC 8446 section 6.1): close() sends none
             except (ssl.SSLError, OSError) as error:
                 outcomes.put(reason(error))
                 linger(socket.socket(fileno=tls.detach()))  # OpenSSL has sent its alert
@@ -146,9 +149,12 @@ def call(
         with tls:
             try:
                 tls.sendall(request)
-                return "read", tls.recv(4096).decode().strip()
+                answer = tls.recv(4096).decode().strip()
             except (ssl.SSLError, OSError) as error:
                 return "read", reason(error)
+            with contextlib.suppress(ssl.SSLError, OSError):
+                tls.unwrap()  # our close_notify, after reading the server's
+            return "read", answer
 
 
 # --8<-- [end:client]

@@ -15,7 +15,7 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +87,10 @@ def connect(port: int, ctx: ssl.SSLContext, name: str) -> Outcome:
             with ctx.wrap_socket(raw, server_hostname=name) as tls:
                 tls.sendall(b"ping")
                 reply = tls.recv(64)
-                return Outcome(True, f"{tls.version()}, {reply.decode()}", "")
+                version = tls.version()
+                with suppress(ssl.SSLError, OSError):
+                    tls.unwrap()  # close_notify (RFC 8446 section 6.1): close() sends none
+                return Outcome(True, f"{version}, {reply.decode()}", "")
         except ssl.SSLCertVerificationError as error:  # a subclass of ssl.SSLError
             return Outcome(False, reason(error), "", error.verify_code, error.verify_message)
 
@@ -116,6 +119,7 @@ def tls_server(ctx: ssl.SSLContext, timeout: float = TIMEOUT) -> Iterator[tuple[
                     with ctx.wrap_socket(raw, server_side=True) as tls:
                         if tls.recv(64):
                             tls.sendall(b"pong")
+                        tls.unwrap()  # close_notify, then the client's (RFC 8446 section 6.1)
                 except (ssl.SSLError, OSError) as error:
                     errors.append(reason(error))
 

@@ -540,6 +540,32 @@ MTLS_WRONG = [
      "    raw.settimeout(TIMEOUT)", "    raw.settimeout(None)"),
     (6, "no limit on the request line",
      "        if len(request) >= MAX_REQUEST:\n            return None\n", ""),
+    (3, "client certificates optional; a client with none is closed silently after the handshake",
+     ("ctx.verify_mode = ssl.CERT_REQUIRED", "        request = read_request(tls)\n"),
+     ("ctx.verify_mode = ssl.CERT_OPTIONAL",
+      "        if not tls.getpeercert():\n            raise OSError('no client identity')\n"
+      "        request = read_request(tls)\n")),
+    (4, "a name matches when it contains the allowed name",
+     "if path in OPEN_PATHS or names & allow[path]:",
+     "if path in OPEN_PATHS or any(a in n for n in names for a in allow[path]):"),
+    (4, "a name matches when it ends with the allowed name",
+     "if path in OPEN_PATHS or names & allow[path]:",
+     "if path in OPEN_PATHS or any(n.endswith(a) for n in names for a in allow[path]):"),
+    (4, "a path matches every path that starts with an allowed one",
+     "    if method != \"GET\" or path not in allow",
+     "    path = next((p for p in allow if path.startswith(p)), path)\n"
+     "    if method != \"GET\" or path not in allow"),
+    (5, "reload loads the new files into the old context: trust accumulates",
+     '            current["ctx"] = server_context(args.cert, args.client_ca)\n',
+     '            current["ctx"].load_cert_chain(args.cert)\n'
+     '            current["ctx"].load_verify_locations(args.client_ca)\n'),
+    (2, "the client turns off the host name check",
+     "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname\n",
+     "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n    ctx.check_hostname = False\n"),
+    (6, "the handshake in the accept loop, with a short timeout (0.5 s)",
+     ("TIMEOUT = 1.0",
+      "threading.Thread(target=handle, args=(raw, ctx, allow), daemon=True).start()"),
+     ("TIMEOUT = 0.5", "handle(raw, ctx, allow)")),
 ]  # fmt: skip
 
 
@@ -552,8 +578,12 @@ def test_mtls_stages_each_catch_a_plausible_wrong_service(
     """Each stage fails a service that gets exactly that stage's idea wrong (and passes
     every stage before it). Verification is never switched off in any of them."""
     source = (MTLS / "solution.py").read_text(encoding="utf-8")
-    assert source.count(right) == 1, right
-    broken = variant(tmp_path, "my_service", source, right, wrong)
+    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
+    for old, new in pairs:  # one or more changes, each to text found once in the solution
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    broken = tmp_path / "my_service.py"
+    broken.write_text(source, encoding="utf-8")
     run = run_lab(MTLS, broken, "--seed", "1")
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     total = stage_count(MTLS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 
 import pytest
 import trustme
@@ -94,3 +95,42 @@ def test_a_client_stalled_mid_handshake_is_cut_off_and_the_next_is_served(world)
             # ended by the server's 0.3 s timeout while this client still holds it open
             assert outcomes.get(timeout=5).endswith("timed out")
         assert m.call(port, server_ca, orders)[1].startswith("200 OK")
+
+
+def test_the_server_sends_close_notify_and_a_plain_close_does_not(world):
+    """RFC 8446 section 6.1: each party MUST send close_notify before closing its write
+    side. The snippet's server does (unwrap()), so the client's own unwrap() completes;
+    the control, a server that only close()s, makes the same unwrap() fail on EOF."""
+    server_ca, client_ca, orders = world
+
+    def finish(port: int) -> str:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        server_ca.configure_trust(ctx)
+        orders.configure_cert(ctx)
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=m.TIMEOUT) as raw,
+            ctx.wrap_socket(raw, server_hostname="orders-api.test") as tls,
+        ):
+            tls.sendall(b"GET /orders\n")
+            assert tls.recv(4096).startswith(b"200")
+            try:
+                tls.unwrap()
+                return "close_notify"
+            except (ssl.SSLError, OSError) as error:
+                return m.reason(error)
+
+    with m.mtls_server(m.server_context(server_ca, client_ca)) as (port, _):
+        assert finish(port) == "close_notify"
+    ctx = m.server_context(server_ca, client_ca)
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        port = listener.getsockname()[1]
+        client = threading.Thread(target=lambda: result.append(finish(port)))
+        result: list[str] = []
+        client.start()
+        raw, _ = listener.accept()
+        with ctx.wrap_socket(raw, server_side=True) as tls:  # close() only: no close_notify
+            tls.recv(4096)
+            tls.sendall(b"200 OK\n")
+        client.join(m.TIMEOUT)
+    assert result and result[0] != "close_notify", result

@@ -35,6 +35,7 @@ def certificates(tmp: Path) -> dict[str, object]:
     return {
         "ca": ca,
         "good": ca.issue_cert("app.test"),
+        "stranger": stranger,
         "unknown CA": stranger.issue_cert("app.test"),
         "expired": ca.issue_cert("app.test", not_before=NOW - 30 * day, not_after=NOW - day),
         "not yet valid": ca.issue_cert("app.test", not_before=NOW + day, not_after=NOW + 30 * day),
@@ -42,12 +43,16 @@ def certificates(tmp: Path) -> dict[str, object]:
     }
 
 
-def server_context(cert: trustme.LeafCert, tmp: Path, send_chain: bool = True) -> ssl.SSLContext:
-    """A server context presenting `cert` with the chain trustme made (leaf first), or,
-    with send_chain=False, the leaf alone: a server misconfigured to omit its intermediate."""
+def server_context(
+    cert: trustme.LeafCert, tmp: Path, send_chain: bool = True, root: trustme.CA | None = None
+) -> ssl.SSLContext:
+    """A server context presenting `cert` with the chain trustme made (leaf first, no
+    root), or, with send_chain=False, the leaf alone: a server misconfigured to omit its
+    intermediate; `root` appends that CA's self-signed certificate to what it sends."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     pems = cert.cert_chain_pems if send_chain else cert.cert_chain_pems[:1]
-    chain = tmp / f"chain-{id(cert)}-{send_chain}.pem"
+    pems = pems + ([root.cert_pem] if root else [])
+    chain = tmp / f"chain-{id(cert)}-{send_chain}-{root is not None}.pem"
     chain.write_bytes(b"".join(p.bytes() for p in pems))
     key = tmp / f"key-{id(cert)}.pem"
     cert.private_key_pem.write_to_path(str(key))
@@ -150,6 +155,9 @@ def cases(tmp: Path) -> dict[str, Outcome]:
     return {
         "control: right CA, right name": attempt(server_context(c["good"], tmp), trust),
         "unknown CA": attempt(server_context(c["unknown CA"], tmp), trust),
+        "unknown CA, its root sent": attempt(
+            server_context(c["unknown CA"], tmp, root=c["stranger"]), trust
+        ),
         "host name mismatch": attempt(server_context(c["good"], tmp), trust, "api.test"),
         "expired": attempt(server_context(c["expired"], tmp), trust),
         "not yet valid": attempt(server_context(c["not yet valid"], tmp), trust),

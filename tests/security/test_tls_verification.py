@@ -28,6 +28,12 @@ def outcomes(tmp_path_factory) -> dict:
     [
         ("unknown CA", 20, "unable to get local issuer certificate", "TLSV1_ALERT_UNKNOWN_CA"),
         (
+            "unknown CA, its root sent",
+            19,
+            "self-signed certificate in certificate chain",
+            "TLSV1_ALERT_UNKNOWN_CA",
+        ),
+        (
             "host name mismatch",
             62,
             "Hostname mismatch, certificate is not valid for 'api.test'.",
@@ -171,7 +177,8 @@ def test_sni_picks_the_certificate_and_alpn_the_servers_preference():
     assert got["SNI other.test, offers ['h2']"][1] == (
         "refused: Hostname mismatch, certificate is not valid for 'other.test'."
     )
-    # no common protocol: Python's ssl (OpenSSL) completes without ALPN, no alert
+    # no common protocol: a Python server (CPython's ALPN callback returns
+    # SSL_TLSEXT_ERR_NOACK, not OpenSSL's default) completes without ALPN, no alert
     assert got["SNI api.test, offers ['spdy/3']"][1].endswith("ALPN None")
 
 
@@ -182,3 +189,22 @@ def test_alpn_comes_from_the_context_the_sni_callback_swapped_in():
     server.set_alpn_protocols(["h2"])  # the default (app.test) context only
     assert sni.connect(server, ca, "app.test", ["h2"]).endswith("ALPN 'h2'")
     assert sni.connect(server, ca, "api.test", ["h2"]).endswith("ALPN None")
+
+
+def test_tls13_tickets_are_a_server_flight_the_client_does_not_wait_for():
+    """The note's reason for num_tickets = 0: with Python's default of 2 tickets, the
+    server sends two more encrypted records after the client's Finished, where the relay
+    may count them as a server flight before `ping`; the handshake before them is the
+    same one round trip (the control: tickets off, one record after the Finished)."""
+    ca = trustme.CA()
+    seen = {}
+    for tickets in (0, 2, 0, 2, 0, 2):  # interleaved; scheduling decides how they group
+        server, client = trips.contexts(ca, ssl.TLSVersion.TLSv1_3)
+        server.num_tickets = tickets
+        hs, _ = trips.run_once(server, client)
+        assert hs.flights[:2] == ROUND_TRIPS["TLS 1.3 full"].flights[:2]  # the 1 round trip
+        after = [n for way, names in hs.flights[3:] if way == "S>C" for n in names]
+        seen.setdefault(tickets, set()).add((len(after), hs.round_trips))
+    assert seen[0] == {(1, 1)}  # pong only: one round trip
+    assert {records for records, _ in seen[2]} == {3}  # two tickets and pong
+    assert {trips_ for _, trips_ in seen[2]} <= {1, 2}  # a ticket flight before ping counts

@@ -576,7 +576,8 @@ def test_mtls_stages_each_catch_a_plausible_wrong_service(
     tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
 ):
     """Each stage fails a service that gets exactly that stage's idea wrong (and passes
-    every stage before it). Verification is never switched off in any of them."""
+    every stage before it). Verification stays on in all of them except the client that
+    turns off its host name check, which stage 2 exists to catch."""
     source = (MTLS / "solution.py").read_text(encoding="utf-8")
     pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
     for old, new in pairs:  # one or more changes, each to text found once in the solution

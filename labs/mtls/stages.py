@@ -352,7 +352,8 @@ def test_identity_is_the_san_not_the_common_name(server, pki: Pki):
     got = ask(port, client_context(pki.dir / "ca.pem", trick))
     assert got.startswith("403"), (
         f"the client certificate's subject CN is orders.internal, its subjectAltName "
-        f"billing.internal; identity is the SAN (as RFC 9525 says for servers), so expected 403, got: {got}"
+        f"billing.internal; identity is the SAN (as RFC 9525 says for servers), so "
+        f"expected 403, got: {got}"
     )
 
 

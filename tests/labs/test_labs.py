@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.snippet_output import normalise
 
@@ -594,3 +597,43 @@ def test_mtls_stages_each_catch_a_plausible_wrong_service(
     if "CERT_OPTIONAL" in why:  # the sample run on the lab page
         shown = run.stdout.replace(str(broken), "my_service.py")
         check_sample_run(request, MTLS, "cert-optional", shown, rerun="CERT_OPTIONAL")
+
+
+def test_mtls_reference_server_and_client_send_close_notify(tmp_path: Path):
+    """RFC 8446 section 6.1 (close_notify before closing the write side): the reference
+    server's unwrap() lets a client's own unwrap() complete after the answer; the control
+    is the variant without it, where the same unwrap() fails on the bare EOF."""
+    ca = trustme.CA()
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    for name, san in (("server", "orders-api.test"), ("orders", "orders.internal")):
+        pem = ca.issue_cert(san).private_key_and_cert_chain_pem.bytes()
+        (tmp_path / f"{name}.pem").write_bytes(pem)
+    source = (MTLS / "solution.py").read_text(encoding="utf-8")
+    bare = variant(tmp_path, "bare", source, "            tls.unwrap()\n", "            pass\n")
+
+    def closing(file: Path) -> str:
+        argv = [sys.executable, str(file), "serve", "--port", "0"]
+        argv += ["--cert", str(tmp_path / "server.pem"), "--client-ca", str(tmp_path / "ca.pem")]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            port = int(re.search(r":(\d+)$", proc.stdout.readline().strip())[1])
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(tmp_path / "ca.pem")
+            ctx.load_cert_chain(tmp_path / "orders.pem")
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname="orders-api.test") as tls,
+            ):
+                tls.sendall(b"GET /health\n")
+                assert tls.recv(4096).startswith(b"200")
+                try:
+                    tls.unwrap()
+                    return "close_notify"
+                except (ssl.SSLError, OSError) as error:
+                    return str(error)
+        finally:
+            proc.terminate()
+            proc.wait(5)
+
+    assert closing(MTLS / "solution.py") == "close_notify"
+    assert closing(bare) != "close_notify"

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.snippet_output import normalise
 
@@ -584,3 +587,129 @@ def test_varint_codec_a_wrong_field_codec_passes_stages_1_to_3_and_fails_stage_4
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 4 of 5 failed (3 passed)" in run.stdout, run.stdout
     assert failing in run.stdout, run.stdout
+
+
+# --- mtls: every stage catches a plausible wrong service (docs/security/lab-mtls.md) ---
+
+MTLS = ROOT / "labs" / "mtls"
+MTLS_WRONG = [
+    # (stage, what a learner plausibly writes, the text it replaces in the solution, with)
+    (1, "--cert loaded as trusted CAs, not as the server's certificate",
+     "    ctx.load_cert_chain(cert)\n", "    ctx.load_verify_locations(cert)\n"),
+    (2, "the client verifies the address it connects to, not --name",
+     "server_hostname=args.name", "server_hostname=host"),
+    (2, "the client does not present its certificate",
+     "        ctx.load_cert_chain(args.cert)\n", "        pass\n"),
+    (3, "CERT_OPTIONAL: a client without a certificate reaches the application",
+     "ctx.verify_mode = ssl.CERT_REQUIRED", "ctx.verify_mode = ssl.CERT_OPTIONAL"),
+    (4, "every authenticated client may call every path",
+     "if path in OPEN_PATHS or names & allow[path]:", "if True:"),
+    (4, "identity read from the subject's commonName instead of the SAN",
+     'for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}',
+     'for rdn in cert.get("subject", ()) for kind, value in rdn if kind == "commonName"}'),
+    (5, "reload swaps the certificate but keeps the old trusted CAs",
+     '            current["ctx"] = server_context(args.cert, args.client_ca)\n',
+     '            current["ctx"].load_cert_chain(args.cert)\n'),
+    (5, "says reloaded without reloading",
+     '            current["ctx"] = server_context(args.cert, args.client_ca)\n', ""),
+    (6, "the handshake in the accept loop: stalled clients block everyone",
+     "threading.Thread(target=handle, args=(raw, ctx, allow), daemon=True).start()",
+     "handle(raw, ctx, allow)"),
+    (6, "no timeout: a stalled handshake holds its connection forever",
+     "    raw.settimeout(TIMEOUT)", "    raw.settimeout(None)"),
+    (6, "no limit on the request line",
+     "        if len(request) >= MAX_REQUEST:\n            return None\n", ""),
+    (3, "client certificates optional; a client with none is closed silently after the handshake",
+     ("ctx.verify_mode = ssl.CERT_REQUIRED", "        request = read_request(tls)\n"),
+     ("ctx.verify_mode = ssl.CERT_OPTIONAL",
+      "        if not tls.getpeercert():\n            raise OSError('no client identity')\n"
+      "        request = read_request(tls)\n")),
+    (4, "a name matches when it contains the allowed name",
+     "if path in OPEN_PATHS or names & allow[path]:",
+     "if path in OPEN_PATHS or any(a in n for n in names for a in allow[path]):"),
+    (4, "a name matches when it ends with the allowed name",
+     "if path in OPEN_PATHS or names & allow[path]:",
+     "if path in OPEN_PATHS or any(n.endswith(a) for n in names for a in allow[path]):"),
+    (4, "a path matches every path that starts with an allowed one",
+     "    if method != \"GET\" or path not in allow",
+     "    path = next((p for p in allow if path.startswith(p)), path)\n"
+     "    if method != \"GET\" or path not in allow"),
+    (5, "reload loads the new files into the old context: trust accumulates",
+     '            current["ctx"] = server_context(args.cert, args.client_ca)\n',
+     '            current["ctx"].load_cert_chain(args.cert)\n'
+     '            current["ctx"].load_verify_locations(args.client_ca)\n'),
+    (2, "the client turns off the host name check",
+     "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname\n",
+     "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n    ctx.check_hostname = False\n"),
+    (6, "the handshake in the accept loop, with a short timeout (0.5 s)",
+     ("TIMEOUT = 1.0",
+      "threading.Thread(target=handle, args=(raw, ctx, allow), daemon=True).start()"),
+     ("TIMEOUT = 0.5", "handle(raw, ctx, allow)")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stage", "why", "right", "wrong"), MTLS_WRONG, ids=[w[1] for w in MTLS_WRONG]
+)
+def test_mtls_stages_each_catch_a_plausible_wrong_service(
+    tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
+):
+    """Each stage fails a service that gets exactly that stage's idea wrong (and passes
+    every stage before it). Verification stays on in all of them except the client that
+    turns off its host name check, which stage 2 exists to catch."""
+    source = (MTLS / "solution.py").read_text(encoding="utf-8")
+    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
+    for old, new in pairs:  # one or more changes, each to text found once in the solution
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    broken = tmp_path / "my_service.py"
+    broken.write_text(source, encoding="utf-8")
+    run = run_lab(MTLS, broken, "--seed", "1")
+    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
+    total = stage_count(MTLS)
+    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
+        f"{why}: {run.stdout}"
+    )
+    if "CERT_OPTIONAL" in why:  # the sample run on the lab page
+        shown = run.stdout.replace(str(broken), "my_service.py")
+        check_sample_run(request, MTLS, "cert-optional", shown, rerun="CERT_OPTIONAL")
+
+
+def test_mtls_reference_server_and_client_send_close_notify(tmp_path: Path):
+    """RFC 8446 section 6.1 (close_notify before closing the write side): the reference
+    server's unwrap() lets a client's own unwrap() complete after the answer; the control
+    is the variant without it, where the same unwrap() fails on the bare EOF."""
+    ca = trustme.CA()
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    for name, san in (("server", "orders-api.test"), ("orders", "orders.internal")):
+        pem = ca.issue_cert(san).private_key_and_cert_chain_pem.bytes()
+        (tmp_path / f"{name}.pem").write_bytes(pem)
+    source = (MTLS / "solution.py").read_text(encoding="utf-8")
+    bare = variant(tmp_path, "bare", source, "            tls.unwrap()\n", "            pass\n")
+
+    def closing(file: Path) -> str:
+        argv = [sys.executable, str(file), "serve", "--port", "0"]
+        argv += ["--cert", str(tmp_path / "server.pem"), "--client-ca", str(tmp_path / "ca.pem")]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            port = int(re.search(r":(\d+)$", proc.stdout.readline().strip())[1])
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(tmp_path / "ca.pem")
+            ctx.load_cert_chain(tmp_path / "orders.pem")
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname="orders-api.test") as tls,
+            ):
+                tls.sendall(b"GET /health\n")
+                assert tls.recv(4096).startswith(b"200")
+                try:
+                    tls.unwrap()
+                    return "close_notify"
+                except (ssl.SSLError, OSError) as error:
+                    return str(error)
+        finally:
+            proc.terminate()
+            proc.wait(5)
+
+    assert closing(MTLS / "solution.py") == "close_notify"
+    assert closing(bare) != "close_notify"

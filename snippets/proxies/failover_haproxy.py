@@ -203,7 +203,7 @@ def serve(conn):
                 for prefix in [p for p in hold if target.startswith(p)][:1]:
                     hold.remove(prefix)
                     say("held")
-                    time.sleep(60)  # until the parent kills this process
+                    threading.Event().wait(60)  # held until the parent kills this process
                 time.sleep(0.002)  # the work
             body = name.encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))

@@ -13,6 +13,8 @@ import gzip
 import json
 import re
 
+from playwright.sync_api import expect
+
 from tests.site.conftest import Visit
 from tests.site.test_pages import AXE, FLATTEN_CODE, PAGES, clean
 from tests.snippet_output import ROOT
@@ -127,7 +129,9 @@ def test_mark_done_navigate_to_index_and_path_reload_resume_and_self_check(visit
     assert page.evaluate(SAME), "the chapter index was loaded in full, not swapped in"
     topics = chapter_topics("databases")
     summary = page.locator(".bf-summary")
-    assert summary.locator("span").first.text_content() == f"1 of {len(topics)} pages done"
+    # progress.js redraws after Material swaps the page in: wait for the redraw (the
+    # previous page's summary can still be there for a moment — CI read "1 of 13" here).
+    expect(summary.locator("span").first).to_have_text(f"1 of {len(topics)} pages done")
     meter = summary.locator("progress")
     assert (meter.get_attribute("value"), meter.get_attribute("max")) == ("1", str(len(topics)))
     assert "Self-checks: 1 right of 1 answered" in summary.text_content()
@@ -139,12 +143,12 @@ def test_mark_done_navigate_to_index_and_path_reload_resume_and_self_check(visit
     broad = linked_topics((DOCS / "paths" / "broad.md").read_text())
     assert TOPIC in broad
     summary = page.locator(".bf-summary")
-    assert summary.locator("span").first.text_content() == f"1 of {len(broad)} pages done"
+    expect(summary.locator("span").first).to_have_text(f"1 of {len(broad)} pages done")
     assert summary.get_by_role("link").get_attribute("href").endswith("/" + broad[0])
 
     # A reload keeps it; the home page offers the last topic read.
     page.reload(wait_until="load")
-    assert page.locator(".bf-summary span").first.text_content() == f"1 of {len(broad)} pages done"
+    expect(page.locator(".bf-summary span").first).to_have_text(f"1 of {len(broad)} pages done")
     page.evaluate(MARK)
     navigate(visit, "")
     resume = page.locator(".bf-resume")

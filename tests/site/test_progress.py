@@ -183,7 +183,7 @@ def test_export_import_round_trip_bad_files_and_reset(visit: Visit, browser):
         other.locator("#bf-import").set_input_files(download.value.path())
         other.get_by_text("Imported: 1 pages done.").wait_for()
         assert other.evaluate(STORED) == exported
-        assert other.locator(".bf-summary span").first.text_content() == total
+        expect(other.locator(".bf-summary span").first).to_have_text(total)
         assert [u for u in requests if not u.startswith(visit.base)] == []
     finally:
         fresh.close()

@@ -185,7 +185,8 @@ class Store:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o644)
 
     def close(self) -> None:
-        os.close(self.fd)
+        with self.lock:  # a write in progress on a handler thread finishes first
+            os.close(self.fd)
 
 
 def execute(store: Store, line: str) -> str:
@@ -249,11 +250,18 @@ def main() -> None:
         Handler.store = store = Store(args.data, fsync=args.fsync)
     except CorruptLog as error:  # refuse to start rather than drop acknowledged writes
         sys.exit(f"{args.data / LOG_NAME} is damaged, not starting: {error}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean stop: finally runs
+    # The handler only records the signal. Python runs it between two bytecodes of the
+    # main thread, which may be inside threading's own lock code (Thread.start): an
+    # exception raised there broke that code ("release unlocked lock") and the store
+    # never exited. The loop below sees the flag within server.timeout.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     with Server((HOST, args.port), Handler) as server:
+        server.timeout = 0.2  # handle_request returns this often to look at `stopping`
         print(f"listening on {HOST}:{server.server_address[1]}", flush=True)
         try:
-            server.serve_forever()
+            while not stopping:
+                server.handle_request()
         finally:
             store.close()
 

@@ -26,7 +26,6 @@ import argparse
 import os  # noqa: F401  (you will need it: os.open, os.write, os.fsync, os.replace)
 import signal
 import socketserver
-import sys
 import threading
 from pathlib import Path
 
@@ -109,11 +108,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="directory of the log")
     args = parser.parse_args()
     Handler.store = store = Store(args.data)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean stop: finally runs
+    # The handler only records the signal. Python runs it between two bytecodes of the
+    # main thread, which may be inside threading's own lock code (Thread.start): an
+    # exception raised there broke that code ("release unlocked lock") and the store
+    # never exited. The loop below sees the flag within server.timeout.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     with Server((HOST, args.port), Handler) as server:
+        server.timeout = 0.2  # handle_request returns this often to look at `stopping`
         print(f"listening on {HOST}:{server.server_address[1]}", flush=True)
         try:
-            server.serve_forever()
+            while not stopping:
+                server.handle_request()
         finally:
             store.close()
 

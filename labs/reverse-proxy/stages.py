@@ -371,10 +371,11 @@ def test_the_proxy_reuses_its_upstream_connection(proxy):
 def test_round_robin_spreads_requests_evenly(proxy):
     """30 sequential requests over 3 backends: 10 each, and one connection to each."""
     address, started = proxy(3)
-    for i in range(30):
-        call(address, "GET", f"/n/{i}")
+    statuses = Counter(call(address, "GET", f"/n/{i}").status for i in range(30))
     counts = {b.name: len(b.requests) for b in started}
-    assert counts == {"b1": 10, "b2": 10, "b3": 10}, f"requests per backend: {counts}"
+    assert counts == {"b1": 10, "b2": 10, "b3": 10}, (
+        f"requests per backend: {counts}; your proxy's answers: {dict(statuses)}"
+    )
     conns = {b.name: b.connections for b in started}
     assert conns == {"b1": 1, "b2": 1, "b3": 1}, f"connections per backend: {conns}"
 

@@ -35,6 +35,8 @@ defaults
     timeout connect 1s
     timeout client 5s
     timeout server 5s
+    timeout check 2s     # a check's reply may take 2 s; unset, the whole check must finish
+                         # within `inter` (100 ms), and a busy machine failed a live backend
     retries 0            # no retries: every failed request reaches the client, counted
 frontend entry
     bind 127.0.0.1:{port}

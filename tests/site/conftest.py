@@ -158,7 +158,9 @@ def visit(browser, site_url: str) -> Iterator[Visit]:
 
     context.route("**/sitemap.xml", sitemap_of_this_server)
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    # A hang guard, not a measurement: at load 26 (flake hunt, 4 workers) a `goto` waiting for
+    # networkidle on protocols/http2/ took over 10 s and failed a colour-rule test.
+    page.set_default_timeout(30_000)
     tab = Visit(page, site_url)
     page.on("request", lambda request: tab.requests.append(request.url))
     page.on("console", lambda msg: tab.errors.append(msg.text) if msg.type == "error" else None)

@@ -1,0 +1,131 @@
+"""Exposure and firewalls (docs/security/firewalls.md), on Linux as root: two network
+namespaces joined by a veth pair. What a bind address exposes (with the IPV6_V6ONLY
+control), nftables reject vs drop timed beside a port with no rule, Linux's ICMP rate
+limit turning rejects into silence, an allowlist by source and its Break it — and the
+host's own ruleset and links untouched."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+
+import pytest
+
+from tests.conftest import load_snippet
+
+m = load_snippet("security/firewall_netns")
+
+
+@pytest.fixture(scope="module")
+def net(nft_bin):  # nft_bin skips (or fails under REQUIRE_SERVICES=1) unless root on Linux
+    with m.two_namespaces() as net:
+        yield net
+
+
+def test_127_is_reachable_only_from_inside_0000_and_dual_stack_from_both(net):
+    table = m.exposure(net)
+    refused = "ECONNREFUSED (Connection refused)"
+    assert table["127.0.0.1"] == ("connected", refused)
+    assert table["10.0.0.1"] == (refused, "connected")
+    assert table["0.0.0.0"] == ("connected", "connected")
+    assert table["::"] == ("connected", "connected")  # Linux: net.ipv6.bindv6only = 0
+
+
+def test_control_an_ipv6_only_socket_on_double_colon_takes_no_ipv4(net):
+    """The counterfactual for '::': with IPV6_V6ONLY set (Windows' and the BSDs' default,
+    and what Python's socket.create_server sets), IPv4 clients are refused."""
+    with m.inside(net.server):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with sock:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", m.PORT))
+        sock.listen()
+        assert m.connect(net, net.client, m.SERVER)[0].startswith("ECONNREFUSED")
+        assert m.connect(net, net.server, "127.0.0.1")[0].startswith("ECONNREFUSED")
+
+
+def test_reject_answers_at_once_drop_waits_for_the_clients_timeout(net):
+    seen = m.verdicts(net, repeats=7)
+    outcomes = {port: outcomes for port, (outcomes, _) in seen.items()}
+    assert outcomes == {
+        8080: {"connected"},
+        8081: {"ECONNREFUSED (Connection refused)"},  # ICMP port unreachable
+        8082: {"ECONNREFUSED (Connection refused)"},  # TCP RST
+        8083: {"EHOSTUNREACH (No route to host)"},  # ICMP administratively prohibited
+        8084: {"timed out"},
+    }
+    median = {port: statistics.median(times) for port, (_, times) in seen.items()}
+    # Noise budget: over 12 runs (the machine busy with a flake hunt and three other
+    # suites) the control and reject medians stayed under 2 ms and drop's within
+    # 200-215 ms of a 200 ms timeout: drop/reject ratios of 250x-5000x. The margins (10x,
+    # timeout/4, at least the timeout) hold because a drop cannot end before the client's
+    # timeout and a reject needs one packet each way on a veth, never scheduled 50 ms late
+    # in the median of 7.
+    assert median[8084] >= m.TIMEOUT
+    for port in (8080, 8081, 8082, 8083):
+        assert median[port] < m.TIMEOUT / 4, (port, median)
+        assert median[8084] / median[port] > 10, (port, median)
+    rules = net.ruleset()
+    for port in (8081, 8082, 8083, 8084):  # one SYN per connect: the client never retried
+        assert f"tcp dport {port} counter packets 7 bytes 420" in rules
+
+
+def test_linux_rate_limits_icmp_errors_so_a_burst_of_rejects_turns_into_timeouts(nft_bin):
+    """net.ipv4.icmp_ratelimit (default 1000 ms between ICMP errors to one destination,
+    burst 6): after the burst an ICMP reject is not sent and the client waits as if
+    dropped. The snippet sets it to 0 in the server's namespace. `reject with tcp reset` is
+    no ICMP error and is not limited; and with the limit off, all 12 are refused (the
+    control). Fresh namespaces: the limiter's state is per namespace and destination."""
+    with m.two_namespaces() as net:
+        net.icmp_ratelimit(1000)  # Linux's default, before any ICMP was sent
+        net.firewall(m.VERDICT_RULES)
+
+        def burst(port: int) -> list[str]:
+            with m.listening(net, "0.0.0.0", [port]):
+                return [
+                    m.connect(net, net.client, m.SERVER, port, timeout=0.05)[0] for _ in range(12)
+                ]
+
+        limited = burst(8081)
+        reset = burst(8082)
+        net.icmp_ratelimit(0)
+        unlimited = burst(8081)
+    refused = "ECONNREFUSED (Connection refused)"
+    assert limited[:6] == [refused] * 6, limited  # the burst
+    assert limited.count("timed out") >= 4, limited
+    assert set(reset) == {refused}
+    assert set(unlimited) == {refused}
+
+
+def test_the_allowlist_admits_only_its_source_beside_the_no_ruleset_control(net):
+    assert m.allowlist(net) == {
+        "no ruleset, from 10.0.0.2": "connected",
+        "no ruleset, from 10.0.0.3": "connected",
+        "allowlist, from 10.0.0.2": "connected",
+        "allowlist, from 10.0.0.3": "timed out",
+    }
+
+
+def test_break_it_a_broad_accept_before_the_allowlist_lets_everyone_in(net):
+    """First match wins: `tcp dport 8080 accept` above the allowlist rule (what a quick
+    "open port 8080" adds) accepts 10.0.0.3 before its source is ever checked."""
+    broken = m.ALLOWLIST.replace(
+        '        iif "lo" accept\n', '        iif "lo" accept\n        tcp dport 8080 accept\n'
+    )
+    assert broken != m.ALLOWLIST
+    assert m.allowlist(net, broken)["allowlist, from 10.0.0.3"] == "connected"
+
+
+def test_the_host_keeps_its_ruleset_and_links(nft_bin):
+    def host() -> tuple[str, str]:
+        ruleset = subprocess.run([nft_bin, "list", "ruleset"], capture_output=True, text=True)
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True)
+        return ruleset.stdout, " ".join(line.split(":")[1] for line in links.stdout.splitlines())
+
+    before = host()
+    with m.two_namespaces() as net:
+        net.firewall(m.ALLOWLIST)
+        assert "veth-s" not in host()[1] and host()[0] == before[0]
+    assert host() == before

@@ -161,6 +161,15 @@ def test_psycopg_formatting_returns_every_row_and_runs_a_stacked_drop_parameters
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_with_a_parameter_psycopg_refuses_a_second_statement(database_url):
+    """The extended protocol (used once parameters are passed) allows one statement: the
+    stacked DROP above ran only because the formatted query had no parameters."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        with pytest.raises(psycopg.errors.SyntaxError, match="multiple commands"):
+            conn.execute("SELECT %s; SELECT 2", [1])
+        assert conn.execute("SELECT 1; SELECT 2").fetchone() == (1,)  # no parameters: both run
+
+
 # Secrets ------------------------------------------------------------------------------
 
 

@@ -118,14 +118,35 @@ def test_break_it_a_broad_accept_before_the_allowlist_lets_everyone_in(net):
     assert m.allowlist(net, broken)["allowlist, from 10.0.0.3"] == "connected"
 
 
-def test_the_host_keeps_its_ruleset_and_links(nft_bin):
+def host_listeners() -> set[str]:
+    """The host namespace's listening TCP sockets (local address:port in hex), v4 and v6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as lines:
+            next(lines)
+            found |= {f.split()[1] for f in lines if f.split()[3] == "0A"}  # 0A: LISTEN
+    return found
+
+
+def test_the_host_keeps_its_ruleset_links_and_listeners(nft_bin):
+    """The snippet binds 0.0.0.0 and :: (tests/test_structure.py waives the loopback rule
+    for it): only inside its namespaces. The host's own listeners, interfaces and
+    nftables ruleset are the same before, during and after."""
+
     def host() -> tuple[str, str]:
         ruleset = subprocess.run([nft_bin, "list", "ruleset"], capture_output=True, text=True)
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True)
         return ruleset.stdout, " ".join(line.split(":")[1] for line in links.stdout.splitlines())
 
-    before = host()
+    before, listening_before = host(), host_listeners()
     with m.two_namespaces() as net:
         net.firewall(m.ALLOWLIST)
+        with m.listening(net, "0.0.0.0", [m.PORT]), m.listening(net, "::", [m.PORT + 1]):
+            assert m.connect(net, net.client, m.SERVER, source=m.CLIENT)[0] == "connected"
+            during = host_listeners()
         assert "veth-s" not in host()[1] and host()[0] == before[0]
+    with socket.create_server(("127.0.0.1", 0)) as control:  # a host listener does show
+        assert f":{control.getsockname()[1]:04X}" in "".join(host_listeners())
+    new = during - listening_before
+    assert not any(address.endswith((":1F90", ":1F91")) for address in new), new
     assert host() == before

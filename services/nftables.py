@@ -47,7 +47,7 @@ def nft_binary() -> Path:
 @contextlib.contextmanager
 def start() -> Iterator[Started]:
     binary = nft_binary()
-    yield Started({"NFT_BIN": str(binary)}, f"nftables ({binary}), used by the snippet as root")
+    yield Started({"NFT_BIN": str(binary)}, f"{NAME} ({binary}), made by the snippet as root")
 
 
 binary = nft_binary  # every service module has one: found, or Missing with the reason

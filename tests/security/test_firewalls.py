@@ -131,13 +131,16 @@ def host_listeners() -> set[str]:
 
 def test_the_host_keeps_its_ruleset_links_and_listeners(nft_bin):
     """The snippet binds 0.0.0.0 and :: (tests/test_structure.py waives the loopback rule
-    for it): only inside its namespaces. The host's own listeners, interfaces and
-    nftables ruleset are the same before, during and after."""
+    for it): only inside its namespaces. The host's own listeners, interfaces, nftables
+    ruleset and ICMP rate limit (set to 0 in the server's namespace) are the same before,
+    during and after."""
 
     def host() -> tuple[str, str]:
         ruleset = subprocess.run([nft_bin, "list", "ruleset"], capture_output=True, text=True)
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True)
-        return ruleset.stdout, " ".join(line.split(":")[1] for line in links.stdout.splitlines())
+        with open("/proc/sys/net/ipv4/icmp_ratelimit", encoding="ascii") as limit:
+            names = " ".join(line.split(":")[1] for line in links.stdout.splitlines())
+            return ruleset.stdout, f"{names} icmp_ratelimit={limit.read().strip()}"
 
     before, listening_before = host(), host_listeners()
     with m.two_namespaces() as net:

@@ -67,7 +67,9 @@ def installer(tool: str) -> list[str]:
     return [str(uv), "pip", "install", "--no-config", "--offline", "--no-cache"]
 
 
-def install(wheelhouse: Path, lock: str, target: Path, tool: str = "uv") -> tuple[int, str]:
+def install(
+    wheelhouse: Path, lock: str, target: Path, tool: str = "uv", require_hashes: bool = True
+) -> tuple[int, str]:
     """Install the lock offline: --no-index (no PyPI), wheels only from `wheelhouse`, into
     `target`. Config files and UV_*/PIP_* variables are ignored, so what runs is exactly
     this command line. Returns the exit status and the output, temp paths shortened."""
@@ -77,6 +79,7 @@ def install(wheelhouse: Path, lock: str, target: Path, tool: str = "uv") -> tupl
     env["PIP_CONFIG_FILE"] = os.devnull
     command = [*installer(tool), "--no-index", "--find-links", str(wheelhouse)]
     command += ["--python", sys.executable] if tool == "uv" else []
+    command += ["--require-hashes"] if require_hashes else []
     command += ["--target", str(target), "-r", str(lockfile)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     output = (done.stdout + done.stderr).replace(str(target.parent), "$TMP")

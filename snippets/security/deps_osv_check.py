@@ -214,10 +214,15 @@ def main() -> None:
         print(f"{title}:")
         for line in report(lock, advisories):
             print(f"  {line}")
-    print("requests 2.4.0 against the range [2.3.0, 2.31.0):")
     requests = next(a for a in advisories if a.package == "requests")
-    print(f"  PEP 440 order: affected = {in_range(Version('2.4.0'), requests.ranges[0])}")
-    print(f"  string order:  affected = {string_order_in_range('2.4.0', '2.3.0', '2.31.0')}")
+    listed = requests.versions  # the 66 versions the record itself lists as affected
+    pep = sum(in_range(Version(v), requests.ranges[0]) for v in listed)
+    text = sum(string_order_in_range(v, "2.3.0", "2.31.0") for v in listed)
+    print(
+        f"PYSEC-2023-74's {len(listed)} listed versions, checked against its range [2.3.0, 2.31.0):"
+    )
+    print(f"  in range by PEP 440 order: {pep}")
+    print(f"  in range by string order:  {text} (2.4.0 > 2.31.0 and 2.10.0 < 2.3.0 as text)")
     try:
         parse(BROKEN, "broken.json")
     except AdvisoryError as error:

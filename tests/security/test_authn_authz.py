@@ -111,6 +111,18 @@ def test_controls_valid_token_leeway_and_a_token_without_exp_are_accepted():
     assert CASES["no exp"] == "accepted: no exp, it never expires"
 
 
+def test_without_audience_and_issuer_arguments_pyjwt_skips_iss_and_refuses_any_aud():
+    other = jwt.encode({"iss": "https://evil.example.test"}, claims.SECRET, "HS256")
+    assert jwt.decode(other, claims.SECRET, algorithms=["HS256"])["iss"].startswith("https://evil")
+    with pytest.raises(jwt.InvalidAudienceError, match="Invalid audience"):
+        jwt.decode(claims.token(), claims.SECRET, algorithms=["HS256"])
+
+
+def test_decode_without_an_algorithms_list_is_refused():
+    with pytest.raises(jwt.DecodeError, match='pass in a value for the "algorithms" argument'):
+        jwt.decode(claims.token(), claims.SECRET)
+
+
 def test_leeway_also_applies_to_nbf():
     future = claims.token(nbf=int(time.time()) + 5)
     with pytest.raises(jwt.ImmatureSignatureError):

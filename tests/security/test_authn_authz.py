@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -270,3 +272,83 @@ def test_a_client_that_stalls_mid_request_is_disconnected_and_others_are_served(
         browser = web.Browser(port)  # served meanwhile: one thread per connection
         assert browser.send("POST", "/login", {"user": "bob"}, "127.0.0.1")[0] == 200
         assert stalled.recv(4096) == b""  # closed by the handler's 2 s timeout
+
+
+# --- the browser model against a real browser ---------------------------------------------
+
+
+def attacker_site(bank_port: int) -> ThreadingHTTPServer:
+    """attacker.test's page, served from `localhost` (another site than 127.0.0.1): a form
+    that POSTs to the bank and submits itself."""
+    page = (
+        f'<!doctype html><title>win</title><form method="POST" '
+        f'action="http://127.0.0.1:{bank_port}/transfer"><input name="to" value="mallory">'
+        '<input name="amount" value="100"></form><script>document.forms[0].submit()</script>'
+    ).encode()
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+def test_real_chromium_agrees_with_the_model_where_the_page_says_it_does(chromium):
+    """The page's SameSite claims, in Debian's Chromium: alice logs in with a same-origin
+    fetch, then opens the attacker's page on another site, whose form POSTs to the bank.
+    Explicit Lax and Strict keep the cookie home (401) and a CSRF token refuses the forged
+    form (403), as in the model. Where Chromium differs from the model the page says so:
+    a cookie *without* SameSite is Lax by default in Chromium, yet this fresh one rode the
+    top-level cross-site POST (Lax-allowing-unsafe, for cookies under two minutes old);
+    SameSite=None without Secure is not stored at all over http."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.services.chromium import CHROMIUM_FLAGS
+
+    seen = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_FLAGS)
+        try:
+            for name, config in [
+                ("absent", web.Config()),
+                ("Lax", web.Config(samesite="Lax")),
+                ("Strict", web.Config(samesite="Strict")),
+                ("None", web.Config(samesite="None")),
+                ("token", web.Config(samesite="Lax", csrf_token=True)),
+                ("absent+token", web.Config(csrf_token=True)),
+            ]:
+                with web.bank(config) as (port, state):
+                    context = browser.new_context()
+                    page = context.new_page()
+                    page.goto(f"http://127.0.0.1:{port}/records/1")  # a page of the bank
+                    login = page.evaluate(
+                        "async () => (await fetch('/login', {method: 'POST', body: 'user=alice',"
+                        " headers: {'Content-Type': 'application/x-www-form-urlencoded'}})).status"
+                    )
+                    stored = [c["sameSite"] for c in context.cookies() if c["name"] == "sid"]
+                    attacker = attacker_site(port)
+                    try:
+                        with page.expect_response(lambda r: r.url.endswith("/transfer")) as hit:
+                            page.goto(f"http://localhost:{attacker.server_address[1]}/")
+                        seen[name] = (login, stored, hit.value.status, state.balances["mallory"])
+                    finally:
+                        attacker.shutdown()
+                        attacker.server_close()
+                        context.close()
+        finally:
+            browser.close()
+    assert seen["Lax"] == (200, ["Lax"], 401, 0)
+    assert seen["Strict"] == (200, ["Strict"], 401, 0)
+    assert seen["token"] == (200, ["Lax"], 401, 0)
+    assert seen["absent+token"] == (200, ["Lax"], 403, 0)
+    assert seen["absent"] == (200, ["Lax"], 200, 100)  # the model's answer, for another reason
+    assert seen["None"] == (200, [], 401, 0)  # the model would send it; Chromium never stored it

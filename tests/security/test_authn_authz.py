@@ -302,30 +302,21 @@ def attacker_site(bank_port: int) -> ThreadingHTTPServer:
     return server
 
 
-def test_real_chromium_agrees_with_the_model_where_the_page_says_it_does(chromium):
-    """The page's SameSite claims, in Debian's Chromium: alice logs in with a same-origin
-    fetch, then opens the attacker's page on another site, whose form POSTs to the bank.
-    Explicit Lax and Strict keep the cookie home (401) and a CSRF token refuses the forged
-    form (403), as in the model. Where Chromium differs from the model the page says so:
-    a cookie *without* SameSite is Lax by default in Chromium, yet this fresh one rode the
-    top-level cross-site POST (Lax-allowing-unsafe, for cookies under two minutes old);
-    SameSite=None without Secure is not stored at all over http."""
+def in_chromium(chromium, configs: dict[str, object], flags: tuple[str, ...] = ()) -> dict:
+    """For each config: alice logs in with a same-origin fetch, then opens the attacker's
+    page on another site, whose form POSTs to the bank. Returns (login status, the stored
+    cookie's SameSite as Chromium reports it, the forged POST's status, mallory's balance)."""
     from playwright.sync_api import sync_playwright
 
     from tests.services.chromium import CHROMIUM_FLAGS
 
     seen = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=[*CHROMIUM_FLAGS, *flags]
+        )
         try:
-            for name, config in [
-                ("absent", web.Config()),
-                ("Lax", web.Config(samesite="Lax")),
-                ("Strict", web.Config(samesite="Strict")),
-                ("None", web.Config(samesite="None")),
-                ("token", web.Config(samesite="Lax", csrf_token=True)),
-                ("absent+token", web.Config(csrf_token=True)),
-            ]:
+            for name, config in configs.items():
                 with web.bank(config) as (port, state):
                     context = browser.new_context()
                     page = context.new_page()
@@ -346,9 +337,41 @@ def test_real_chromium_agrees_with_the_model_where_the_page_says_it_does(chromiu
                         context.close()
         finally:
             browser.close()
+    return seen
+
+
+def test_real_chromium_agrees_with_the_model_where_the_page_says_it_does(chromium):
+    """The page's SameSite claims, in Debian's Chromium. Explicit Lax and Strict keep the
+    cookie home (401) and a CSRF token refuses the forged form (403), as in the model.
+    Where Chromium differs from the model the page says so: a cookie *without* SameSite is
+    Lax by default in Chromium, yet this fresh one rode the top-level cross-site POST;
+    SameSite=None without Secure is not stored at all over http."""
+    seen = in_chromium(
+        chromium,
+        {
+            "absent": web.Config(),
+            "Lax": web.Config(samesite="Lax"),
+            "Strict": web.Config(samesite="Strict"),
+            "None": web.Config(samesite="None"),
+            "Lax+token": web.Config(samesite="Lax", csrf_token=True),
+            "absent+token": web.Config(csrf_token=True),
+        },
+    )
     assert seen["Lax"] == (200, ["Lax"], 401, 0)
     assert seen["Strict"] == (200, ["Strict"], 401, 0)
-    assert seen["token"] == (200, ["Lax"], 401, 0)
+    assert seen["Lax+token"] == (200, ["Lax"], 401, 0)
     assert seen["absent+token"] == (200, ["Lax"], 403, 0)
     assert seen["absent"] == (200, ["Lax"], 200, 100)  # the model's answer, for another reason
     assert seen["None"] == (200, [], 401, 0)  # the model would send it; Chromium never stored it
+
+
+def test_chromium_sends_the_default_lax_cookie_only_because_of_the_two_minute_exemption(chromium):
+    """The counterfactual for the "absent" case: Chromium's feature
+    SameSiteDefaultChecksMethodRigorously turns off Lax-allowing-unsafe (the exemption for
+    fresh cookies without SameSite), and the same forged POST arrives without the cookie."""
+    seen = in_chromium(
+        chromium,
+        {"absent": web.Config()},
+        ("--enable-features=SameSiteDefaultChecksMethodRigorously",),
+    )
+    assert seen["absent"] == (200, ["Lax"], 401, 0)

@@ -106,6 +106,17 @@ def test_string_ordering_misses_what_pep440_finds():
     assert sorted(by_text) == ["2.3.0", "2.30.0"]
 
 
+def test_break_it_string_versions_in_the_matcher_lose_the_range_match(monkeypatch):
+    """The page's Break it: in_range with versions compared as strings. The range no longer
+    matches requests 2.4.0; only the record's explicit versions list still catches it."""
+    requests = next(a for a in ADVISORIES if a.package == "requests")
+    assert osv.in_range(Version("2.4.0"), requests.ranges[0])
+    monkeypatch.setattr(osv, "Version", str)
+    assert not osv.in_range("2.4.0", requests.ranges[0])
+    assert [how for _, how in osv.matches("requests", "2.4.0", ADVISORIES)] == ["versions"]
+    assert osv.matches("requests", "2.4", ADVISORIES) == []  # and "2.4" is not listed at all
+
+
 def rng(*events: tuple[str, str]) -> object:
     return osv.Range(tuple(events))
 

@@ -375,3 +375,15 @@ def test_chromium_sends_the_default_lax_cookie_only_because_of_the_two_minute_ex
         ("--enable-features=SameSiteDefaultChecksMethodRigorously",),
     )
     assert seen["absent"] == (200, ["Lax"], 401, 0)
+
+
+def test_the_session_cookie_is_httponly_and_carries_samesite_only_when_configured():
+    login = b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n"
+    for samesite, expected in [
+        (None, "; Path=/; HttpOnly\r\n"),
+        ("Lax", "; HttpOnly; SameSite=Lax\r\n"),
+    ]:
+        with web.bank(web.Config(samesite=samesite)) as (port, _):
+            head = raw(port, login + b"user=alice").decode()
+        cookie = next(line for line in head.split("\r\n") if line.startswith("Set-Cookie: sid="))
+        assert (cookie + "\r\n").endswith(expected) and "Secure" not in cookie

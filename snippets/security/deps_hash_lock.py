@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,11 @@ def installer(tool: str) -> list[str]:
     """uv (the project's installer: every `make` target puts it in .venv) or pip."""
     if tool == "pip":
         return [sys.executable, "-m", "pip", "--isolated", "install", "--no-cache-dir"]
-    uv = Path(sys.executable).with_name("uv")
-    if not uv.exists():
+    here = [Path(sys.executable).with_name(n) for n in ("uv", "uv.exe")]
+    uv = next((str(p) for p in here if p.exists()), None) or shutil.which("uv")
+    if uv is None:
         sys.exit("uv not found next to this Python: run `make serve` once, or pip install uv")
-    return [str(uv), "pip", "install", "--no-config", "--offline", "--no-cache"]
+    return [uv, "pip", "install", "--no-config", "--offline", "--no-cache"]
 
 
 def install(

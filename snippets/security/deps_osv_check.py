@@ -169,12 +169,12 @@ def pins(lock: str) -> dict[str, str]:
 OLD_LOCK = """\
 PyJWT==2.3.0
 requests==2.4.0
-h11==0.14.0
+h11==0.16.0
 """
 PATCHED_LOCK = """\
 PyJWT==2.4.0
 requests==2.31.0
-h11==0.14.0
+h11==0.16.0
 """
 
 

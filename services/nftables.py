@@ -1,7 +1,8 @@
 """nftables in network namespaces: the firewall page (docs/security/firewalls.md) creates
 two namespaces joined by a veth pair and writes rules with `nft` inside them, never on the
 host. That needs Linux, root (CAP_SYS_ADMIN and CAP_NET_ADMIN), `nft` and `ip`: this
-module checks all of it by creating a throwaway namespace, and provides nft's path."""
+module checks all of it by creating a throwaway namespace (and writing a sysctl in it, as
+the snippet does), and provides nft's path."""
 
 from __future__ import annotations
 
@@ -32,14 +33,23 @@ def nft_binary() -> Path:
             "creating a network namespace needs root: run the firewall page's tests and"
             " snippet as root (sudo), e.g. sudo make run S=security/firewall_netns"
         )
-    probe = subprocess.run(  # can we really create one (a container may lack the capability)?
-        [unshare, "--net", str(nft), "list", "ruleset"], capture_output=True, text=True, timeout=10
+    # Can we really create one (a container may lack the capability), and write its
+    # sysctls? The snippet sets net.ipv4.icmp_ratelimit in its server's namespace, and
+    # Docker mounts /proc/sys read-only unless --security-opt systempaths=unconfined.
+    # The probe does both in a throwaway namespace: the host's own value is untouched.
+    script = '"$1" list ruleset >/dev/null && echo 0 > /proc/sys/net/ipv4/icmp_ratelimit'
+    probe = subprocess.run(
+        [unshare, "--net", "sh", "-c", script, "probe", str(nft)],
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     if probe.returncode:
         raise Missing(
-            "root, but creating a network namespace with nftables failed"
-            f" ({probe.stderr.strip()[:200]}); a container needs --cap-add NET_ADMIN"
-            " --cap-add SYS_ADMIN"
+            "root, but creating a network namespace with nftables, or writing its"
+            f" net.ipv4.icmp_ratelimit, failed ({probe.stderr.strip()[:200]}); a container"
+            " needs --cap-add NET_ADMIN --cap-add SYS_ADMIN --security-opt"
+            " systempaths=unconfined (and apparmor=unconfined where AppArmor confines it)"
         )
     return nft
 

@@ -249,6 +249,7 @@ table inet filter {
         type filter hook input priority filter; policy drop;
         iif "lo" accept
         ct state established,related accept
+        icmpv6 type { nd-neighbor-solicit, nd-router-advert, nd-neighbor-advert } accept
         ip saddr @allowed tcp dport 8080 accept
     }
 }

@@ -14,6 +14,7 @@ import sys
 import uuid
 
 import psycopg
+from psycopg import sql
 
 INPUTS = ["alice", "x' OR '1'='1", "x'; DROP TABLE users; --"]
 TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"
@@ -68,15 +69,15 @@ def main() -> None:
     with psycopg.connect(
         database_url(), autocommit=True, connect_timeout=5, options=TIMEOUTS
     ) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
-            conn.execute(f"SET search_path = {schema}")
+            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
             for name in INPUTS:
                 print(f"name = {name!r}")
                 for find in (find_formatted, find_parameterised):
                     print(f"  {find.__name__:<19} -> {attempt(find, conn, name)}")
         finally:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ CREATE SCHEMA {schema} AUTHORIZATION {owner};
 SET ROLE {owner};
 CREATE TABLE {schema}.invoices (
     id     serial PRIMARY KEY,
-    tenant text    NOT NULL,
+    tenant text    NOT NULL CHECK (tenant <> ''),
     amount integer NOT NULL);
 INSERT INTO {schema}.invoices (tenant, amount)
     VALUES ('acme', 120), ('acme', 80), ('globex', 500), ('globex', 40), ('initech', 7);
@@ -73,10 +73,11 @@ GRANT USAGE ON SEQUENCE {schema}.invoices_id_seq TO {app};
 GRANT SELECT ON {schema}.invoices TO {readonly}, {auditor};
 
 -- Row-level security: a row is visible (and may be written) only if its tenant is the
--- one this transaction set. Unset, current_setting(..., true) is NULL: no rows.
+-- one this transaction set. Unset, current_setting(..., true) is NULL on a fresh
+-- connection but '' once an earlier transaction set it locally: either way, no rows.
 ALTER TABLE {schema}.invoices ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON {schema}.invoices
-    USING (tenant = current_setting('app.tenant', true));
+    USING (tenant = NULLIF(current_setting('app.tenant', true), ''));
 RESET ROLE;
 """
 # --8<-- [end:setup]
@@ -94,11 +95,11 @@ def world(url: str) -> Iterator[World]:
             admin.execute(sql.SQL(SETUP).format(pw=sql.Literal(w.password), **names))
             yield w
         finally:
-            admin.execute(f"DROP SCHEMA IF EXISTS {w.schema} CASCADE")
-            for name in roles.values():
-                if _exists(admin, name):
-                    admin.execute(f"DROP OWNED BY {name}")  # its grants, in this database
-                    admin.execute(f"DROP ROLE {name}")
+            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(names["schema"]))
+            for role, name in roles.items():
+                if _exists(admin, name):  # its grants, in this database, then the role
+                    admin.execute(sql.SQL("DROP OWNED BY {}").format(names[role]))
+                    admin.execute(sql.SQL("DROP ROLE {}").format(names[role]))
 
 
 def _exists(conn: psycopg.Connection, role: str) -> bool:

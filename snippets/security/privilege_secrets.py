@@ -39,15 +39,18 @@ class Secret:
 
 
 def load_secret(name: str, environ: Mapping[str, str] = os.environ) -> Secret:
-    """NAME_FILE (a path, as Docker and Kubernetes mount secrets) or else NAME. No default:
-    a missing secret stops the program instead of running with one written in the code."""
+    """NAME_FILE (a path to a file only its owner may read, e.g. a Docker or Kubernetes
+    secret mounted with mode 0400: their defaults, 0444 and 0644, are refused) or else
+    NAME. No default: a missing secret stops the program instead of running with one
+    written in the code."""
     if path := environ.get(f"{name}_FILE"):
-        mode = os.stat(path).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise PermissionError(
-                f"{path} is open to other users ({stat.filemode(mode)}): chmod 600"
-            )
-        return Secret(Path(path).read_text(encoding="utf-8").rstrip("\n"))
+        with open(path, encoding="utf-8") as file:  # check the file we read, not the path
+            mode = os.fstat(file.fileno()).st_mode  # (it could be swapped in between)
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise PermissionError(
+                    f"{path} is open to other users ({stat.filemode(mode)}): chmod 600"
+                )
+            return Secret(file.read().rstrip("\n"))
     if name in environ:
         return Secret(environ[name])
     raise LookupError(f"set {name} or {name}_FILE")  # the message names it, never a value

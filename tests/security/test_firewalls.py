@@ -33,8 +33,8 @@ def test_127_is_reachable_only_from_inside_0000_and_dual_stack_from_both(net):
 
 
 def test_control_an_ipv6_only_socket_on_double_colon_takes_no_ipv4(net):
-    """The counterfactual for '::': with IPV6_V6ONLY set (Windows' and the BSDs' default,
-    and what Python's socket.create_server sets), IPv4 clients are refused."""
+    """The counterfactual for '::': with IPV6_V6ONLY set (the default on Windows, FreeBSD
+    and NetBSD, and what Python's socket.create_server sets), IPv4 clients are refused."""
     with m.inside(net.server):
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     with sock:
@@ -117,6 +117,30 @@ def test_break_it_a_broad_accept_before_the_allowlist_lets_everyone_in(net):
     )
     assert broken != m.ALLOWLIST
     assert m.allowlist(net, broken)["allowlist, from 10.0.0.3"] == "connected"
+
+
+def test_an_accept_in_an_earlier_base_chain_does_not_override_the_allowlists_drop(net):
+    """nftables wiki, Configuring chains: an accept ends only its own base chain; a chain
+    on the same hook with a later priority still sees the packet, and its drop is final.
+    The broad accept of the Break it, moved into its own chain at priority -10 (what a
+    second tool might add), admits nobody the allowlist (priority 0) refuses — and its
+    counter shows it did match 10.0.0.3's SYNs, so it was not simply skipped."""
+    early = m.ALLOWLIST.replace(
+        "    chain input {\n",
+        "    chain early {\n"
+        "        type filter hook input priority -10; policy accept;\n"
+        "        ip saddr 10.0.0.3 tcp dport 8080 counter accept\n"
+        "    }\n"
+        "    chain input {\n",
+    )
+    assert early != m.ALLOWLIST
+    out = m.allowlist(net, early)
+    assert out["allowlist, from 10.0.0.2"] == "connected"
+    assert out["allowlist, from 10.0.0.3"] == "timed out"
+    rules = net.ruleset()
+    early_rule = next(line for line in rules.splitlines() if "10.0.0.3" in line)
+    assert "counter packets 0 " not in early_rule, rules  # it matched, and accepted
+    assert "counter packets" in early_rule, rules
 
 
 def host_listeners() -> set[str]:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import load_snippet
 
@@ -49,6 +50,22 @@ def test_rls_shows_the_app_only_its_tenant_and_nothing_when_unset(world):
     )
 
 
+def test_an_unset_tenant_is_null_on_a_fresh_connection_and_empty_once_set_before(world):
+    """current_setting(name, true) is NULL when the setting never existed, but '' once an
+    earlier transaction on the same (pooled) connection set it locally. The policy's
+    NULLIF and the table's CHECK (tenant <> '') keep both failing closed."""
+    with world.connect("app") as conn:
+        unset = "SELECT current_setting('app.tenant', true)"
+        assert conn.execute(unset).fetchone() == (None,)
+        with conn.transaction():
+            conn.execute("SELECT set_config('app.tenant', 'acme', true)")
+            assert len(conn.execute("SELECT tenant FROM invoices").fetchall()) == 2
+        assert conn.execute(unset).fetchone() == ("",)  # the next request on the connection
+        assert conn.execute("SELECT tenant FROM invoices").fetchall() == []
+    with world.connect("owner") as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO invoices (tenant, amount) VALUES ('', 1)")
+
+
 def test_control_the_same_role_sees_every_tenant_once_rls_is_disabled(world):
     """What hides the rows is the policy, not the grants or the query."""
     with world.connect("owner") as conn:
@@ -78,6 +95,14 @@ def test_the_roles_are_removed_afterwards(database_url):
 # Redis --------------------------------------------------------------------------------
 
 
+def refused(text: str, what: str) -> bool:
+    """A NOPERM reply that names the command or the key. The rest of the wording differs
+    by version: Redis 6 "...run the 'set' command or its subcommand", 7.0 "this user has
+    no permissions to run the 'set' command", 7.2+ "User <name> has no permissions to run
+    the 'set' command" (redis/redis#11160); the key refusal changed wording too."""
+    return text.startswith("NOPERM ") and what in text
+
+
 def test_the_acl_reader_gets_noperm_and_the_writer_control_succeeds(redis_url):
     with acl.acl_users(redis_url) as (prefix, clients):
         tried = {
@@ -85,25 +110,33 @@ def test_the_acl_reader_gets_noperm_and_the_writer_control_succeeds(redis_url):
                    for name, attempt in acl.attempts(prefix).items()}
             for role, client in clients.items()
         }  # fmt: skip
-    no_key = "NOPERM this user has no permissions to access one of the keys used as arguments"
-    assert tried["reader"] == {
-        "GET cache:greeting": "ok: 'hello'",
-        "SET cache:greeting": "NOPERM this user has no permissions to run the 'set' command",
-        "GET session:42": no_key,
-        "CONFIG GET requirepass": (
-            "NOPERM this user has no permissions to run the 'config|get' command"
-        ),
-        "FLUSHALL": "NOPERM this user has no permissions to run the 'flushall' command",
-    }
+        import redis
+
+        with redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5) as admin:
+            log = [e for e in admin.acl_log(count=100) if e["username"].startswith(prefix)]
+    reader = tried["reader"]
+    assert reader["GET cache:greeting"] == "ok: 'hello'"
+    assert refused(reader["SET cache:greeting"], "'set' command")
+    assert refused(reader["GET session:42"], "key")
+    assert refused(reader["CONFIG GET requirepass"], "'config")  # 'config|get' since 7.0
+    assert refused(reader["FLUSHALL"], "'flushall' command")
     assert tried["writer"]["SET cache:greeting"] == "ok: True"
-    assert tried["writer"]["GET session:42"] == no_key
+    assert refused(tried["writer"]["GET session:42"], "key")
+    # ACL LOG (Redis 6+, the same fields in every version) says why, per user: the
+    # reader's SET refused by command, and both users' GET session:42 by key.
+    why = {(e["username"].replace(prefix, ""), e["reason"], e["object"].replace(prefix, ""))
+           for e in log}  # fmt: skip
+    assert ("reader", "command", "set") in why, log
+    assert ("reader", "key", "session:42") in why, log
+    assert ("writer", "key", "session:42") in why, log
+    assert not any(user == "writer" and obj == "set" for user, _, obj in why), log
 
 
 def test_noperm_is_what_redis_sends_on_the_wire_and_the_admin_control_reads_the_key(
     redis_url,
 ):
-    """The exact RESP error line (redis-py strips the NOPERM prefix into the exception
-    class), and the default user reading the key the ACL users may not."""
+    """The RESP error line (redis-py strips the NOPERM prefix into the exception class),
+    and the default user reading the key the ACL users may not."""
     address = urlsplit(redis_url)
     with acl.acl_users(redis_url) as (prefix, clients):
         name = clients["reader"].connection_pool.connection_kwargs["username"]
@@ -119,9 +152,8 @@ def test_noperm_is_what_redis_sends_on_the_wire_and_the_admin_control_reads_the_
             reply = b""
             while reply.count(b"\r\n") < 2:
                 reply += raw.recv(4096)
-        assert reply == (
-            b"+OK\r\n-NOPERM this user has no permissions to run the 'set' command\r\n"
-        )
+        assert reply.startswith(b"+OK\r\n-NOPERM "), reply
+        assert b"no permissions to run the 'set' command" in reply, reply
         import redis
 
         with redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5) as admin:
@@ -147,9 +179,9 @@ def test_psycopg_formatting_returns_every_row_and_runs_a_stacked_drop_parameters
 ):
     schema = f"injection_test_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
-            conn.execute(f"SET search_path = {schema}")
+            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
             everyone, stacked = "x' OR '1'='1", "x'; DROP TABLE users; --"
             assert inj_pg.attempt(inj_pg.find_formatted, conn, everyone).startswith("3 of 3 rows")
             assert inj_pg.attempt(inj_pg.find_parameterised, conn, everyone) == "0 of 3 rows []"
@@ -158,7 +190,7 @@ def test_psycopg_formatting_returns_every_row_and_runs_a_stacked_drop_parameters
             for find in (inj_pg.find_formatted, inj_pg.find_parameterised):
                 assert inj_pg.attempt(find, conn, "alice") == "1 of 3 rows ['alice']"
         finally:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_with_a_parameter_psycopg_refuses_a_second_statement(database_url):
@@ -167,7 +199,9 @@ def test_with_a_parameter_psycopg_refuses_a_second_statement(database_url):
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         with pytest.raises(psycopg.errors.SyntaxError, match="multiple commands"):
             conn.execute("SELECT %s; SELECT 2", [1])
-        assert conn.execute("SELECT 1; SELECT 2").fetchone() == (1,)  # no parameters: both run
+        cur = conn.execute("SELECT 1; SELECT 2")  # no parameters: both run
+        assert cur.fetchone() == (1,)
+        assert cur.nextset() and cur.fetchone() == (2,)
 
 
 # Secrets ------------------------------------------------------------------------------

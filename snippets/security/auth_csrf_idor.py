@@ -44,27 +44,29 @@ class State:
 
 
 # --8<-- [start:handlers]
+def number(text: str) -> int | None:
+    """A decimal number of at most 18 ASCII digits, or None. Not str.isdigit(): that also
+    accepts "²" and other Unicode digits, on which int() raises."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 def transfer(state: State, config: Config, user: str, form: dict[str, str]) -> tuple[int, str]:
     if config.csrf_token:
         expected = state.sessions[form["_sid"]]["csrf"]
         if not hmac.compare_digest(form.get("csrf", ""), expected):
             return 403, "CSRF token missing or wrong"
-    amount, to = form.get("amount", ""), form.get("to", "")
-    if (
-        not amount.isdigit()
-        or to not in state.balances
-        or not 0 < int(amount) <= state.balances[user]
-    ):
+    amount, to = number(form.get("amount", "")), form.get("to", "")
+    if amount is None or to not in state.balances or not 0 < amount <= state.balances[user]:
         return 400, "bad transfer"
-    state.balances[user] -= int(amount)
-    state.balances[to] += int(amount)
+    state.balances[user] -= amount
+    state.balances[to] += amount
     return 200, f"{user} sent {amount} to {to}"
 
 
 def read_record(state: State, config: Config, user: str, record_id: str) -> tuple[int, str]:
-    if not record_id.isdigit():
+    if (number_id := number(record_id)) is None:
         return 400, "record id must be a number"
-    record = state.records.get(int(record_id))
+    record = state.records.get(number_id)
     if record is None:
         return 404, "no such record"
     owner, text = record
@@ -112,17 +114,34 @@ def make_handler(state: State, config: Config) -> type[BaseHTTPRequestHandler]:
                 return self.answer(*read_record(state, config, user, self.path[9:]))
             self.answer(404, "not found")
 
-        def do_POST(self) -> None:
-            if "Content-Length" not in self.headers:
-                return self.answer(411, "Content-Length required")
-            if not self.headers["Content-Length"].isdigit():
+        def form(self) -> dict[str, str] | tuple[int, str]:
+            """The urlencoded body, or the error for a body it will not read. An error
+            before the body is read closes the connection (its bytes would be taken for the
+            next request), except 411: without Content-Length or Transfer-Encoding a
+            request has no body (RFC 9112 6.3)."""
+            if "Transfer-Encoding" in self.headers:  # RFC 9112 6.1: close after answering
                 self.close_connection = True
-                return self.answer(400, "bad Content-Length")
-            length = int(self.headers["Content-Length"])
+                return 501, "Transfer-Encoding not supported: send Content-Length"
+            lengths = self.headers.get_all("Content-Length") or []
+            if not lengths:
+                return 411, "Content-Length required"
+            length = number(lengths[0]) if len(lengths) == 1 else None
+            if length is None:  # RFC 9112 6.3: an invalid Content-Length is a 400
+                self.close_connection = True
+                return 400, "bad Content-Length"
             if length > MAX_BODY:
                 self.close_connection = True  # the body is not read
-                return self.answer(413, f"form larger than {MAX_BODY} bytes")
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                return 413, f"form larger than {MAX_BODY} bytes"
+            try:
+                text = self.rfile.read(length).decode("utf-8")
+            except UnicodeDecodeError:
+                return 400, "form is not UTF-8"
+            return {k: v[0] for k, v in parse_qs(text).items()}
+
+        def do_POST(self) -> None:
+            form = self.form()
+            if isinstance(form, tuple):
+                return self.answer(*form)
             if self.path == "/login":
                 if not form.get("user", "").isalnum():
                     return self.answer(400, "user required")
@@ -137,6 +156,9 @@ def make_handler(state: State, config: Config) -> type[BaseHTTPRequestHandler]:
                 return self.answer(401, "log in first")
             if self.path == "/transfer":
                 return self.answer(*transfer(state, config, user, {**form, "_sid": sid}))
+            if self.path == "/logout":  # the server forgets the session: every copy is dead
+                state.sessions.pop(sid or "", None)
+                return self.answer(200, "logged out", "sid=; Path=/; Max-Age=0")
             self.answer(404, "not found")
 
     return Handler
@@ -163,7 +185,9 @@ def bank(config: Config) -> Iterator[tuple[int, State]]:
 @dataclass
 class Browser:
     """A model of the browser's cookie decision (not a real browser): one cookie jar, and
-    RFC 6265bis's SameSite rule for a request whose initiator is another site."""
+    RFC 6265bis's SameSite rule for a request whose initiator is another site. Every
+    request is a top-level navigation (a link followed, a form submitted), never a
+    subresource such as an <img> or a fetch(), which Lax keeps the cookie off."""
 
     port: int
     cookies: dict[str, tuple[str, str | None]] = field(
@@ -178,7 +202,7 @@ class Browser:
             if cross_site and samesite == "Strict":
                 continue  # never on a cross-site request
             if cross_site and samesite == "Lax" and method != "GET":
-                continue  # only on top-level navigations with a safe method
+                continue  # only on top-level navigations (all of the model's) with GET
             jar.append(f"{name}={value}")  # SameSite=None, or absent in a browser without
             #                                Lax-by-default: sent
         if jar:
@@ -195,6 +219,8 @@ class Browser:
                 value = set_cookie.split(";")[0].split("=", 1)[1]
                 attrs = dict(a.strip().partition("=")[::2] for a in set_cookie.split(";")[1:])
                 self.cookies["sid"] = (value, attrs.get("SameSite"))
+                if attrs.get("Max-Age") == "0":  # the server asks the browser to forget it
+                    del self.cookies["sid"]
             return response.status, text
         finally:
             conn.close()

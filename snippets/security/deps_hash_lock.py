@@ -28,20 +28,20 @@ def record_hash(data: bytes) -> str:
     return f"sha256={digest.decode()}"
 
 
-def build_wheel(folder: Path, module: str = MODULE) -> Path:
+def build_wheel(folder: Path, module: str = MODULE, name: str = NAME) -> Path:
     """A wheel is a zip archive (the binary distribution format, PEP 427): the package's
     files plus a .dist-info folder with METADATA, WHEEL and RECORD (each file's hash).
     Fixed timestamps make the bytes, and so the hash, the same on every run."""
-    info = f"{NAME}-{VERSION}.dist-info"
+    info = f"{name}-{VERSION}.dist-info"
     files = {
-        f"{NAME}/__init__.py": module.encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {NAME}\nVersion: {VERSION}\n".encode(),
+        f"{name}/__init__.py": module.encode(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {VERSION}\n".encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: by-hand\nRoot-Is-Purelib: true\n"
         b"Tag: py3-none-any\n",
     }
     record = "".join(f"{p},{record_hash(d)},{len(d)}\n" for p, d in files.items())
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
-    path = folder / WHEEL
+    path = folder / WHEEL.replace(NAME, name)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:  # stored: bytes visible
         for name, data in files.items():
             entry = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
@@ -58,15 +58,34 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def uv() -> str:
+    """uv, the project's installer: every `make` target puts it in .venv."""
+    here = [Path(sys.executable).with_name(n) for n in ("uv", "uv.exe")]
+    found = next((str(p) for p in here if p.exists()), None) or shutil.which("uv")
+    if found is None:
+        sys.exit("uv not found next to this Python: run `make serve` once, or pip install uv")
+    return found
+
+
 def installer(tool: str) -> list[str]:
-    """uv (the project's installer: every `make` target puts it in .venv) or pip."""
     if tool == "pip":
         return [sys.executable, "-m", "pip", "--isolated", "install", "--no-cache-dir"]
-    here = [Path(sys.executable).with_name(n) for n in ("uv", "uv.exe")]
-    uv = next((str(p) for p in here if p.exists()), None) or shutil.which("uv")
-    if uv is None:
-        sys.exit("uv not found next to this Python: run `make serve` once, or pip install uv")
-    return [uv, "pip", "install", "--no-config", "--offline", "--no-cache"]
+    return [uv(), "pip", "install", "--no-config", "--offline", "--no-cache"]
+
+
+def compile_lock(wheelhouse: Path, requirements: str) -> str:
+    """The lock `uv pip compile --generate-hashes` writes for `requirements`, resolved
+    offline against `wheelhouse` (no header or comments, so it is the same on every run)."""
+    command = [uv(), "pip", "compile", "-", "--no-config", "--offline", "--no-cache"]
+    command += ["--no-index", "--find-links", str(wheelhouse), "--python", sys.executable]
+    command += ["--generate-hashes", "--no-header", "--no-annotate", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    done = subprocess.run(
+        command, input=requirements, capture_output=True, text=True, env=env, timeout=60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"uv pip compile failed: {done.stderr.strip()}")
+    return done.stdout
 
 
 def install(
@@ -110,10 +129,9 @@ def run() -> dict[str, list[str]]:
         root = Path(tmp)
         good, bad = root / "wheels-good", root / "wheels-bad"
         good.mkdir(), bad.mkdir()
-        digest = sha256_file(build_wheel(good))
-        # A lock line as `uv pip compile --generate-hashes` (or pip-compile's) writes it:
-        lock = f"{NAME}=={VERSION} --hash=sha256:{digest}\n"
-        out["the lock"] = [lock.strip()]
+        build_wheel(good)
+        lock = compile_lock(good, f"{NAME}=={VERSION}\n")  # the real tool's lock
+        out["the lock (uv pip compile --generate-hashes)"] = lock.splitlines()
         # The attacker's wheel: one byte of the module changed ("hello" -> "jello"), rebuilt
         # so that it is a valid archive with the same name and version.
         build_wheel(bad, MODULE.replace("hello", "jello"))

@@ -8,9 +8,11 @@ Run: python snippets/security/deps_osv_check.py
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -34,7 +36,7 @@ class Affected:
     aliases: tuple[str, ...]
     package: str  # normalized (PEP 503), as the OSV schema requires for PyPI
     ranges: tuple[Range, ...]  # the ECOSYSTEM ranges; GIT ranges need the repository
-    versions: tuple[str, ...]
+    versions: tuple[str, ...]  # as listed; a non-PEP 440 entry matches only its own text
 
 
 def pep440(value: object, where: str) -> Version:
@@ -44,6 +46,16 @@ def pep440(value: object, where: str) -> Version:
         raise AdvisoryError(f"{where}: {value!r} is not a PEP 440 version") from None
 
 
+def listed(value: object, where: str, of: type) -> list:
+    """A JSON list whose items are all `of` (absent: empty), or an AdvisoryError."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, of) for item in value):
+        kind = "objects" if of is dict else "strings"
+        raise AdvisoryError(f"{where}: a list of {kind}; got {value!r}"[:200])
+    return value
+
+
 def parse_record(record: object, where: str) -> list[Affected]:
     if not isinstance(record, dict) or not isinstance(record.get("id"), str):
         raise AdvisoryError(f"{where}: a record is an object with a string 'id'")
@@ -51,21 +63,23 @@ def parse_record(record: object, where: str) -> list[Affected]:
     if "modified" not in record:
         raise AdvisoryError(f"{where}: 'modified' is required")
     out = []
-    for i, affected in enumerate(record.get("affected", [])):
+    for i, affected in enumerate(listed(record.get("affected"), f"{where}: affected", dict)):
         at = f"{where}: affected[{i}]"
-        package = affected.get("package") if isinstance(affected, dict) else None
+        package = affected.get("package")
         if not isinstance(package, dict) or not {"ecosystem", "name"} <= package.keys():
             raise AdvisoryError(f"{at}.package needs 'ecosystem' and 'name'")
         if package["ecosystem"] != "PyPI":
             continue  # another ecosystem's names and versions mean other things
         ranges = []
-        for j, rng in enumerate(affected.get("ranges", [])):
+        for j, rng in enumerate(listed(affected.get("ranges"), f"{at}.ranges", dict)):
             if rng.get("type") not in ("ECOSYSTEM", "SEMVER", "GIT"):
                 raise AdvisoryError(f"{at}.ranges[{j}].type: {rng.get('type')!r} is not defined")
-            if rng["type"] != "ECOSYSTEM":
-                continue  # GIT: commits, not versions; PyPI records use ECOSYSTEM
+            if rng["type"] == "SEMVER":  # SemVer order is not PEP 440's: refuse, not skip
+                raise AdvisoryError(f"{at}.ranges[{j}]: a SEMVER range is not evaluated for PyPI")
+            if rng["type"] == "GIT":
+                continue  # commits, not versions: needs the repository
             events = []
-            for k, event in enumerate(rng.get("events") or []):
+            for k, event in enumerate(listed(rng.get("events"), f"{at}.ranges[{j}].events", dict)):
                 kinds = sorted(event) if isinstance(event, dict) else []
                 if len(kinds) != 1 or kinds[0] not in EVENT_KINDS:
                     raise AdvisoryError(
@@ -83,7 +97,7 @@ def parse_record(record: object, where: str) -> list[Affected]:
             if {"fixed", "last_affected"} <= {kind for kind, _ in events}:
                 raise AdvisoryError(f"{at}.ranges[{j}]: 'fixed' and 'last_affected' together")
             ranges.append(Range(tuple(events)))
-        versions = tuple(str(v) for v in affected.get("versions", []))
+        versions = tuple(listed(affected.get("versions"), f"{at}.versions", str))
         name = canonicalize_name(package["name"])
         aliases = tuple(record.get("aliases", []))
         out.append(Affected(where, aliases, name, tuple(ranges), versions))
@@ -107,11 +121,15 @@ def load(path: Path = ADVISORIES) -> list[Affected]:
 
 
 # --8<-- [start:match]
-def key(value: str) -> tuple[int, Version]:
-    """Sort key for an event's version: "0" before every version, "*" after."""
+def key(event: tuple[str, str]) -> tuple[int, Version, int]:
+    """Sort key for an event: by version ("0" before every version, "*" after); at the
+    same version, introduced before the others, so the result does not depend on the
+    record's order: introduced 1.0 + fixed 1.0 is empty, + last_affected 1.0 is just 1.0."""
+    kind, value = event
+    tie = 0 if kind == "introduced" else 1
     if value == "0":
-        return (0, Version("0"))
-    return (2, Version("0")) if value == "*" else (1, Version(value))
+        return (0, Version("0"), tie)
+    return (2, Version("0"), tie) if value == "*" else (1, Version(value), tie)
 
 
 def in_range(v: Version, rng: Range) -> bool:
@@ -121,7 +139,7 @@ def in_range(v: Version, rng: Range) -> bool:
     if limits and not any(value == "*" or v < Version(value) for value in limits):
         return False  # at or beyond every limit
     vulnerable = False
-    for kind, value in sorted(rng.events, key=lambda event: key(event[1])):
+    for kind, value in sorted(rng.events, key=key):
         if kind == "introduced" and (value == "0" or v >= Version(value)):
             vulnerable = True
         elif kind == "fixed" and v >= Version(value):  # noqa: SIM114 (the schema's pseudocode)
@@ -129,6 +147,15 @@ def in_range(v: Version, rng: Range) -> bool:
         elif kind == "last_affected" and v > Version(value):
             vulnerable = False
     return vulnerable
+
+
+def same(listed: str, v: Version) -> bool:
+    """A `versions` entry equals v by PEP 440; an entry that is not PEP 440 (old PyPI
+    releases such as "0.1dev-r1234") can only be equal as text."""
+    try:
+        return Version(listed) == v
+    except InvalidVersion:
+        return listed == str(v)
 
 
 def matches(name: str, version: str, advisories: list[Affected]) -> list[tuple[Affected, str]]:
@@ -140,25 +167,39 @@ def matches(name: str, version: str, advisories: list[Affected]) -> list[tuple[A
             continue
         how = [h for h, hit in [
             ("range", any(in_range(v, r) for r in a.ranges)),
-            ("versions", any(Version(x) == v for x in a.versions)),  # PEP 440: 2.0 == 2.0.0
+            ("versions", any(same(x, v) for x in a.versions)),  # PEP 440: 2.0 == 2.0.0
         ] if hit]  # fmt: skip
         if how:
             found.append((a, "+".join(how)))
     return found
 
 
-def pins(lock: str) -> dict[str, str]:
-    """name -> version from a requirements-style lock (`name==version`, markers and
-    `--hash` options ignored; anything but an exact pin is refused)."""
-    out = {}
-    for line in lock.splitlines():
-        requirement = line.split("#")[0].split(";")[0].split(" --hash")[0].strip()
-        if not requirement or requirement.startswith("--"):
+def pins(lock: str) -> list[tuple[str, str]]:
+    """(name, version) for each pin of a requirements-style lock, as `uv pip compile` and
+    pip-compile write it: lines continued with a backslash joined, comments and `--hash`
+    options dropped, each requirement parsed by `packaging` (extras and markers allowed,
+    and one name may be pinned twice under two markers). Anything but an exact pin is
+    refused: a line skipped would be a silent "no match"."""
+    out = []
+    for line in re.sub(r"\\\n", " ", lock).splitlines():  # "\\\n": backslash, newline
+        line = re.sub(r"(^|\s)#.*", "", line).strip()  # a comment: "#" after a space
+        if not line:
             continue
-        name, sep, version = requirement.partition("==")
-        if not sep:
-            raise ValueError(f"not an exact pin (name==version): {requirement!r}")
-        out[canonicalize_name(name)] = str(Version(version.strip()))
+        if line.startswith("-"):  # an option line
+            if re.match(r"(-[erc]|--editable|--requirement|--constraint)\b", line):
+                raise ValueError(f"not an exact pin (name==version): {line!r}")
+            continue  # a global option such as --index-url
+        text = re.split(r"\s--?[a-zA-Z]", line)[0]  # the requirement, before its --hash
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise ValueError(f"not an exact pin (name==version): {line!r}: {error}") from None
+        specs = list(requirement.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
+            raise ValueError(f"not an exact pin (name==version): {line!r}")
+        pin = (canonicalize_name(requirement.name), str(Version(specs[0].version)))
+        if pin not in out:
+            out.append(pin)
     return out
 
 
@@ -186,7 +227,7 @@ BROKEN = """[{"id": "EXAMPLE-1", "modified": "2024-01-01T00:00:00Z", "affected":
 
 def report(lock: str, advisories: list[Affected]) -> list[str]:
     lines = []
-    for name, version in pins(lock).items():
+    for name, version in pins(lock):
         found = matches(name, version, advisories)
         for a, how in found:
             fixed = [value for r in a.ranges for kind, value in r.events if kind == "fixed"]

@@ -160,13 +160,6 @@ def test_the_jwt_stops_verifying_once_exp_has_passed():
     assert tokens.check(tokens.login("alice")) == "alice"
 
 
-def test_break_it_logout_that_only_drops_the_cookie_leaves_the_session_usable():
-    sessions = rev.Sessions()
-    sid = sessions.login("alice")
-    # "logout" on the client only: the browser deletes the cookie, the server keeps the record
-    assert sessions.check(sid) == "alice"
-
-
 # --- CSRF and IDOR ------------------------------------------------------------------------
 
 
@@ -191,8 +184,32 @@ def test_break_it_samesite_none_brings_the_attack_back_strict_blocks_it():
     assert web.csrf(web.Config(samesite="Strict"))[0] == 401
 
 
-def test_lax_still_sends_the_cookie_on_a_cross_site_get():
-    """Why a GET must never change state: Lax sends the cookie on a top-level GET."""
+def test_break_it_logout_on_the_client_only_leaves_the_copy_usable_a_server_logout_kills_it():
+    """The page's Break it, on the real server: the attacker copies alice's sid. Clearing
+    the browser's jar logs the browser out, not the copy; POST /logout, which deletes the
+    session on the server, kills every copy."""
+    with web.bank(web.Config()) as (port, state):
+        alice = web.Browser(port)
+        alice.send("POST", "/login", {"user": "alice"}, "127.0.0.1")
+        stolen = web.Browser(port, dict(alice.cookies))
+        alice.cookies.clear()  # "logout" on the client only
+        assert alice.send("GET", "/records/1", None, "127.0.0.1")[0] == 401
+        assert stolen.send("GET", "/records/1", None, "127.0.0.1") == (
+            200,
+            "alice: alice's tax return",
+        )
+        alice.send("POST", "/login", {"user": "alice"}, "127.0.0.1")
+        stolen_again = web.Browser(port, dict(alice.cookies))
+        assert alice.send("POST", "/logout", {}, "127.0.0.1") == (200, "logged out")
+        assert alice.cookies == {}  # Max-Age=0: the browser forgot it too
+        assert stolen_again.send("GET", "/records/1", None, "127.0.0.1")[0] == 401
+        assert stolen.send("GET", "/records/1", None, "127.0.0.1")[0] == 200  # never logged out
+        assert len(state.sessions) == 1
+
+
+def test_the_model_sends_a_lax_cookie_on_a_cross_site_get_navigation():
+    """The model's rule (its every request is a top-level navigation); real Chromium's
+    navigation-versus-subresource difference is checked below."""
     with web.bank(web.Config(samesite="Lax")) as (port, _):
         browser = web.Browser(port)
         browser.send("POST", "/login", {"user": "alice"}, "127.0.0.1")
@@ -243,7 +260,7 @@ def raw(port: int, request: bytes) -> bytes:
 
 
 def test_bad_input_gets_a_clear_status_and_the_server_keeps_serving():
-    with web.bank(web.Config()) as (port, _):
+    with web.bank(web.Config()) as (port, state):
         big = f"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {web.MAX_BODY + 1}\r\n\r\n"
         assert raw(port, big.encode()).startswith(b"HTTP/1.0 413")
         no_length = b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -255,12 +272,35 @@ def test_bad_input_gets_a_clear_status_and_the_server_keeps_serving():
         form = b"user=&x=1"
         login = b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 9\r\n\r\n"
         assert raw(port, login + form).startswith(b"HTTP/1.0 400")
+        post = b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        # Unicode digits pass str.isdigit() and make int() raise; RFC 9112 6.3: an invalid
+        # Content-Length, or two different ones, is a 400
+        for headers, status in [
+            (b"Content-Length: \xb2\r\n", b"400"),  # superscript two, read as latin-1
+            (b"Content-Length: " + b"9" * 5000 + b"\r\n", b"400"),  # beyond int()'s limit
+            (b"Content-Length: 10\r\nContent-Length: 0\r\n", b"400"),
+            (b"Content-Length: 10, 10\r\n", b"400"),
+            (b"Transfer-Encoding: chunked\r\nContent-Length: 10\r\n", b"501"),
+            (b"Transfer-Encoding: chunked\r\n", b"501"),
+        ]:
+            answer = raw(port, post + headers + b"\r\nuser=alice")
+            assert answer.startswith(b"HTTP/1.0 " + status), (headers, answer)
+        not_utf8 = post + b"Content-Length: 4\r\n\r\n\xff\xfe\xfd\xfc"
+        assert raw(port, not_utf8).startswith(b"HTTP/1.0 400") and b"not UTF-8" in raw(
+            port, not_utf8
+        )
         browser = web.Browser(port)
         assert browser.send("POST", "/login", {"user": "alice"}, "127.0.0.1")[0] == 200
-        assert (
-            browser.send("POST", "/transfer", {"to": "mallory", "amount": "x"}, "127.0.0.1")[0]
-            == 400
-        )
+        for amount in ("x", "\u00b2", "-1", "1e3", "9" * 40):  # "\u00b2" is sent %C2%B2
+            form = {"to": "mallory", "amount": amount}
+            assert browser.send("POST", "/transfer", form, "127.0.0.1") == (400, "bad transfer")
+        sid = browser.cookies["sid"][0].encode()
+        for path in (b"/records/\xb2", b"/records/\xd9\xa1", b"/records/" + b"1" * 5000):
+            request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            answer = raw(port, request + b"Cookie: sid=" + sid + b"\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.0 400"), (path, answer)
+        assert state.balances == {"alice": 100, "mallory": 0}
+        assert browser.send("GET", "/records/1", None, "127.0.0.1")[0] == 200  # still serving
 
 
 def test_a_client_that_stalls_mid_request_is_disconnected_and_others_are_served():
@@ -277,14 +317,18 @@ def test_a_client_that_stalls_mid_request_is_disconnected_and_others_are_served(
 # --- the browser model against a real browser ---------------------------------------------
 
 
-def attacker_site(bank_port: int) -> ThreadingHTTPServer:
-    """attacker.test's page, served from `localhost` (another site than 127.0.0.1): a form
-    that POSTs to the bank and submits itself."""
-    page = (
-        f'<!doctype html><title>win</title><form method="POST" '
-        f'action="http://127.0.0.1:{bank_port}/transfer"><input name="to" value="mallory">'
-        '<input name="amount" value="100"></form><script>document.forms[0].submit()</script>'
-    ).encode()
+def forged_form(bank_port: int) -> str:
+    """A form that POSTs to the bank and submits itself: a top-level cross-site POST."""
+    return (
+        f'<form method="POST" action="http://127.0.0.1:{bank_port}/transfer">'
+        '<input name="to" value="mallory"><input name="amount" value="100"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+
+
+def attacker_site(html: str) -> ThreadingHTTPServer:
+    """attacker.test's page, served from `localhost` (another site than 127.0.0.1)."""
+    page = f"<!doctype html><title>win</title>{html}".encode()
 
     class Page(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -302,10 +346,19 @@ def attacker_site(bank_port: int) -> ThreadingHTTPServer:
     return server
 
 
-def in_chromium(chromium, configs: dict[str, object], flags: tuple[str, ...] = ()) -> dict:
+def in_chromium(
+    chromium,
+    configs: dict[str, object],
+    flags: tuple[str, ...] = (),
+    attack=forged_form,
+    target: str = "/transfer",
+) -> dict:
     """For each config: alice logs in with a same-origin fetch, then opens the attacker's
-    page on another site, whose form POSTs to the bank. Returns (login status, the stored
-    cookie's SameSite as Chromium reports it, the forged POST's status, mallory's balance)."""
+    page on another site (by default the forged form). Returns (login status, the stored
+    cookie's SameSite as Chromium's DevTools protocol reports it, "absent" when the cookie
+    has none, the status of the bank's answer to `target`, mallory's balance).
+    Playwright's context.cookies() would not do for the second item: it reports a cookie
+    without SameSite as "Lax" (its own default), so it cannot tell absent from Lax."""
     from playwright.sync_api import sync_playwright
 
     from tests.services.chromium import CHROMIUM_FLAGS
@@ -325,10 +378,11 @@ def in_chromium(chromium, configs: dict[str, object], flags: tuple[str, ...] = (
                         "async () => (await fetch('/login', {method: 'POST', body: 'user=alice',"
                         " headers: {'Content-Type': 'application/x-www-form-urlencoded'}})).status"
                     )
-                    stored = [c["sameSite"] for c in context.cookies() if c["name"] == "sid"]
-                    attacker = attacker_site(port)
+                    cookies = context.new_cdp_session(page).send("Network.getCookies")["cookies"]
+                    stored = [c.get("sameSite", "absent") for c in cookies if c["name"] == "sid"]
+                    attacker = attacker_site(attack(port))
                     try:
-                        with page.expect_response(lambda r: r.url.endswith("/transfer")) as hit:
+                        with page.expect_response(lambda r: r.url.endswith(target)) as hit:
                             page.goto(f"http://localhost:{attacker.server_address[1]}/")
                         seen[name] = (login, stored, hit.value.status, state.balances["mallory"])
                     finally:
@@ -344,8 +398,9 @@ def test_real_chromium_agrees_with_the_model_where_the_page_says_it_does(chromiu
     """The page's SameSite claims, in Debian's Chromium. Explicit Lax and Strict keep the
     cookie home (401) and a CSRF token refuses the forged form (403), as in the model.
     Where Chromium differs from the model the page says so: a cookie *without* SameSite is
-    Lax by default in Chromium, yet this fresh one rode the top-level cross-site POST;
-    SameSite=None without Secure is not stored at all over http."""
+    stored without one (and treated as Lax, see the control below), yet this fresh one rode
+    the top-level cross-site POST; SameSite=None without Secure is not stored at all over
+    http."""
     seen = in_chromium(
         chromium,
         {
@@ -360,8 +415,8 @@ def test_real_chromium_agrees_with_the_model_where_the_page_says_it_does(chromiu
     assert seen["Lax"] == (200, ["Lax"], 401, 0)
     assert seen["Strict"] == (200, ["Strict"], 401, 0)
     assert seen["Lax+token"] == (200, ["Lax"], 401, 0)
-    assert seen["absent+token"] == (200, ["Lax"], 403, 0)
-    assert seen["absent"] == (200, ["Lax"], 200, 100)  # the model's answer, for another reason
+    assert seen["absent+token"] == (200, ["absent"], 403, 0)
+    assert seen["absent"] == (200, ["absent"], 200, 100)  # the model's answer, another reason
     assert seen["None"] == (200, [], 401, 0)  # the model would send it; Chromium never stored it
 
 
@@ -374,7 +429,27 @@ def test_chromium_sends_the_default_lax_cookie_only_because_of_the_two_minute_ex
         {"absent": web.Config()},
         ("--enable-features=SameSiteDefaultChecksMethodRigorously",),
     )
-    assert seen["absent"] == (200, ["Lax"], 401, 0)
+    assert seen["absent"] == (200, ["absent"], 401, 0)
+
+
+def test_chromium_sends_a_lax_cookie_on_a_cross_site_get_navigation_not_on_a_subresource(chromium):
+    """Lax lets the cookie ride a top-level cross-site GET (the attacker's page navigates to
+    the bank: 200), not a cross-site subresource GET (an <img> on the attacker's page:
+    401). The model's GETs are all navigations."""
+    lax = {"Lax": web.Config(samesite="Lax")}
+
+    def navigate(port: int) -> str:
+        return f"<script>location.href = 'http://127.0.0.1:{port}/records/1'</script>"
+
+    def image(port: int) -> str:
+        return f'<img src="http://127.0.0.1:{port}/records/1">'
+
+    assert in_chromium(chromium, lax, attack=navigate, target="/records/1") == {
+        "Lax": (200, ["Lax"], 200, 0)
+    }
+    assert in_chromium(chromium, lax, attack=image, target="/records/1") == {
+        "Lax": (200, ["Lax"], 401, 0)
+    }
 
 
 def test_the_session_cookie_is_httponly_and_carries_samesite_only_when_configured():

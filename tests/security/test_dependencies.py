@@ -63,6 +63,25 @@ def test_require_hashes_refuses_a_lock_line_without_a_hash(wheels, tmp_path):
     assert status != 0 and "must have a hash" in output
 
 
+@pytest.mark.parametrize(("tool", "refused"), [("pip", True), ("uv", False)])
+def test_one_hash_turns_on_hash_checking_in_pip_not_in_uv(wheels, tmp_path, tool, refused):
+    """A lock with a hash on one line and none on the other, without --require-hashes: pip
+    switches hash-checking mode on for the whole install ("as soon as any requirement has a
+    --hash") and refuses the unhashed line; uv checks the hash that is there and installs
+    the unhashed package unchecked. With uv, only --require-hashes makes every hash
+    required (test_require_hashes_refuses_a_lock_line_without_a_hash)."""
+    good, _, pinned = wheels
+    lock.build_wheel(good, name="otherpkg")
+    partly = pinned + f"otherpkg=={lock.VERSION}\n"
+    status, output = lock.install(good, partly, tmp_path / "t", tool, require_hashes=False)
+    if refused:
+        assert status != 0 and "Hashes are required in --require-hashes mode" in output
+        assert not (tmp_path / "t" / "otherpkg").exists()
+    else:
+        assert status == 0, output
+        assert (tmp_path / "t" / "otherpkg" / "__init__.py").exists()
+
+
 def test_a_flipped_byte_in_the_archive_is_caught_by_the_zip_crc_without_any_hash(wheels, tmp_path):
     """Why the page's attacker rebuilds the wheel: a raw byte flip breaks the entry's CRC-32,
     which any installer notices; a CRC is no defence, the attacker just recomputes it."""
@@ -72,6 +91,16 @@ def test_a_flipped_byte_in_the_archive_is_caught_by_the_zip_crc_without_any_hash
     unhashed = pinned.split(" --hash")[0] + "\n"
     status, output = lock.install(good, unhashed, tmp_path / "t", require_hashes=False)
     assert status != 0 and "CRC" in output
+
+
+def test_the_lock_uv_writes_is_read_by_the_osv_checker(tmp_path):
+    """The real `uv pip compile --generate-hashes` output: the pin on one line, each hash on
+    a continuation line. The OSV checker's pins() must read exactly that."""
+    lock.build_wheel(tmp_path)
+    lock.build_wheel(tmp_path, name="otherpkg")
+    text = lock.compile_lock(tmp_path, "tinypkg[fast]==1.0.0\notherpkg ; python_version >= '3'\n")
+    assert "tinypkg==1.0.0 \\\n    --hash=sha256:" in text  # the multi-line form
+    assert osv.pins(text) == [("otherpkg", "1.0.0"), ("tinypkg", "1.0.0")]
 
 
 def test_the_wheel_and_its_hash_are_the_same_on_every_build(tmp_path):
@@ -156,14 +185,28 @@ def test_ecosystem_ranges_follow_the_osv_algorithm_with_pep440(version, events, 
     assert osv.in_range(Version(version), rng(*events)) is affected
 
 
+@pytest.mark.parametrize(
+    ("events", "affected"),
+    [
+        ([("introduced", "1.0"), ("fixed", "1.0")], {"1.0": False, "1.1": False}),  # empty
+        ([("introduced", "1.0"), ("last_affected", "1.0.0")], {"1.0": True, "1.1": False}),
+    ],
+)
+def test_events_at_the_same_version_give_the_same_answer_in_either_order(events, affected):
+    """Ties sort introduced first, whatever the record's order."""
+    for order in (events, events[::-1]):
+        assert {v: osv.in_range(Version(v), rng(*order)) for v in affected} == affected
+
+
 def record(**affected_fields: object) -> str:
     affected = {"package": {"ecosystem": "PyPI", "name": "Demo_Pkg"}, **affected_fields}
     return json.dumps({"id": "T-1", "modified": "2024-01-01T00:00:00Z", "affected": [affected]})
 
 
 def test_names_are_normalized_and_versions_lists_compare_as_pep440():
-    advisories = osv.parse(record(versions=["1.0"]), "t")
+    advisories = osv.parse(record(versions=["0.1dev-r1234", "1.0"]), "t")
     assert [a.advisory for a, _ in osv.matches("demo.pkg", "1.0.0", advisories)] == ["T-1"]
+    # an entry that is not PEP 440 (an old PyPI release) is compared as text, no crash
     assert osv.matches("demo-pkg", "1.0.1", advisories) == []
 
 
@@ -213,6 +256,18 @@ def test_other_ecosystems_and_git_ranges_are_not_matched_as_pypi_versions():
             json.dumps({"id": "X", "modified": "x", "affected": [{"package": {"name": "a"}}]}),
             "affected[0].package needs 'ecosystem' and 'name'",
         ),  # fmt: skip
+        (
+            json.dumps({"id": "X", "modified": "x", "affected": "oops"}),
+            "X: affected: a list of objects; got 'oops'",
+        ),
+        (record(ranges=["x"]), "T-1: affected[0].ranges: a list of objects; got ['x']"),
+        (record(ranges=[{"type": "ECOSYSTEM", "events": "x"}]), "ranges[0].events: a list of"),
+        (record(versions=[1.0]), "affected[0].versions: a list of strings; got [1.0]"),
+        (record(versions="1.0"), "affected[0].versions: a list of strings; got '1.0'"),
+        (
+            record(ranges=[{"type": "SEMVER", "events": [{"introduced": "0"}]}]),
+            "ranges[0]: a SEMVER range is not evaluated for PyPI",
+        ),
     ],
 )
 def test_a_malformed_advisory_gets_a_clear_error(text, message):
@@ -222,17 +277,34 @@ def test_a_malformed_advisory_gets_a_clear_error(text, message):
 
 
 def test_a_lock_line_that_is_not_an_exact_pin_is_refused():
-    assert osv.pins("A==1.0 ; python_version < '3.12'\nb==2 --hash=sha256:00\n# c\n") == {
-        "a": "1.0",
-        "b": "2",
-    }
-    with pytest.raises(ValueError, match="not an exact pin"):
-        osv.pins("requests>=2.0\n")
+    assert osv.pins("A==1.0 ; python_version < '3.12'\nb==2 --hash=sha256:00\n# c\n") == [
+        ("a", "1.0"),
+        ("b", "2"),
+    ]
+    for line in ("requests>=2.0", "a==1.*", "a @ https://x.test/a.whl", "-e .", "-r other.txt"):
+        with pytest.raises(ValueError, match="not an exact pin"):
+            osv.pins(line + "\n")
+
+
+def test_extras_markers_continuations_and_one_name_pinned_twice_are_all_checked():
+    """Each of these was a silent "no match" for a reader that split on '==' or kept one
+    version per name: the extra stayed in the name, the continuation in the version."""
+    text = (
+        "--index-url https://pypi.org/simple\n"
+        "requests[socks]==2.4.0 \\\n    --hash=sha256:00 \\\n    --hash=sha256:11\n"
+        "pyjwt==2.4.0 ; python_full_version >= '3.12'  # via app\n"
+        "pyjwt==2.3.0 ; python_full_version < '3.12'\n"
+    )
+    assert osv.pins(text) == [("requests", "2.4.0"), ("pyjwt", "2.4.0"), ("pyjwt", "2.3.0")]
+    found = [line.split(":")[0] for line in osv.report(text, ADVISORIES) if "no match" not in line]
+    assert found == ["requests 2.4.0", "pyjwt 2.3.0"]
 
 
 def test_the_projects_own_lock_parses_and_matches_neither_advisory():
     pinned = osv.pins((ROOT / "requirements.txt").read_text())
-    assert len(pinned) > 100 and Version(pinned["pyjwt"]) >= Version("2.4.0")
+    assert len(pinned) > 100 and all(
+        Version(v) >= Version("2.4.0") for n, v in pinned if n == "pyjwt"
+    )
     # the page says the project's locks carry no hashes yet: change it when they do
     assert "--hash" not in (ROOT / "requirements.txt").read_text()
     assert [line for line in osv.report((ROOT / "requirements.txt").read_text(), ADVISORIES)

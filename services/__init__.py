@@ -67,7 +67,8 @@ def _kill_what_this_process_started() -> None:
 
 # one module per service, in this package
 MODULES = (
-    "postgresql", "redis", "nginx", "apache", "haproxy", "tinyproxy", "rabbitmq", "nats", "node"
+    "postgresql", "redis", "nginx", "apache", "haproxy", "tinyproxy", "rabbitmq", "nats", "node",
+    "nftables",
 )  # fmt: skip
 SBIN = "/usr/sbin:/usr/local/sbin:/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin"
 

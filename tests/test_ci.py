@@ -68,6 +68,19 @@ def test_ci_runs_the_readme_test_command_with_every_service_required():
     assert any(s.get("run") == "bash .ci/run" for s in workflow["jobs"]["test"]["steps"])
 
 
+def test_the_ci_container_can_make_network_namespaces_and_set_their_sysctls():
+    """The firewall page creates network namespaces (SYS_ADMIN), writes nftables rules in
+    them (NET_ADMIN) and sets net.ipv4.icmp_ratelimit in one, which needs /proc/sys
+    writable: Docker mounts it read-only unless systempaths=unconfined, and Ubuntu's
+    docker-default AppArmor profile denies writes there. services/nftables.py probes all
+    of it, so a container without these would fail every firewall test under
+    REQUIRE_SERVICES=1."""
+    options = load("ci.yml")["jobs"]["test"]["container"]["options"].split()
+    for needed in ("NET_ADMIN", "SYS_ADMIN", "systempaths=unconfined", "apparmor=unconfined"):
+        assert needed in options, (needed, options)
+    assert "--privileged" not in options
+
+
 def test_every_lock_pins_every_package_and_dependabot_can_read_it():
     """`make` installs from requirements*.txt: requirements.txt (everything, `make test`)
     and the smaller locks for readers and learners (`make serve`, `run`, `lab`,

@@ -40,6 +40,7 @@ ONE_PER_SERVICE = {
     "rabbitmq": "messaging/reqresp_consumer_down",
     "nats": "messaging/queues_log_replay",
     "node": "formats/json_pitfalls",
+    "nftables": "security/firewall_netns",  # root on Linux only: skips elsewhere
 }
 
 

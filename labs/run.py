@@ -99,6 +99,14 @@ class StageReporter:
     collect_errors: list[str] = field(default_factory=list)
     current_stage: int = 0
 
+    def pytest_configure(self, config: pytest.Config) -> None:
+        if not self.verbose:
+            # pytest's full report of a failure (the source of every frame) is shown only
+            # with --verbose; building it parses each file in the traceback (~0.1-0.3 s of
+            # CPU per failed check). The one-line form is enough for failure_text()'s
+            # fallback, and the learner sees the same output.
+            config.option.tbstyle = "line"
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collect_errors.append(report.longreprtext)

@@ -5,12 +5,13 @@ untouched starter — so the stages test something, and the starter leaves work 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,67 @@ ROOT = Path(__file__).resolve().parents[2]
 LABS = sorted(p.parent for p in (ROOT / "labs").glob("*/stages.py"))
 
 
-def run_lab(lab: Path, file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "labs/run.py", lab.name, "--file", str(file), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+RUN_TIMEOUT = 90  # seconds for one whole run of a lab's stages (the slowest takes ~15)
+
+
+class LabRunner:
+    """`python labs/run.py <lab> --file <file> …`, run by tests/labs/lab_forkserver.py: a
+    process that has imported Python's and pytest's modules once and forks a fresh copy of
+    itself per run, which calls the runner's main() as `python labs/run.py` does. The
+    same code, output and exit status, without ~1.4 s of CPU per run to start Python and
+    pytest (about 80 runs here). test_the_make_lab_command_prints_what_the_fork_runner_prints
+    runs the command itself and compares."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("lab_forkserver.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.runs = 0
+
+    def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        assert self.proc.stdin and self.proc.stdout
+        self.runs += 1
+        out, err = (self.scratch / f"run{self.runs}.{name}" for name in ("out", "err"))
+        request = {"argv": argv, "cwd": str(ROOT), "timeout": RUN_TIMEOUT}
+        request |= {"stdout": str(out), "stderr": str(err)}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, f"tests/labs/lab_forkserver.py exited ({self.proc.wait()})"
+        args = [sys.executable, "labs/run.py", *argv]
+        stdout, stderr = (p.read_text(encoding="utf-8") for p in (out, err))
+        if json.loads(reply).get("timeout"):
+            raise subprocess.TimeoutExpired(args, RUN_TIMEOUT, stdout, stderr)
+        return subprocess.CompletedProcess(args, json.loads(reply)["returncode"], stdout, stderr)
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()  # the server exits when its input ends
+        try:
+            self.proc.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def lab_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRunner]:
+    runner = LabRunner(tmp_path_factory.mktemp("lab-runs"))
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def run_lab(lab_runner: LabRunner) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(lab: Path, file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return lab_runner([lab.name, "--file", str(file), *args])
+
+    return run
 
 
 def stage_count(lab: Path) -> int:
@@ -73,7 +127,7 @@ def test_lab_has_starter_solution_stages_and_a_page(lab: Path):
 
 
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
-def test_solution_passes_every_stage(lab: Path):
+def test_solution_passes_every_stage(run_lab, lab: Path):
     run = run_lab(lab, lab / "solution.py")
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"All {stage_count(lab)} stages passed." in run.stdout, run.stdout
@@ -81,15 +135,34 @@ def test_solution_passes_every_stage(lab: Path):
 
 
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
-def test_untouched_starter_fails_stage_1(lab: Path):
+def test_untouched_starter_fails_stage_1(run_lab, lab: Path):
     run = run_lab(lab, lab / "starter.py")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 1 of" in run.stdout and "FAIL" in run.stdout, run.stdout
     assert "Stage 2/" not in run.stdout, "later stages must not run after a failed stage"
 
 
+def test_the_make_lab_command_prints_what_the_fork_runner_prints(run_lab):
+    """`make lab` runs `python labs/run.py` in a process of its own; the other tests run
+    the same main() in a forked copy of a process that imported pytest once. Same seed,
+    same output and exit status."""
+    lab = ROOT / "labs" / "partitioned-log"  # the quickest lab: its stages need no server
+    forked = run_lab(lab, lab / "starter.py", "--seed", "7")
+    command = subprocess.run(
+        [sys.executable, "labs/run.py", lab.name, "--file", str(lab / "starter.py")]
+        + ["--seed", "7"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert command.returncode == forked.returncode == 1, command.stdout + command.stderr
+    assert command.stdout == forked.stdout
+    assert "Stage 1 of 5 failed (0 passed)" in command.stdout, command.stdout
+
+
 def test_http_server_stages_catch_a_server_that_serves_one_connection_at_a_time(
-    tmp_path: Path, request: pytest.FixtureRequest
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest
 ):
     """Also the sample run on the lab page: recorded from this run, checked on every run."""
     lab = ROOT / "labs" / "http-server"
@@ -142,7 +215,7 @@ def variant(tmp_path: Path, name: str, source: str, old: str, new: str) -> Path:
 
 
 def test_slowloris_stages_stop_the_naive_server_at_stage_2(
-    tmp_path: Path, request: pytest.FixtureRequest
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest
 ):
     """The sample run on the lab page: the starter with only stage 1 done, recorded from
     this run and checked on every run."""
@@ -166,7 +239,7 @@ def test_slowloris_stages_stop_the_naive_server_at_stage_2(
     check_sample_run(request, SLOWLORIS, "naive-server", shown, rerun="naive_server")
 
 
-def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path: Path):
+def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(run_lab, tmp_path: Path):
     """Break it: a timeout that restarts on every read (what settimeout() per recv() is)
     still closes the silent client, never the trickling one."""
     idle_timeout = variant(
@@ -184,7 +257,7 @@ def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path:
     assert "FAIL  a client sending one header byte every 0.1 s" in run.stdout, run.stdout
 
 
-def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(tmp_path: Path):
+def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(run_lab, tmp_path: Path):
     """Break it: MAX_CONNECTIONS = 40 against 50 slowloris connections refuses good clients."""
     forty = variant(
         tmp_path,
@@ -199,7 +272,9 @@ def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(tmp_path:
     assert re.search(r"FAIL  50 slowloris .*\n.*good clients got \{.*503", run.stdout), run.stdout
 
 
-def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(tmp_path: Path):
+def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(
+    run_lab, tmp_path: Path
+):
     """Break it: lingering in the worker (read until the client closes, LINGER at most) lets
     100 clients that never close queue up behind four workers."""
     lingering = variant(
@@ -218,7 +293,7 @@ def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(tmp
     assert re.search(r"FAIL  100 clients .*\n.*had no response", run.stdout), run.stdout
 
 
-def test_http_server_a_body_sent_after_head_fails_stage_7(tmp_path: Path):
+def test_http_server_a_body_sent_after_head_fails_stage_7(run_lab, tmp_path: Path):
     """Break it (docs/protocols/lab-http-server.md): a HEAD response with a body breaks the
     next response on the connection."""
     lab = ROOT / "labs" / "http-server"
@@ -235,7 +310,7 @@ def test_http_server_a_body_sent_after_head_fails_stage_7(tmp_path: Path):
     assert "FAIL  HEAD gets GET's status and headers and no body" in run.stdout, run.stdout
 
 
-def test_http_server_stage_6_requires_the_close_after_te_and_cl(tmp_path: Path):
+def test_http_server_stage_6_requires_the_close_after_te_and_cl(run_lab, tmp_path: Path):
     """RFC 9112 §6.1: a server MAY reject Transfer-Encoding with Content-Length (400 is
     this lab's choice) and MUST close the connection after responding. A server that
     answers 400 but keeps the connection open for 3 s fails stage 6."""
@@ -255,7 +330,7 @@ def test_http_server_stage_6_requires_the_close_after_te_and_cl(tmp_path: Path):
     assert "MUST close the connection (RFC 9112 §6.1)" in run.stdout, run.stdout
 
 
-def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(tmp_path: Path):
+def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(run_lab, tmp_path: Path):
     """Break it (lab-http-server.md): check the head's size only once \\r\\n\\r\\n is found,
     and the head that never ends is buffered until the timeout instead of getting 431."""
     lab = ROOT / "labs" / "http-server"
@@ -274,7 +349,7 @@ def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(tmp_pa
     assert run.stdout.count("FAIL  ") == 1, run.stdout
 
 
-def test_http_server_clearing_the_buffer_fails_only_pipelining(tmp_path: Path):
+def test_http_server_clearing_the_buffer_fails_only_pipelining(run_lab, tmp_path: Path):
     """Break it (lab-http-server.md): discard what follows a request's body, and the
     pipelined requests are lost; every other check up to stage 4 sends one at a time."""
     lab = ROOT / "labs" / "http-server"
@@ -354,7 +429,7 @@ PARTITIONED_LOG_WRONG = [
     ids=[w[1] for w in PARTITIONED_LOG_WRONG],
 )
 def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
-    tmp_path: Path, stage, why, right, wrong
+    run_lab, tmp_path: Path, stage, why, right, wrong
 ):
     """Each stage fails a solution that gets exactly that stage's idea wrong (and passes
     every stage before it: the mistake is caught where the page teaches it)."""
@@ -444,7 +519,7 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
 
 @pytest.mark.parametrize("name", WRONG_PROXIES)
 def test_reverse_proxy_stages_catch_a_plausible_wrong_proxy(
-    name: str, tmp_path: Path, request: pytest.FixtureRequest
+    run_lab, name: str, tmp_path: Path, request: pytest.FixtureRequest
 ):
     old, new, stage = WRONG_PROXIES[name]
     source = (REVERSE_PROXY / "solution.py").read_text(encoding="utf-8")
@@ -467,7 +542,9 @@ def varint_variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
     return variant(tmp_path, name, (VARINT / "solution.py").read_text(encoding="utf-8"), old, new)
 
 
-def test_varint_codec_a_single_recv_fails_stage_3(tmp_path: Path, request: pytest.FixtureRequest):
+def test_varint_codec_a_single_recv_fails_stage_3(
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest
+):
     """The sample run on the lab page: read_frame returning sock.recv(length)."""
     single = varint_variant(
         tmp_path,
@@ -486,7 +563,7 @@ def test_varint_codec_a_single_recv_fails_stage_3(tmp_path: Path, request: pytes
     check_sample_run(request, VARINT, "single-recv", shown, rerun="single_recv")
 
 
-def test_varint_codec_no_continuation_bit_fails_stage_1(tmp_path: Path):
+def test_varint_codec_no_continuation_bit_fails_stage_1(run_lab, tmp_path: Path):
     broken = varint_variant(
         tmp_path, "no_continuation", "out.append(n & 0x7F | 0x80)", "out.append(n & 0x7F)"
     )
@@ -496,7 +573,7 @@ def test_varint_codec_no_continuation_bit_fails_stage_1(tmp_path: Path):
     assert "encode_varint(128): expected 80 01, got 00 01" in run.stdout, run.stdout
 
 
-def test_varint_codec_a_32_bit_zigzag_fails_stage_2(tmp_path: Path):
+def test_varint_codec_a_32_bit_zigzag_fails_stage_2(run_lab, tmp_path: Path):
     broken = varint_variant(
         tmp_path, "zigzag32", "return (n << 1) ^ (n >> 63)", "return (n << 1) ^ (n >> 31)"
     )
@@ -505,7 +582,9 @@ def test_varint_codec_a_32_bit_zigzag_fails_stage_2(tmp_path: Path):
     assert "Stage 2 of 5 failed (1 passed)" in run.stdout, run.stdout
 
 
-def test_varint_codec_a_limit_checked_after_the_payload_hangs_and_fails_stage_5(tmp_path: Path):
+def test_varint_codec_a_limit_checked_after_the_payload_hangs_and_fails_stage_5(
+    run_lab, tmp_path: Path
+):
     """Break it: check max_size only after reading the payload — the 100 MB prefix hangs."""
     late = varint_variant(
         tmp_path,
@@ -538,7 +617,9 @@ LIMIT_CHECK = "    if length > max_size:\n"
     ],
     ids=["ignores_max_size", "off_by_one"],
 )
-def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(tmp_path: Path, name, new):
+def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(
+    run_lab, tmp_path: Path, name, new
+):
     wrong = varint_variant(tmp_path, name, LIMIT_CHECK, new)
     run = run_lab(VARINT, wrong)
     assert run.returncode == 1, run.stdout + run.stderr
@@ -579,7 +660,7 @@ WRONG_FIELD_CODECS = {
 
 @pytest.mark.parametrize("name", WRONG_FIELD_CODECS)
 def test_varint_codec_a_wrong_field_codec_passes_stages_1_to_3_and_fails_stage_4(
-    tmp_path: Path, name: str
+    run_lab, tmp_path: Path, name: str
 ):
     old, new, failing = WRONG_FIELD_CODECS[name]
     wrong = varint_variant(tmp_path, name, old, new)
@@ -652,7 +733,7 @@ MTLS_WRONG = [
     ("stage", "why", "right", "wrong"), MTLS_WRONG, ids=[w[1] for w in MTLS_WRONG]
 )
 def test_mtls_stages_each_catch_a_plausible_wrong_service(
-    tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
 ):
     """Each stage fails a service that gets exactly that stage's idea wrong (and passes
     every stage before it). Verification stays on in all of them except the client that

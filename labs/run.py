@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="your program (default: the lab's starter.py)")
     parser.add_argument("--seed", type=int, help="replay the randomised inputs of a run")
     parser.add_argument("--verbose", action="store_true", help="pytest's full failure report")
+    parser.add_argument(
+        "--exitfirst",
+        action="store_true",
+        help="stop at the first failed check, not at the end of its stage (the lab's own"
+        " tests use it when only the stage that fails matters)",
+    )
     args = parser.parse_args(argv)
 
     labs = all_labs()
@@ -191,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "-p", "pytest_timeout", "-p", "no:terminal", "-s",
             str(lab_dir / "stages.py"),
             f"--lab-file={file.resolve()}", f"--lab-seed={seed}",
+            *(["--exitfirst"] if args.exitfirst else []),
         ],
         plugins=[reporter],
     )  # fmt: skip

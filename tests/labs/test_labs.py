@@ -78,6 +78,10 @@ def lab_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRunner]:
     runner.close()
 
 
+# A test of a wrong solution passes --exitfirst when what it checks is the stage that fails
+# (and that every stage before it passes): the run stops at the first failed check instead of
+# running the rest of that stage. Sample runs shown on a page, and tests that count the
+# failures of a stage, run the whole stage as a learner's `make lab` does.
 @pytest.fixture
 def run_lab(lab_runner: LabRunner) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(lab: Path, file: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -250,7 +254,7 @@ def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(run_lab, 
         "        buffer = self.reading[sock][0]\n"
         "        self.reading[sock] = (buffer, time.monotonic() + TIMEOUT)\n",
     )
-    run = run_lab(SLOWLORIS, idle_timeout)
+    run = run_lab(SLOWLORIS, idle_timeout, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 3 of 5 failed (2 passed)" in run.stdout, run.stdout
     assert "PASS  a connection that sends nothing is closed" in run.stdout, run.stdout
@@ -266,7 +270,7 @@ def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(run_lab, 
         "MAX_CONNECTIONS = 64 ",
         "MAX_CONNECTIONS = 40 ",
     )
-    run = run_lab(SLOWLORIS, forty)
+    run = run_lab(SLOWLORIS, forty, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert re.search(r"FAIL  50 slowloris .*\n.*good clients got \{.*503", run.stdout), run.stdout
@@ -287,7 +291,7 @@ def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(
         "            while sock.recv(4096):\n"
         "                pass\n",
     )
-    run = run_lab(SLOWLORIS, lingering)
+    run = run_lab(SLOWLORIS, lingering, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert re.search(r"FAIL  100 clients .*\n.*had no response", run.stdout), run.stdout
@@ -304,7 +308,7 @@ def test_http_server_a_body_sent_after_head_fails_stage_7(run_lab, tmp_path: Pat
         '(b"" if head else body)',
         "body",
     )
-    run = run_lab(lab, with_body)
+    run = run_lab(lab, with_body, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 7 of 7 failed (6 passed)" in run.stdout, run.stdout
     assert "FAIL  HEAD gets GET's status and headers and no body" in run.stdout, run.stdout
@@ -324,7 +328,7 @@ def test_http_server_stage_6_requires_the_close_after_te_and_cl(run_lab, tmp_pat
         "                    time.sleep(3)\n"
         "                lingering_close(sock)\n",
     )
-    run = run_lab(lab, lingers)
+    run = run_lab(lab, lingers, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 6 of 7 failed (5 passed)" in run.stdout, run.stdout
     assert "MUST close the connection (RFC 9112 §6.1)" in run.stdout, run.stdout
@@ -438,7 +442,7 @@ def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
     assert solution.count(right) == 1, right
     broken = tmp_path / "wrong_solution.py"
     broken.write_text(solution.replace(right, wrong), encoding="utf-8")
-    run = run_lab(lab, broken, "--seed", "1")
+    run = run_lab(lab, broken, "--seed", "1", "--exitfirst")
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     assert f"Stage {stage} of {stage_count(lab)} failed" in run.stdout, f"{why}: {run.stdout}"
 
@@ -524,11 +528,12 @@ def test_reverse_proxy_stages_catch_a_plausible_wrong_proxy(
     old, new, stage = WRONG_PROXIES[name]
     source = (REVERSE_PROXY / "solution.py").read_text(encoding="utf-8")
     wrong = variant(tmp_path, name, source, old, new)
-    run = run_lab(REVERSE_PROXY, wrong, "--seed", "1")
+    sample = name == "no_upstream_pool"  # the sample run on the lab page shows the whole stage
+    run = run_lab(REVERSE_PROXY, wrong, "--seed", "1", *([] if sample else ["--exitfirst"]))
     assert run.returncode == 1, run.stdout + run.stderr
     total = stage_count(REVERSE_PROXY)
     assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, run.stdout
-    if name == "no_upstream_pool":  # the sample run on the lab page
+    if sample:
         shown = run.stdout.replace(str(wrong), "my_proxy.py")
         check_sample_run(request, REVERSE_PROXY, "no-pool", shown, rerun="no_upstream_pool")
 
@@ -567,7 +572,7 @@ def test_varint_codec_no_continuation_bit_fails_stage_1(run_lab, tmp_path: Path)
     broken = varint_variant(
         tmp_path, "no_continuation", "out.append(n & 0x7F | 0x80)", "out.append(n & 0x7F)"
     )
-    run = run_lab(VARINT, broken)
+    run = run_lab(VARINT, broken, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 1 of 5 failed" in run.stdout, run.stdout
     assert "encode_varint(128): expected 80 01, got 00 01" in run.stdout, run.stdout
@@ -577,7 +582,7 @@ def test_varint_codec_a_32_bit_zigzag_fails_stage_2(run_lab, tmp_path: Path):
     broken = varint_variant(
         tmp_path, "zigzag32", "return (n << 1) ^ (n >> 63)", "return (n << 1) ^ (n >> 31)"
     )
-    run = run_lab(VARINT, broken)
+    run = run_lab(VARINT, broken, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 2 of 5 failed (1 passed)" in run.stdout, run.stdout
 
@@ -621,7 +626,7 @@ def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(
     run_lab, tmp_path: Path, name, new
 ):
     wrong = varint_variant(tmp_path, name, LIMIT_CHECK, new)
-    run = run_lab(VARINT, wrong)
+    run = run_lab(VARINT, wrong, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert "FAIL  max_size=1000: a 2,000-byte frame is a CodecError" in run.stdout, run.stdout
@@ -664,7 +669,7 @@ def test_varint_codec_a_wrong_field_codec_passes_stages_1_to_3_and_fails_stage_4
 ):
     old, new, failing = WRONG_FIELD_CODECS[name]
     wrong = varint_variant(tmp_path, name, old, new)
-    run = run_lab(VARINT, wrong, "--seed", "1")
+    run = run_lab(VARINT, wrong, "--seed", "1", "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 4 of 5 failed (3 passed)" in run.stdout, run.stdout
     assert failing in run.stdout, run.stdout
@@ -745,13 +750,14 @@ def test_mtls_stages_each_catch_a_plausible_wrong_service(
         source = source.replace(old, new)
     broken = tmp_path / "my_service.py"
     broken.write_text(source, encoding="utf-8")
-    run = run_lab(MTLS, broken, "--seed", "1")
+    sample = "CERT_OPTIONAL" in why  # the sample run on the lab page shows the whole stage
+    run = run_lab(MTLS, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     total = stage_count(MTLS)
     assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
         f"{why}: {run.stdout}"
     )
-    if "CERT_OPTIONAL" in why:  # the sample run on the lab page
+    if sample:
         shown = run.stdout.replace(str(broken), "my_service.py")
         check_sample_run(request, MTLS, "cert-optional", shown, rerun="CERT_OPTIONAL")
 

@@ -669,7 +669,8 @@ def test_varint_codec_a_wrong_field_codec_passes_stages_1_to_3_and_fails_stage_4
 ):
     old, new, failing = WRONG_FIELD_CODECS[name]
     wrong = varint_variant(tmp_path, name, old, new)
-    run = run_lab(VARINT, wrong, "--seed", "1", "--exitfirst")
+    # The whole stage: the check named in `failing` is not always the stage's first failure.
+    run = run_lab(VARINT, wrong, "--seed", "1")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 4 of 5 failed (3 passed)" in run.stdout, run.stdout
     assert failing in run.stdout, run.stdout

@@ -5,12 +5,13 @@ untouched starter — so the stages test something, and the starter leaves work 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,71 @@ ROOT = Path(__file__).resolve().parents[2]
 LABS = sorted(p.parent for p in (ROOT / "labs").glob("*/stages.py"))
 
 
-def run_lab(lab: Path, file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "labs/run.py", lab.name, "--file", str(file), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+RUN_TIMEOUT = 90  # seconds for one whole run of a lab's stages (the slowest takes ~15)
+
+
+class LabRunner:
+    """`python labs/run.py <lab> --file <file> …`, run by tests/labs/lab_forkserver.py: a
+    process that has imported Python's and pytest's modules once and forks a fresh copy of
+    itself per run, which calls the runner's main() as `python labs/run.py` does. The
+    same code, output and exit status, without ~1.4 s of CPU per run to start Python and
+    pytest (about 80 runs here). test_the_make_lab_command_prints_what_the_fork_runner_prints
+    runs the command itself and compares."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("lab_forkserver.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.runs = 0
+
+    def __call__(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        assert self.proc.stdin and self.proc.stdout
+        self.runs += 1
+        out, err = (self.scratch / f"run{self.runs}.{name}" for name in ("out", "err"))
+        request = {"argv": argv, "cwd": str(ROOT), "timeout": RUN_TIMEOUT}
+        request |= {"stdout": str(out), "stderr": str(err)}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, f"tests/labs/lab_forkserver.py exited ({self.proc.wait()})"
+        args = [sys.executable, "labs/run.py", *argv]
+        stdout, stderr = (p.read_text(encoding="utf-8") for p in (out, err))
+        if json.loads(reply).get("timeout"):
+            raise subprocess.TimeoutExpired(args, RUN_TIMEOUT, stdout, stderr)
+        return subprocess.CompletedProcess(args, json.loads(reply)["returncode"], stdout, stderr)
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()  # the server exits when its input ends
+        try:
+            self.proc.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def lab_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRunner]:
+    runner = LabRunner(tmp_path_factory.mktemp("lab-runs"))
+    yield runner
+    runner.close()
+
+
+# A test of a wrong solution passes --exitfirst when what it checks is the stage that fails
+# (and that every stage before it passes): the run stops at the first failed check instead of
+# running the rest of that stage. Sample runs shown on a page, and tests that count the
+# failures of a stage, run the whole stage as a learner's `make lab` does.
+@pytest.fixture
+def run_lab(lab_runner: LabRunner) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(lab: Path, file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return lab_runner([lab.name, "--file", str(file), *args])
+
+    return run
 
 
 def stage_count(lab: Path) -> int:
@@ -73,7 +131,7 @@ def test_lab_has_starter_solution_stages_and_a_page(lab: Path):
 
 
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
-def test_solution_passes_every_stage(lab: Path):
+def test_solution_passes_every_stage(run_lab, lab: Path):
     run = run_lab(lab, lab / "solution.py")
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"All {stage_count(lab)} stages passed." in run.stdout, run.stdout
@@ -81,15 +139,34 @@ def test_solution_passes_every_stage(lab: Path):
 
 
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
-def test_untouched_starter_fails_stage_1(lab: Path):
+def test_untouched_starter_fails_stage_1(run_lab, lab: Path):
     run = run_lab(lab, lab / "starter.py")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 1 of" in run.stdout and "FAIL" in run.stdout, run.stdout
     assert "Stage 2/" not in run.stdout, "later stages must not run after a failed stage"
 
 
+def test_the_make_lab_command_prints_what_the_fork_runner_prints(run_lab):
+    """`make lab` runs `python labs/run.py` in a process of its own; the other tests run
+    the same main() in a forked copy of a process that imported pytest once. Same seed,
+    same output and exit status."""
+    lab = ROOT / "labs" / "partitioned-log"  # the quickest lab: its stages need no server
+    forked = run_lab(lab, lab / "starter.py", "--seed", "7")
+    command = subprocess.run(
+        [sys.executable, "labs/run.py", lab.name, "--file", str(lab / "starter.py")]
+        + ["--seed", "7"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    assert command.returncode == forked.returncode == 1, command.stdout + command.stderr
+    assert command.stdout == forked.stdout
+    assert "Stage 1 of 5 failed (0 passed)" in command.stdout, command.stdout
+
+
 def test_http_server_stages_catch_a_server_that_serves_one_connection_at_a_time(
-    tmp_path: Path, request: pytest.FixtureRequest
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest
 ):
     """Also the sample run on the lab page: recorded from this run, checked on every run."""
     lab = ROOT / "labs" / "http-server"
@@ -142,7 +219,7 @@ def variant(tmp_path: Path, name: str, source: str, old: str, new: str) -> Path:
 
 
 def test_slowloris_stages_stop_the_naive_server_at_stage_2(
-    tmp_path: Path, request: pytest.FixtureRequest
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest
 ):
     """The sample run on the lab page: the starter with only stage 1 done, recorded from
     this run and checked on every run."""
@@ -166,7 +243,7 @@ def test_slowloris_stages_stop_the_naive_server_at_stage_2(
     check_sample_run(request, SLOWLORIS, "naive-server", shown, rerun="naive_server")
 
 
-def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path: Path):
+def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(run_lab, tmp_path: Path):
     """Break it: a timeout that restarts on every read (what settimeout() per recv() is)
     still closes the silent client, never the trickling one."""
     idle_timeout = variant(
@@ -177,14 +254,14 @@ def test_slowloris_an_idle_timeout_instead_of_a_deadline_fails_stage_3(tmp_path:
         "        buffer = self.reading[sock][0]\n"
         "        self.reading[sock] = (buffer, time.monotonic() + TIMEOUT)\n",
     )
-    run = run_lab(SLOWLORIS, idle_timeout)
+    run = run_lab(SLOWLORIS, idle_timeout, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 3 of 5 failed (2 passed)" in run.stdout, run.stdout
     assert "PASS  a connection that sends nothing is closed" in run.stdout, run.stdout
     assert "FAIL  a client sending one header byte every 0.1 s" in run.stdout, run.stdout
 
 
-def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(tmp_path: Path):
+def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(run_lab, tmp_path: Path):
     """Break it: MAX_CONNECTIONS = 40 against 50 slowloris connections refuses good clients."""
     forty = variant(
         tmp_path,
@@ -193,13 +270,15 @@ def test_slowloris_a_bound_below_the_attackers_fails_stage_5_with_503s(tmp_path:
         "MAX_CONNECTIONS = 64 ",
         "MAX_CONNECTIONS = 40 ",
     )
-    run = run_lab(SLOWLORIS, forty)
+    run = run_lab(SLOWLORIS, forty, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert re.search(r"FAIL  50 slowloris .*\n.*good clients got \{.*503", run.stdout), run.stdout
 
 
-def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(tmp_path: Path):
+def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(
+    run_lab, tmp_path: Path
+):
     """Break it: lingering in the worker (read until the client closes, LINGER at most) lets
     100 clients that never close queue up behind four workers."""
     lingering = variant(
@@ -212,13 +291,13 @@ def test_slowloris_a_worker_that_waits_for_the_client_to_close_fails_stage_5(tmp
         "            while sock.recv(4096):\n"
         "                pass\n",
     )
-    run = run_lab(SLOWLORIS, lingering)
+    run = run_lab(SLOWLORIS, lingering, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert re.search(r"FAIL  100 clients .*\n.*had no response", run.stdout), run.stdout
 
 
-def test_http_server_a_body_sent_after_head_fails_stage_7(tmp_path: Path):
+def test_http_server_a_body_sent_after_head_fails_stage_7(run_lab, tmp_path: Path):
     """Break it (docs/protocols/lab-http-server.md): a HEAD response with a body breaks the
     next response on the connection."""
     lab = ROOT / "labs" / "http-server"
@@ -229,13 +308,13 @@ def test_http_server_a_body_sent_after_head_fails_stage_7(tmp_path: Path):
         '(b"" if head else body)',
         "body",
     )
-    run = run_lab(lab, with_body)
+    run = run_lab(lab, with_body, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 7 of 7 failed (6 passed)" in run.stdout, run.stdout
     assert "FAIL  HEAD gets GET's status and headers and no body" in run.stdout, run.stdout
 
 
-def test_http_server_stage_6_requires_the_close_after_te_and_cl(tmp_path: Path):
+def test_http_server_stage_6_requires_the_close_after_te_and_cl(run_lab, tmp_path: Path):
     """RFC 9112 §6.1: a server MAY reject Transfer-Encoding with Content-Length (400 is
     this lab's choice) and MUST close the connection after responding. A server that
     answers 400 but keeps the connection open for 3 s fails stage 6."""
@@ -249,13 +328,13 @@ def test_http_server_stage_6_requires_the_close_after_te_and_cl(tmp_path: Path):
         "                    time.sleep(3)\n"
         "                lingering_close(sock)\n",
     )
-    run = run_lab(lab, lingers)
+    run = run_lab(lab, lingers, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 6 of 7 failed (5 passed)" in run.stdout, run.stdout
     assert "MUST close the connection (RFC 9112 §6.1)" in run.stdout, run.stdout
 
 
-def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(tmp_path: Path):
+def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(run_lab, tmp_path: Path):
     """Break it (lab-http-server.md): check the head's size only once \\r\\n\\r\\n is found,
     and the head that never ends is buffered until the timeout instead of getting 431."""
     lab = ROOT / "labs" / "http-server"
@@ -274,7 +353,7 @@ def test_http_server_a_head_size_check_after_the_loop_fails_the_431_check(tmp_pa
     assert run.stdout.count("FAIL  ") == 1, run.stdout
 
 
-def test_http_server_clearing_the_buffer_fails_only_pipelining(tmp_path: Path):
+def test_http_server_clearing_the_buffer_fails_only_pipelining(run_lab, tmp_path: Path):
     """Break it (lab-http-server.md): discard what follows a request's body, and the
     pipelined requests are lost; every other check up to stage 4 sends one at a time."""
     lab = ROOT / "labs" / "http-server"
@@ -354,7 +433,7 @@ PARTITIONED_LOG_WRONG = [
     ids=[w[1] for w in PARTITIONED_LOG_WRONG],
 )
 def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
-    tmp_path: Path, stage, why, right, wrong
+    run_lab, tmp_path: Path, stage, why, right, wrong
 ):
     """Each stage fails a solution that gets exactly that stage's idea wrong (and passes
     every stage before it: the mistake is caught where the page teaches it)."""
@@ -363,7 +442,7 @@ def test_partitioned_log_stages_each_catch_a_plausible_wrong_solution(
     assert solution.count(right) == 1, right
     broken = tmp_path / "wrong_solution.py"
     broken.write_text(solution.replace(right, wrong), encoding="utf-8")
-    run = run_lab(lab, broken, "--seed", "1")
+    run = run_lab(lab, broken, "--seed", "1", "--exitfirst")
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     assert f"Stage {stage} of {stage_count(lab)} failed" in run.stdout, f"{why}: {run.stdout}"
 
@@ -444,16 +523,17 @@ WRONG_PROXIES = {  # name: (the change to the solution, the stage that must catc
 
 @pytest.mark.parametrize("name", WRONG_PROXIES)
 def test_reverse_proxy_stages_catch_a_plausible_wrong_proxy(
-    name: str, tmp_path: Path, request: pytest.FixtureRequest
+    run_lab, name: str, tmp_path: Path, request: pytest.FixtureRequest
 ):
     old, new, stage = WRONG_PROXIES[name]
     source = (REVERSE_PROXY / "solution.py").read_text(encoding="utf-8")
     wrong = variant(tmp_path, name, source, old, new)
-    run = run_lab(REVERSE_PROXY, wrong, "--seed", "1")
+    sample = name == "no_upstream_pool"  # the sample run on the lab page shows the whole stage
+    run = run_lab(REVERSE_PROXY, wrong, "--seed", "1", *([] if sample else ["--exitfirst"]))
     assert run.returncode == 1, run.stdout + run.stderr
     total = stage_count(REVERSE_PROXY)
     assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, run.stdout
-    if name == "no_upstream_pool":  # the sample run on the lab page
+    if sample:
         shown = run.stdout.replace(str(wrong), "my_proxy.py")
         check_sample_run(request, REVERSE_PROXY, "no-pool", shown, rerun="no_upstream_pool")
 
@@ -467,7 +547,9 @@ def varint_variant(tmp_path: Path, name: str, old: str, new: str) -> Path:
     return variant(tmp_path, name, (VARINT / "solution.py").read_text(encoding="utf-8"), old, new)
 
 
-def test_varint_codec_a_single_recv_fails_stage_3(tmp_path: Path, request: pytest.FixtureRequest):
+def test_varint_codec_a_single_recv_fails_stage_3(
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest
+):
     """The sample run on the lab page: read_frame returning sock.recv(length)."""
     single = varint_variant(
         tmp_path,
@@ -486,26 +568,28 @@ def test_varint_codec_a_single_recv_fails_stage_3(tmp_path: Path, request: pytes
     check_sample_run(request, VARINT, "single-recv", shown, rerun="single_recv")
 
 
-def test_varint_codec_no_continuation_bit_fails_stage_1(tmp_path: Path):
+def test_varint_codec_no_continuation_bit_fails_stage_1(run_lab, tmp_path: Path):
     broken = varint_variant(
         tmp_path, "no_continuation", "out.append(n & 0x7F | 0x80)", "out.append(n & 0x7F)"
     )
-    run = run_lab(VARINT, broken)
+    run = run_lab(VARINT, broken, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 1 of 5 failed" in run.stdout, run.stdout
     assert "encode_varint(128): expected 80 01, got 00 01" in run.stdout, run.stdout
 
 
-def test_varint_codec_a_32_bit_zigzag_fails_stage_2(tmp_path: Path):
+def test_varint_codec_a_32_bit_zigzag_fails_stage_2(run_lab, tmp_path: Path):
     broken = varint_variant(
         tmp_path, "zigzag32", "return (n << 1) ^ (n >> 63)", "return (n << 1) ^ (n >> 31)"
     )
-    run = run_lab(VARINT, broken)
+    run = run_lab(VARINT, broken, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 2 of 5 failed (1 passed)" in run.stdout, run.stdout
 
 
-def test_varint_codec_a_limit_checked_after_the_payload_hangs_and_fails_stage_5(tmp_path: Path):
+def test_varint_codec_a_limit_checked_after_the_payload_hangs_and_fails_stage_5(
+    run_lab, tmp_path: Path
+):
     """Break it: check max_size only after reading the payload — the 100 MB prefix hangs."""
     late = varint_variant(
         tmp_path,
@@ -538,9 +622,11 @@ LIMIT_CHECK = "    if length > max_size:\n"
     ],
     ids=["ignores_max_size", "off_by_one"],
 )
-def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(tmp_path: Path, name, new):
+def test_varint_codec_a_limit_that_is_not_max_size_fails_stage_5(
+    run_lab, tmp_path: Path, name, new
+):
     wrong = varint_variant(tmp_path, name, LIMIT_CHECK, new)
-    run = run_lab(VARINT, wrong)
+    run = run_lab(VARINT, wrong, "--exitfirst")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 5 of 5 failed" in run.stdout, run.stdout
     assert "FAIL  max_size=1000: a 2,000-byte frame is a CodecError" in run.stdout, run.stdout
@@ -579,10 +665,11 @@ WRONG_FIELD_CODECS = {
 
 @pytest.mark.parametrize("name", WRONG_FIELD_CODECS)
 def test_varint_codec_a_wrong_field_codec_passes_stages_1_to_3_and_fails_stage_4(
-    tmp_path: Path, name: str
+    run_lab, tmp_path: Path, name: str
 ):
     old, new, failing = WRONG_FIELD_CODECS[name]
     wrong = varint_variant(tmp_path, name, old, new)
+    # The whole stage: the check named in `failing` is not always the stage's first failure.
     run = run_lab(VARINT, wrong, "--seed", "1")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Stage 4 of 5 failed (3 passed)" in run.stdout, run.stdout
@@ -652,7 +739,7 @@ MTLS_WRONG = [
     ("stage", "why", "right", "wrong"), MTLS_WRONG, ids=[w[1] for w in MTLS_WRONG]
 )
 def test_mtls_stages_each_catch_a_plausible_wrong_service(
-    tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
 ):
     """Each stage fails a service that gets exactly that stage's idea wrong (and passes
     every stage before it). Verification stays on in all of them except the client that
@@ -664,13 +751,14 @@ def test_mtls_stages_each_catch_a_plausible_wrong_service(
         source = source.replace(old, new)
     broken = tmp_path / "my_service.py"
     broken.write_text(source, encoding="utf-8")
-    run = run_lab(MTLS, broken, "--seed", "1")
+    sample = "CERT_OPTIONAL" in why  # the sample run on the lab page shows the whole stage
+    run = run_lab(MTLS, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
     total = stage_count(MTLS)
     assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
         f"{why}: {run.stdout}"
     )
-    if "CERT_OPTIONAL" in why:  # the sample run on the lab page
+    if sample:
         shown = run.stdout.replace(str(broken), "my_service.py")
         check_sample_run(request, MTLS, "cert-optional", shown, rerun="CERT_OPTIONAL")
 

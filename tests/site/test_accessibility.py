@@ -11,8 +11,8 @@ visit (test_page_renders_shows_its_diagrams_and_passes_axe, on the cover's pages
 from __future__ import annotations
 
 from tests.site.conftest import Build, SiteStyles, Visit
-from tests.site.cover import ALL_BUT_COLOUR, ONE_OF_EACH_KIND, ONLY_COLOUR, styled_keys
-from tests.site.test_pages import AXE, PAGES
+from tests.site.cover import ALL_BUT_COLOUR, ONE_OF_EACH_KIND, ONLY_COLOUR, SCHEMES, styled_keys
+from tests.site.test_pages import AXE, PAGES, switch_scheme
 
 
 def test_every_page_is_built_and_its_styled_elements_are_in_the_cover(
@@ -55,14 +55,19 @@ def test_the_split_rule_sets_still_catch_what_they_are_for(visit: Visit):
 
 
 def test_one_of_each_kind_still_shows_the_colour_rules_a_faded_code_token(visit: Visit):
-    """After the pruning, a code token whose colour fails contrast is still caught: the
-    kept token of each kind carries the same CSS as the ones replaced by text."""
+    """After the pruning, a code token whose colour fails contrast is still caught, in
+    light and in dark: the kept token of each kind carries the same CSS as the ones
+    replaced by text, and the palette still switches (the first pruning replaced its
+    inputs, and the "dark" checks ran in the light palette)."""
     visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")  # Python
     assert visit.page.locator(".highlight .n").count() > 100
-    visit.page.add_style_tag(content=".highlight .n { color: #d0d0d0 !important; }")
+    # mid grey: too faint on the light code background and on the dark one
+    visit.page.add_style_tag(content=".highlight .n { color: #808080 !important; }")
     pruned = visit.page.evaluate(ONE_OF_EACH_KIND, None)
     assert pruned["removed"] > 100 and pruned["after"] == pruned["before"]
-    faded = AXE.run(visit.page, options=ONLY_COLOUR)
-    targets = [str(node["target"]) for rule in faded.response["violations"]
-               for node in rule["nodes"] if rule["id"] == "color-contrast"]  # fmt: skip
-    assert targets and all(".n" in target for target in targets), targets
+    for scheme, palette in SCHEMES:  # the palette still follows the system after pruning
+        switch_scheme(visit, scheme, palette)
+        faded = AXE.run(visit.page, options=ONLY_COLOUR)
+        targets = [str(node["target"]) for rule in faded.response["violations"]
+                   for node in rule["nodes"] if rule["id"] == "color-contrast"]  # fmt: skip
+        assert targets and all(".n" in target for target in targets), (scheme, targets)

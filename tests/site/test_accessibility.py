@@ -45,7 +45,7 @@ def test_styled_keys_tell_contexts_apart_and_skip_what_is_not_text():
 def test_the_split_rule_sets_still_catch_what_they_are_for(visit: Visit):
     """The colour rules catch grey-on-white text, and the per-page rules catch an image
     without a text alternative while ignoring the colour: each half of axe still bites."""
-    visit.page.goto(visit.base, wait_until="networkidle")
+    visit.page.goto(visit.base, wait_until="load")
     visit.page.add_style_tag(content="article p { color: #d0d0d0 !important; }")
     faded = AXE.run(visit.page, options=ONLY_COLOUR)
     assert "color-contrast" in faded.generate_report()
@@ -59,7 +59,7 @@ def test_one_of_each_kind_still_shows_the_colour_rules_a_faded_code_token(visit:
     light and in dark: the kept token of each kind carries the same CSS as the ones
     replaced by text, and the palette still switches (the first pruning replaced its
     inputs, and the "dark" checks ran in the light palette)."""
-    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")  # Python
+    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="load")  # Python
     assert visit.page.locator(".highlight .n").count() > 100
     # mid grey: too faint on the light code background and on the dark one
     visit.page.add_style_tag(content=".highlight .n { color: #808080 !important; }")

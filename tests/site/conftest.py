@@ -1,8 +1,9 @@
 """The built site, served on loopback, and Chromium driving it.
 
-The site is built once per test run (about 3 s): the first pytest-xdist worker that needs
-it builds it into the run's shared temp dir while holding a lock, and every other worker
-waits for that lock and reuses the result. Each worker serves it and drives its own
+The site is built once per test run (about 10 s of CPU): the first pytest-xdist worker
+that needs it builds it into the run's shared temp dir while holding a lock, and every
+other worker waits for that lock and reuses the result; the colour cover of its pages
+(tests/site/cover.py) is worked out once the same way. Each worker serves it and drives its own
 Chromium, so the browser tests spread over every worker.
 """
 
@@ -18,13 +19,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.services.chromium import CHROMIUM_FLAGS
+from tests.site.cover import SiteStyles, site_styles_of
 from tests.snippet_output import ROOT
 
 # Hang guards, not budgets. The first browser test in each worker waits for the site to
@@ -65,23 +68,47 @@ def build(out: Path) -> Build:
     return Build(out, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
 
 
+def once_per_run(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], dict]) -> dict:
+    """`make(shared dir)`, run by the first xdist worker that asks while it holds a lock;
+    every other worker waits for that lock and reads the saved result (JSON)."""
+    base = factory.getbasetemp()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = base.parent if worker else base  # xdist workers' temp dirs sit in the run's
+    record = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker makes it; the others wait here
+        try:
+            if not record.exists():
+                record.write_text(json.dumps(make(shared)))
+            return json.loads(record.read_text())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Build:
     """The site, built once per test run and shared by every xdist worker."""
-    base = tmp_path_factory.getbasetemp()
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    shared = base.parent if worker else base  # xdist workers' temp dirs sit in the run's
-    record = shared / "site-build.json"
-    with open(shared / "site-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait here
-        try:
-            if not record.exists():
-                done = build(shared / "site")
-                record.write_text(json.dumps({**done.__dict__, "directory": str(done.directory)}))
-            saved = json.loads(record.read_text())
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def make(shared: Path) -> dict:
+        done = build(shared / "site")
+        return {**done.__dict__, "directory": str(done.directory)}
+
+    saved = once_per_run(tmp_path_factory, "site-build", make)
     return Build(Path(saved["directory"]), saved["returncode"], saved["log"], saved["seconds"])
+
+
+@pytest.fixture(scope="session")
+def site_styles(tmp_path_factory: pytest.TempPathFactory, built_site: Build) -> SiteStyles:
+    """Every page's styled-element keys and the colour cover (tests/site/cover.py): the
+    whole site parsed once per test run, not once per worker and module."""
+    assert built_site.returncode == 0, built_site.log
+
+    def make(shared: Path) -> dict:
+        styles = site_styles_of(built_site.directory)
+        return {"cover": styles.cover, "keys": {p: sorted(k) for p, k in styles.keys.items()}}
+
+    saved = once_per_run(tmp_path_factory, "site-styles", make)
+    return SiteStyles(saved["cover"], {page: set(keys) for page, keys in saved["keys"].items()})
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -143,10 +170,12 @@ Element.prototype.attachShadow = function (init) {
 """
 
 
-@pytest.fixture
-def visit(browser, site_url: str) -> Iterator[Visit]:
+@contextmanager
+def open_tab(browser, site_url: str, *init_scripts: str) -> Iterator[Visit]:
+    """A tab in a fresh browser context (light scheme) that records requests and errors."""
     context = browser.new_context(color_scheme="light")
-    context.add_init_script(OPEN_SHADOW_ROOTS)
+    for script in (OPEN_SHADOW_ROOTS, *init_scripts):
+        context.add_init_script(script)
 
     def sitemap_of_this_server(route) -> None:
         """Material's instant navigation swaps in only pages listed in sitemap.xml, whose
@@ -169,3 +198,9 @@ def visit(browser, site_url: str) -> Iterator[Visit]:
         yield tab
     finally:
         context.close()
+
+
+@pytest.fixture
+def visit(browser, site_url: str) -> Iterator[Visit]:
+    with open_tab(browser, site_url) as tab:
+        yield tab

@@ -1,33 +1,31 @@
-"""Every page, one navigation each, every check that depends on its content: it renders
-from the local server only (no request leaves the origin, no console error), every
-diagram image loads in both colour schemes with its alt text (and no page asks for
-Mermaid's script), and axe-core finds no violation of any rule but the colour rules, outside
-its code blocks.
+"""Every page, one visit each, every check that depends on its content: it renders from
+the local server only (no request leaves the origin, no console error), every diagram
+image loads in both colour schemes with its alt text (and no page asks for Mermaid's
+script), and axe-core finds no violation of any rule but the colour rules, outside its
+code blocks. On the pages of the colour cover (tests/site/cover.py), the same visit also
+runs every rule on the code blocks and the colour rules on the whole page, in light and
+dark: those depend only on the theme's CSS for the kinds of element a page uses, and the
+cover uses every kind the site has (test_accessibility.py checks that).
 
-The colour rules (contrast, links told apart from text) depend only on the theme's CSS
-for the element classes a page uses, in each colour scheme; code blocks are markup the
-highlighter generates, the same kinds of element on every page. test_accessibility.py
-runs every rule on code blocks, and the colour rules in light and dark, on a set of
-pages that together use every element class the site uses (complete over those keys by
-construction; its docstring says what the keys cannot see). Running them on every page
-in both schemes was most of the browser suite's time, and checked the same CSS and
-markup again and again.
+The pages share one browser tab per worker (a fresh context per page cost more than the
+checks of a small page), which loads axe-core once per document as an init script
+instead of sending its 560 KB over the wire for every run; each test starts in the light
+scheme with the tab's request and error logs emptied.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from axe_playwright_python.base import AxeResults
 from axe_playwright_python.sync_playwright import Axe
 
-from tests.site.conftest import Visit
+from tests.site.conftest import SiteStyles, Visit, open_tab
+from tests.site.cover import ALL_BUT_COLOUR, ONE_OF_EACH_KIND, ONLY_COLOUR, SCHEMES
 from tests.snippet_output import ROOT
 
 AXE = Axe()
-COLOUR_RULES = ("color-contrast", "link-in-text-block")  # the WCAG AA ones axe runs
-ALL_BUT_COLOUR = {
-    "resultTypes": ["violations"],
-    "rules": {rule: {"enabled": False} for rule in COLOUR_RULES},
-}
 CODE = {"exclude": [["pre"]]}  # code blocks and notebook cells, with their outputs
 FLATTEN_CODE = """() => document.querySelectorAll("pre code")
   .forEach(c => { c.textContent = c.textContent })"""
@@ -64,6 +62,19 @@ def clean(visit: Visit) -> None:
     assert visit.errors == [], "console errors"
 
 
+def run_axe(visit: Visit, context: dict | None, options: dict) -> AxeResults:
+    """axe-core, already in the page (the tab's init script), on `context` (or all)."""
+    return AxeResults(
+        visit.page.evaluate("([c, o]) => axe.run(c || document, o)", [context, options])
+    )
+
+
+def switch_scheme(visit: Visit, scheme: str, palette: str) -> None:
+    """The system's colour scheme; Material's palette follows it on the next event."""
+    visit.page.emulate_media(color_scheme=scheme)
+    visit.page.wait_for_function(f"() => document.body.dataset.mdColorScheme === '{palette}'")
+
+
 def check_diagrams(visit: Visit) -> None:
     """Every diagram: both images load, each has alt text, and the one shown is the one
     for the colour scheme (one per diagram); no page draws diagrams with a script."""
@@ -78,17 +89,36 @@ def check_diagrams(visit: Visit) -> None:
         return
     page.evaluate(LOAD_ALL)
     page.wait_for_function(ALL_LOADED)
-    for scheme, palette in (("light", "default"), ("dark", "slate")):
-        page.emulate_media(color_scheme=scheme)  # the palette follows it, on the next event
-        page.wait_for_function(f"() => document.body.dataset.mdColorScheme === '{palette}'")
+    for scheme, palette in SCHEMES:
+        switch_scheme(visit, scheme, palette)
         shown = page.evaluate(SHOWN)
         assert len(shown) == count // 2, (scheme, shown)
         assert all(src.endswith(f".{scheme}.svg#only-{scheme}") for src in shown), shown
-    page.emulate_media(color_scheme="light")
+    switch_scheme(visit, *SCHEMES[0])
+
+
+@pytest.fixture(scope="module")
+def tab(browser, site_url: str) -> Iterator[Visit]:
+    with open_tab(browser, site_url, AXE.axe_script) as tab:
+        yield tab
+
+
+@pytest.fixture
+def one_tab(tab: Visit) -> Iterator[Visit]:
+    """The shared tab, in the light scheme, with nothing logged yet; left on a blank
+    page after the test, so nothing the last page does is logged for the next."""
+    tab.page.emulate_media(color_scheme="light")
+    tab.requests.clear()
+    tab.errors.clear()
+    yield tab
+    tab.page.goto("about:blank")
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_page_renders_shows_its_diagrams_and_passes_axe_outside_code(visit: Visit, path: str):
+def test_page_renders_shows_its_diagrams_and_passes_axe(
+    one_tab: Visit, site_styles: SiteStyles, path: str
+):
+    visit = one_tab
     # "load", not "networkidle" (which waits 500 ms of quiet on every page): a request the
     # page makes later is still seen by clean() at the end, after axe has run.
     response = visit.page.goto(visit.base + path, wait_until="load")
@@ -98,9 +128,31 @@ def test_page_renders_shows_its_diagrams_and_passes_axe_outside_code(visit: Visi
     check_diagrams(visit)
     # axe builds its tree of the whole document, excluded parts too, and three quarters of
     # a topic page's elements are the highlighter's token spans inside code blocks. Their
-    # text stays; the spans go. Code blocks are excluded here and checked with every rule
-    # in test_accessibility.py. (tcp-udp: 4,090 elements -> 884; axe about 2x faster.)
-    visit.page.evaluate(FLATTEN_CODE)
-    results = AXE.run(visit.page, context=CODE, options=ALL_BUT_COLOUR)
+    # text stays; the spans go (or, on a cover page, all but one span of each kind, for
+    # the checks below). Code blocks are excluded here. (tcp-udp: 4,090 elements -> 884;
+    # axe about 2x faster.)
+    in_cover = path in site_styles.cover
+    if in_cover:
+        pruned = visit.page.evaluate(ONE_OF_EACH_KIND, "pre")
+        assert pruned["after"] == pruned["before"], "a kind of element was lost"
+    else:
+        visit.page.evaluate(FLATTEN_CODE)
+    results = run_axe(visit, CODE, ALL_BUT_COLOUR)
     assert results.violations_count == 0, results.generate_report()
+    if in_cover:
+        check_code_and_colours(visit)
     clean(visit)
+
+
+def check_code_and_colours(visit: Visit) -> None:
+    """Every rule on the code blocks; the colour rules on the whole page in light and
+    dark, seeing one element of each kind (cover.ONE_OF_EACH_KIND)."""
+    pruned = visit.page.evaluate(ONE_OF_EACH_KIND, None)
+    assert pruned["after"] == pruned["before"], "a kind of element was lost"
+    if visit.page.locator("pre").count():  # axe refuses an include that matches nothing
+        code = run_axe(visit, {"include": [["pre"]]}, ALL_BUT_COLOUR)
+        assert code.violations_count == 0, f"code:\n{code.generate_report()}"
+    for scheme, palette in SCHEMES:
+        switch_scheme(visit, scheme, palette)
+        results = run_axe(visit, None, ONLY_COLOUR)
+        assert results.violations_count == 0, f"{scheme}:\n{results.generate_report()}"

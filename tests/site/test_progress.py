@@ -220,7 +220,7 @@ def test_export_import_round_trip_bad_files_and_reset(visit: Visit, browser):
 
 def axe_in_both_schemes(visit: Visit, where: str, context: dict | None = None) -> None:
     """Every axe rule, the colour ones included, in light and dark (the controls are added
-    by script, which test_accessibility.py's cover of the built HTML cannot see)."""
+    by script, which the colour cover of the built HTML, tests/site/cover.py, cannot see)."""
     for scheme, palette in (("light", "default"), ("dark", "slate")):
         visit.page.emulate_media(color_scheme=scheme)
         visit.page.wait_for_function(f"() => document.body.dataset.mdColorScheme === '{palette}'")

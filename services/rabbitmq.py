@@ -7,11 +7,19 @@ Erlang's distribution is what `rabbitmqctl` talks to: a port mapper (epmd, norma
 every interface) and a distribution port. Both are pinned to loopback and to free ports of
 their own, so parallel test workers each get their own epmd and nothing listens outside
 127.0.0.1. The management plugin is off (no HTTP port).
+
+Booting, RabbitMQ looks for its boot steps in every module of every application on its code
+path, and a Debian install puts all ~70 bundled plugins there (1,052 modules, of which the
+broker without plugins uses 439). The broker is therefore started from a small install
+directory of links: its own scripts and only the applications `rabbit` depends on (read from
+their .app files). Same binaries, same broker; start-up 18-25 s -> 7-12 s on a busy 2-core
+machine (3 interleaved runs each), since fewer modules are loaded and searched for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,11 +90,46 @@ def answers(url: str) -> bool:
         return False
 
 
+APP_DEPENDENCIES = re.compile(r"\{(?:included_)?applications,\s*\[([^\]]*)\]")
+
+
+def trimmed_install(binary: Path, into: Path) -> tuple[Path, dict[str, str]]:
+    """The server script and its environment, run from an install directory in `into` that
+    links RabbitMQ's own sbin/ and escript/ and, of its plugins/, only the applications the
+    `rabbit` application needs. Any other layout (Homebrew's wrapper): the binary as it is."""
+    home = binary.resolve().parent.parent
+    plugins, scripts = home / "plugins", home / "sbin"
+    found = {}  # application name -> its directory ("rabbit-3.10.8" -> rabbit)
+    for app_file in plugins.glob("*/ebin/*.app"):
+        if app_file.parent.parent.name.rsplit("-", 1)[0] == app_file.stem:
+            found[app_file.stem] = app_file.parent.parent
+    if "rabbit" not in found or not (scripts / "rabbitmq-env").is_file():
+        return binary, {}
+    needed, todo = set(), ["rabbit"]
+    while todo:
+        app = todo.pop()
+        if app in needed or app not in found:  # kernel, stdlib …: Erlang's own
+            continue
+        needed.add(app)
+        text = (found[app] / "ebin" / f"{app}.app").read_text(encoding="utf-8", errors="replace")
+        for listed in APP_DEPENDENCIES.findall(text):
+            todo += [name.strip() for name in listed.split(",") if name.strip()]
+    install = into / "install"
+    (install / "plugins").mkdir(parents=True)
+    for name in ("sbin", "escript"):
+        if (home / name).exists():
+            (install / name).symlink_to(home / name)
+    for app in needed:
+        (install / "plugins" / found[app].name).symlink_to(found[app])
+    # rabbitmq-env takes RABBITMQ_HOME (whose plugins/ goes on the code path) from here
+    return install / "sbin" / binary.name, {"RABBITMQ_SCRIPTS_DIR": str(install / "sbin")}
+
+
 @contextlib.contextmanager
 def running_rabbitmq() -> Iterator[RabbitMQ]:
-    binary = rabbitmq_binary()
     password = secrets.token_urlsafe(24)
     with temp_dir("rabbitmq-", in_memory=True) as base:
+        binary, install_env = trimmed_install(rabbitmq_binary(), base)
         log = base / "rabbitmq.out"
         for name in ("mnesia", "log", "home"):
             (base / name).mkdir(mode=0o700)
@@ -119,6 +162,7 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
                 "ERL_EPMD_PORT": str(free_port()),
                 "RABBITMQ_DIST_PORT": str(free_port()),
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": LOOPBACK_DIST,
+                **install_env,
             }
             server = RabbitMQ("127.0.0.1", port, "learner", password)
             executor = ServerProcess(

@@ -66,9 +66,35 @@ def test_stop_group_kills_a_child_that_ignores_sigterm_after_the_grace():
 EXITS_ON_EOF = "import sys, {what}; print(__import__('os').getpid(), flush=True); sys.stdin.read()"
 
 
+# A stand-in server: echoes one line, then waits for its stdin to close.
+ECHOES_A_LINE = (
+    "import sys; sys.stdout.write(sys.stdin.readline()); sys.stdout.flush(); sys.stdin.read()"
+)
+
+
 def sleeper(mirakuru_uuid: str) -> subprocess.Popen:
     env = {**os.environ, "mirakuru_uuid": mirakuru_uuid}
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", ECHOES_A_LINE],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,  # nothing held back in a buffer, to be flushed into a closed pipe later
+    )
+
+
+def still_runs(proc: subprocess.Popen) -> bool:
+    """Asked after any kill was sent: does it still run its own code? It echoes a line if
+    so. A process with a SIGKILL pending never runs another instruction of its own, so a
+    killed one can only close the pipe (EOF). A readiness signal either way: no waiting for
+    a kill that may not come."""
+    try:
+        proc.stdin.write(b"alive?\n")
+    except BrokenPipeError:
+        return False
+    # Noise budget: the answer (echo or EOF) comes within milliseconds; 30 s is a hang.
+    assert select.select([proc.stdout], [], [], 30)[0], "neither echoed nor exited in 30 s"
+    return proc.stdout.readline() == b"alive?\n"
 
 
 def survivors_after_exit(what: str) -> tuple[bool, bool]:
@@ -85,12 +111,14 @@ def survivors_after_exit(what: str) -> tuple[bool, bool]:
     try:
         child.stdin.close()
         child.wait(timeout=30)  # its exit hook has sent its signals by now
-        # Noise budget: a SIGKILLed sleeper is gone within milliseconds; 5 s each.
-        return not wait_until_gone(others.pid, 5), not wait_until_gone(ours.pid, 5)
+        return still_runs(others), still_runs(ours)
     finally:
         for proc in (others, ours, child):
             proc.kill()
             proc.wait()
+        for proc in (others, ours):
+            proc.stdin.close()
+            proc.stdout.close()
         child.stdout.close()
 
 

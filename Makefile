@@ -50,11 +50,8 @@ $(LAB_STAMP): requirements-lab.txt | $(BIN)/uv
 $(NOTEBOOK_STAMP): requirements-notebook.txt | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-notebook.txt
 	@touch $@
-# Compiled at install (the whole venv): with PYTHONDONTWRITEBYTECODE set, as in some CI
-# containers, Python never caches bytecode, and every process the tests start (the site
-# build, each snippet) compiled its imports from source: 3 of the build's 11 s of CPU.
 $(STAMP): requirements.txt | $(BIN)/uv
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	@touch $@
 
 serve: $(LEARN_STAMP)  ## serve the site on http://127.0.0.1:8000 with live reload (pages and snippets)

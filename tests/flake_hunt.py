@@ -202,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(10**8)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped like Ctrl-C
+    # Started in the background by a shell (`make flakes &`), a process inherits SIGINT
+    # *ignored*: Python then installs no handler, Ctrl-C/`kill -INT` did nothing, and the
+    # pytest runs (which inherit the disposition) ignored interrupt()'s SIGINT too, so
+    # their servers were never stopped cleanly. A handler here resets it for the children.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not become_subreaper():
         print("(not Linux: leftovers are found by the run's environment mark only)")
     results = []

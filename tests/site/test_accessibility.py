@@ -24,10 +24,10 @@ def test_every_page_is_built_and_its_styled_elements_are_in_the_cover(
     assert all((built_site.directory / p / "index.html").exists() for p in PAGES)
     keys = set().union(*(site_styles.keys[p] for p in site_styles.cover))
     everything = set().union(*site_styles.keys.values())
-    assert keys == everything and len(everything) > 100
+    missing = {p: k - keys for p, k in site_styles.keys.items() if k - keys}
+    assert not missing, f"styled elements no cover page has: {missing}"
+    assert len(everything) > 100
     assert 1 < len(site_styles.cover) < len(PAGES) / 2, site_styles.cover
-    for path, page_keys in site_styles.keys.items():
-        assert page_keys <= keys, (path, page_keys - keys)
     # Code tokens, admonitions, tables and notebook cells are kinds in the cover.
     for kind in ("highlight.language-python>span.k", "div.admonition.", ">table.", "ipynb:"):
         assert any(kind in key for key in keys), kind

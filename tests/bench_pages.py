@@ -46,6 +46,7 @@ PAGES = {
     "topic proxies": "proxies/l4-vs-l7/",
     "topic messaging": "messaging/queues-pubsub-logs/",
     "topic formats": "formats/encodings/",
+    "topic security": "security/tls-verification/",
     "notebook": "protocols/nagle-lab/",
     "lab": "protocols/lab-http-server/",
 }

@@ -27,7 +27,8 @@ def test_every_page_is_built_and_its_styled_elements_are_in_the_cover(
     missing = {p: k - keys for p, k in site_styles.keys.items() if k - keys}
     assert not missing, f"styled elements no cover page has: {missing}"
     assert len(everything) > 100
-    assert 1 < len(site_styles.cover) < len(PAGES) / 2, site_styles.cover
+    cover = len(site_styles.cover)
+    assert cover > 1 and cover < len(PAGES) / 2, site_styles.cover
     # Code tokens, admonitions, tables and notebook cells are kinds in the cover.
     for kind in ("highlight.language-python>span.k", "div.admonition.", ">table.", "ipynb:"):
         assert any(kind in key for key in keys), kind

@@ -173,8 +173,9 @@ def downsample(conn: psycopg.Connection, limit: int = 4) -> list[tuple[str, int,
 def retention(conn: psycopg.Connection, days: int = 5) -> dict[str, tuple[int, int, float, int]]:
     """Forget the oldest `days`, one day at a time like a nightly job: DELETE a day's rows
     vs DROP a day's partition, interleaved so both see the same machine load. Returns,
-    per method: (rows left, bytes on disk afterwards, median seconds per day, median WAL
-    bytes per day — the work the server logged, which no machine load changes)."""
+    per method: (rows left, bytes on disk afterwards, the fastest day's seconds — each day
+    is the same work, so the fastest is the one a busy machine disturbed least — and the
+    median WAL bytes per day: the work the server logged, which no machine load changes)."""
     seconds: dict[str, list[float]] = {"DELETE": [], "DROP PARTITION": []}
     wal: dict[str, list[int]] = {"DELETE": [], "DROP PARTITION": []}
     for day in range(days):
@@ -203,7 +204,7 @@ def retention(conn: psycopg.Connection, days: int = 5) -> dict[str, tuple[int, i
         method: (
             one(conn, rows),
             one(conn, size),
-            statistics.median(seconds[method]),
+            min(seconds[method]),
             int(statistics.median(wal[method])),
         )
         for method, (rows, size) in left.items()
@@ -253,7 +254,7 @@ def main() -> None:
         for method, (left, size, seconds, wal) in results.items():
             print(
                 f"  {method:15} {left} rows left, ~{size // 1024} kB on disk,"
-                f" median {seconds * 1000:.2f} ms and ~{wal // 1024} kB of WAL per day"
+                f" fastest day {seconds * 1000:.2f} ms, ~{wal // 1024} kB of WAL per day"
             )
         delete, drop = results["DELETE"], results["DROP PARTITION"]
         print(

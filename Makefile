@@ -15,6 +15,10 @@ TOPIC  := $(if $(T),--topic $(T))
 CLOCK  = $(BIN)/python -c 'import sys, time; print(time.time() - float(sys.argv[1]))'
 # The exclusive tests' files: the exclusive phase collects only those.
 EXCLUSIVE = $(shell grep -rl --include='test_*.py' 'mark.exclusive' tests)
+# What pytest collects: everything, or with T= only the files that can hold tests about
+# that page (tests/topic.py), since collecting the whole suite costs each worker seconds.
+PATHS = $(if $(T),$(shell $(BIN)/python -m tests.topic $(T)),tests docs)
+EXCLUSIVE_PATHS = $(if $(T),$(filter $(EXCLUSIVE),$(PATHS)),$(EXCLUSIVE))
 # Tests and snippets find the venv's tools (python, mkdocs) first.
 export PATH := $(abspath $(BIN)):$(PATH)
 # The locks, and a stamp per lock once installed.
@@ -61,10 +65,11 @@ build: $(LEARN_STAMP)  ## build the site into site/ (strict: any warning fails)
 	$(BIN)/mkdocs build --strict
 
 test: $(STAMP)  ## everything CI runs (make test T=protocols/tcp-udp: only what is about one page)
+	@test -z "$(T)" -o -n "$(strip $(PATHS))" || exit 2  # T= names no page (said above)
 	@start=$$($(CLOCK) 0); $(MAKE) --no-print-directory lint || exit 1; \
 	export LINT_SECONDS=$$($(CLOCK) $$start); \
-	set -x; $(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks tests docs -m "not exclusive" $(TOPIC) $(ARGS)
-	$(BIN)/python -m pytest -p no:randomly -p no:xdist $(EXCLUSIVE) -m exclusive $(TOPIC) $(ARGS) || test $$? -eq 5  # 5: T or ARGS selected none
+	set -x; $(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks $(PATHS) -m "not exclusive" $(TOPIC) $(ARGS)
+	$(if $(EXCLUSIVE_PATHS),$(BIN)/python -m pytest -p no:randomly -p no:xdist $(EXCLUSIVE_PATHS) -m exclusive $(TOPIC) $(ARGS) || test $$? -eq 5  # 5: T or ARGS selected none,@echo "no exclusive test about $(T)")
 
 flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order, some runs with 2x workers: make flakes N=10
 	$(BIN)/python -m tests.flake_hunt --runs $(or $(N),10) $(if $(ARGS),-- $(ARGS))

@@ -25,6 +25,7 @@ import pytest
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from tests.services import service_modules  # noqa: E402
+from tests.topic import topic_filter  # noqa: E402
 
 # Every module in tests/services/ is a plugin: its fixtures are available to every test.
 pytest_plugins = service_modules()
@@ -120,49 +121,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-
-
-TOPIC_INCLUDE = re.compile(r'--8<--\s+"([^":]+)')
-LOADS = re.compile(r'load_snippet\(\s*"([\w/]+)"')
-
-
-def topic_filter(topic: str | None):
-    """What `make test T=<chapter>/<page>` runs, found from the page's includes, not by
-    name matching: the page's snippets (output checks, contract), the behaviour-test
-    modules that load one of them, the page's fences, its structure check, its browser
-    and axe check, and — for a notebook or a lab page — the notebook or the lab."""
-    if not topic:
-        return lambda item: True
-    topic = topic.removesuffix(".md").removesuffix(".ipynb").strip("/")
-    sources = [ROOT / "docs" / f"{topic}{ext}" for ext in (".md", ".ipynb")]
-    page = next((p for p in sources if p.exists()), None)
-    if page is None:
-        raise pytest.UsageError(f"no page docs/{topic}.md or .ipynb (T=<chapter>/<page>)")
-    text = page.read_text(encoding="utf-8")
-    snippets = {f"snippets/{name}" for name in TOPIC_INCLUDE.findall(text) if name.endswith(".py")}
-    loaded = {s.removeprefix("snippets/").removesuffix(".py") for s in snippets}
-    modules = {
-        test.relative_to(ROOT).as_posix()
-        for test in (ROOT / "tests").glob("*/test_*.py")
-        if loaded & set(LOADS.findall(test.read_text(encoding="utf-8")))
-    }
-    page_rel = page.relative_to(ROOT).as_posix()
-    url = topic.removesuffix("index") if topic.endswith("index") else f"{topic}/"  # "" = home
-    lab = topic.split("/lab-", 1)[1] if "/lab-" in topic else None
-    wanted = {*snippets, page_rel, f"[{url}]"} | ({f"[{lab}]"} if lab else set())
-
-    def about(item: pytest.Item) -> bool:
-        path = item.nodeid.split("::")[0]
-        if path in modules or path == page_rel:  # behaviour tests, or the page's fences
-            return True
-        if path == "tests/test_services.py":  # about make run and servers, not a page
-            return False
-        if lab and path.startswith("tests/labs/") and lab.replace("-", "_") in item.name:
-            return True
-        param = item.nodeid[item.nodeid.find("[") :] if "[" in item.nodeid else ""
-        return any(w in param for w in wanted)
-
-    return about
 
 
 PHASES = [  # (phase, where its tests live); the first match wins

@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import is_include_only, is_snippet_command
 from tests.snippet_output import ROOT, all_snippets, output_file
+from tests.topic import topic_filter, topic_paths
 
 CHAPTERS = [
     "protocols",
@@ -329,3 +330,21 @@ def test_every_page_has_its_own_description():
 def test_the_promise_check_catches_a_planned_chapter():
     assert any(re.search(rf"\b{n}\b", "Proxies, messaging and security", re.I)
                for names in CHAPTER_NAMES.values() for n in names)  # fmt: skip
+
+
+def test_make_test_T_collects_every_test_about_its_page(request: pytest.FixtureRequest):
+    """`make test T=<page>` collects only the page's paths (tests/topic.py); among all the
+    tests of this run, every one the page's filter picks must live in one of them, or
+    T= would skip it without a word."""
+    items = request.session.items
+    if not any(i.nodeid.startswith("tests/site/") for i in items):
+        pytest.skip("checked on a run that collects the whole suite (make test)")
+    missing: dict[str, list[str]] = {}
+    for page in [*PAGES, *NOTEBOOKS]:
+        name = page.relative_to(DOCS).with_suffix("").as_posix()
+        about, paths = topic_filter(name), topic_paths(name)
+        for item in filter(about, items):
+            file = item.nodeid.split("::")[0]
+            if not any(file == p or file.startswith(p.rstrip("/") + "/") for p in paths):
+                missing.setdefault(name, []).append(item.nodeid)
+    assert not missing, f"tests the T= filter picks outside topic_paths(): {missing}"

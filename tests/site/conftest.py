@@ -29,6 +29,7 @@ import pytest
 from tests.services.chromium import CHROMIUM_FLAGS
 from tests.site.cover import SiteStyles, site_styles_of
 from tests.snippet_output import ROOT
+from tests.topic import partial_site_config
 
 # Hang guards, not budgets. The first browser test in each worker waits for the site to
 # be built (by whichever worker got there first) and for Chromium to start: on a loaded
@@ -54,12 +55,15 @@ class Build:
     seconds: float
 
 
-def build(out: Path) -> Build:
-    """`mkdocs build --strict` into `out`, exactly as the Pages workflow runs it."""
+def build(out: Path, topic: str | None = None) -> Build:
+    """`mkdocs build --strict` into `out`, exactly as the Pages workflow runs it; or for
+    `make test T=<page>`, that page alone (tests/topic.py: partial_site_config)."""
     start = time.perf_counter()
+    config = ["--strict"] if topic is None else ["--config-file", "-"]  # "-": from stdin
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        [sys.executable, "-m", "mkdocs", "build", *config, "--site-dir", str(out)],
         cwd=ROOT,
+        input=None if topic is None else partial_site_config(topic),
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
@@ -86,11 +90,12 @@ def once_per_run(factory: pytest.TempPathFactory, name: str, make: Callable[[Pat
 
 
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    """The site, built once per test run and shared by every xdist worker."""
+def built_site(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Build:
+    """The site, built once per test run and shared by every xdist worker (with T=, only
+    the page: its browser checks need nothing else)."""
 
     def make(shared: Path) -> dict:
-        done = build(shared / "site")
+        done = build(shared / "site", pytestconfig.getoption("--topic"))
         return {**done.__dict__, "directory": str(done.directory)}
 
     saved = once_per_run(tmp_path_factory, "site-build", make)

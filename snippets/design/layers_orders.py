@@ -323,7 +323,7 @@ def handle(svc: OrderService, method: str, path: str, body: bytes = b"") -> tupl
         if method == "POST" and path == "/orders":
             try:
                 data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # CPython's json: nesting too deep
                 return 400, {"error": "body is not JSON"}
             if not (
                 isinstance(data, dict)

@@ -113,12 +113,37 @@ def test_isp_before_forces_a_fake_to_implement_seven_methods_after_one():
     )
     # The control: once all seven exist, the before's report gives the after's answer.
     assert solid.daily_report_before(full(), "d") == solid.daily_report(solid.OneDay(), "d")
+    # And what the page admits: Python does not check the annotation, so an undeclared
+    # duck-typed fake runs through the before as well.
+    assert solid.daily_report_before(solid.OneDay(), "d") == "d: 2 orders, 1500 cents"
 
 
 def test_dip_before_can_only_wait_on_real_time_and_leaves_a_file():
     held, waited, files = solid.dip_before_test(patience=0.1)
     assert held and waited >= 0.1  # after real waiting, the hold has not expired
     assert files == ["reservations.db"]
+
+
+def test_dip_before_can_be_tested_by_patching_the_global_clock_with_its_costs():
+    """What the page concedes: mock.patch makes the before testable, globally, and only
+    when it names the exact function the code calls; the file is written regardless."""
+    from unittest import mock
+
+    with solid.scratch_cwd() as cwd:
+        reservations = solid.ReservationsBefore()
+        try:
+            now = [1_000_000.0]
+            with mock.patch("time.time", lambda: now[0]):
+                reservations.hold("12A")
+                now[0] += solid.HOLD_SECONDS
+                assert not reservations.is_held("12A")  # expired, with no waiting
+                assert time.time() == now[0]  # ... and every caller's clock moved too
+            reservations.hold("14C")
+            with mock.patch("time.monotonic", lambda: 10.0**9):  # the wrong function
+                assert reservations.is_held("14C")  # patch missed: still held
+        finally:
+            reservations.db.close()
+        assert [p.name for p in cwd.iterdir()] == ["reservations.db"]
 
 
 def test_dip_after_expires_the_hold_at_exactly_15_minutes_with_no_waiting():

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 MAX_LINE = 1024  # bytes in one line, newline excluded; a longer line is refused
-READ_TIMEOUT = 0.2  # seconds a client has to finish a line once it started waiting
+IDLE_TIMEOUT = 5.0  # seconds a connection may wait between lines (keep-alive)
+LINE_TIMEOUT = 0.2  # seconds from a line's first byte to its newline (slowloris)
 MAX_SLEEP = 1.0  # the longest SLEEP a client may ask for
 
 # --8<-- [start:loop]
@@ -106,17 +107,25 @@ class Loop:
 
 
 # --8<-- [start:server]
-def read_line(
-    sock: socket.socket, buffer: bytearray, deadline: float
-) -> Generator[tuple, Any, bytes | None]:
-    """One line without its newline; None at end of stream. ValueError past MAX_LINE bytes."""
+def read_line(sock: socket.socket, buffer: bytearray) -> Generator[tuple, Any, bytes | None]:
+    """One line without its newline; None at end of stream. ValueError past MAX_LINE bytes,
+    TimeoutError when idle too long or when a started line is not finished in time."""
+    deadline = time.monotonic() + (LINE_TIMEOUT if buffer else IDLE_TIMEOUT)
     while b"\n" not in buffer:
         if len(buffer) > MAX_LINE:
             raise ValueError("line too long")
-        yield ("read", sock, deadline)
-        chunk = sock.recv(65536)
+        try:
+            yield ("read", sock, deadline)
+        except TimeoutError:
+            raise TimeoutError("line" if buffer else "idle") from None
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            continue  # a spurious wake-up: wait again
         if not chunk:
             return None  # the client closed (a partial last line is dropped)
+        if not buffer:
+            deadline = time.monotonic() + LINE_TIMEOUT  # the line has started
         buffer += chunk
     line, _, rest = bytes(buffer).partition(b"\n")
     buffer[:] = rest
@@ -128,8 +137,9 @@ def read_line(
 def send_all(sock: socket.socket, data: bytes) -> Generator[tuple, Any, None]:
     view = memoryview(data)
     while view:
-        yield ("write", sock, time.monotonic() + READ_TIMEOUT)
-        view = view[sock.send(view) :]
+        yield ("write", sock, time.monotonic() + IDLE_TIMEOUT)  # a client that never reads
+        with contextlib.suppress(BlockingIOError):
+            view = view[sock.send(view) :]
 
 
 def refuse(sock: socket.socket, message: bytes) -> Generator[tuple, Any, None]:
@@ -138,12 +148,18 @@ def refuse(sock: socket.socket, message: bytes) -> Generator[tuple, Any, None]:
     client could lose the error message (NGINX's lingering_close does the same)."""
     yield from send_all(sock, message)
     sock.shutdown(socket.SHUT_WR)
-    deadline = time.monotonic() + READ_TIMEOUT
-    with contextlib.suppress(TimeoutError):
+    deadline = time.monotonic() + LINE_TIMEOUT
+    with contextlib.suppress(TimeoutError, BlockingIOError):
         while True:
             yield ("read", sock, deadline)
             if not sock.recv(65536):
                 return
+
+
+def timeout_message(which: str) -> bytes:
+    if which == "idle":
+        return b"ERR timeout: idle for %.1f s\n" % IDLE_TIMEOUT
+    return b"ERR timeout: no complete line in %.1f s\n" % LINE_TIMEOUT
 
 
 def handle(sock: socket.socket, blocking: bool) -> Task:
@@ -151,14 +167,12 @@ def handle(sock: socket.socket, blocking: bool) -> Task:
     try:
         while True:
             try:
-                line = yield from read_line(sock, buffer, time.monotonic() + READ_TIMEOUT)
+                line = yield from read_line(sock, buffer)
             except ValueError:
-                yield from send_all(sock, b"ERR line too long (limit %d bytes)\n" % MAX_LINE)
+                yield from refuse(sock, b"ERR line too long (limit %d bytes)\n" % MAX_LINE)
                 return
-            except TimeoutError:
-                yield from send_all(
-                    sock, b"ERR timeout: no complete line in %.1f s\n" % READ_TIMEOUT
-                )
+            except TimeoutError as timeout:
+                yield from refuse(sock, timeout_message(str(timeout)))
                 return
             if line is None:
                 return
@@ -171,7 +185,7 @@ def handle(sock: socket.socket, blocking: bool) -> Task:
                     yield ("sleep", reply)  # suspends this task only
                 reply = b"slept\n"
             yield from send_all(sock, reply)
-    except OSError:  # reset, not connected, timed out while writing
+    except OSError:  # reset, not connected, or a write that timed out
         return  # the client went away or stopped reading: drop it, keep serving others
     finally:
         sock.close()
@@ -206,26 +220,44 @@ def accept(loop: Loop, listener: socket.socket, blocking: bool) -> Task:
 
 
 # --8<-- [start:asyncio]
+async def read_line_async(reader: asyncio.StreamReader) -> bytes | None:
+    """The same rules on asyncio: the first byte within IDLE_TIMEOUT, the rest of the line
+    within LINE_TIMEOUT; the stream's limit (MAX_LINE - 1, the first byte is already read)
+    makes readuntil() raise LimitOverrunError for a longer line."""
+    try:
+        async with asyncio.timeout(IDLE_TIMEOUT):
+            first = await reader.read(1)
+    except TimeoutError:
+        raise TimeoutError("idle") from None
+    if first in (b"", b"\n"):
+        return None if first == b"" else b""
+    try:
+        async with asyncio.timeout(LINE_TIMEOUT):
+            rest = await reader.readuntil(b"\n")
+    except TimeoutError:
+        raise TimeoutError("line") from None
+    except asyncio.IncompleteReadError:
+        return None  # the client closed (a partial last line is dropped)
+    except asyncio.LimitOverrunError:
+        raise ValueError("line too long") from None
+    return first + rest[:-1]
+
+
 async def handle_async(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, blocking: bool
 ) -> None:
-    """The same protocol on asyncio: readuntil() with the stream's limit, asyncio.timeout()."""
     try:
         while True:
             try:
-                async with asyncio.timeout(READ_TIMEOUT):
-                    line = await reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError:
-                return await refuse_async(
-                    reader, writer, b"ERR line too long (limit %d bytes)\n" % MAX_LINE
-                )
-            except TimeoutError:
-                return await refuse_async(
-                    reader, writer, b"ERR timeout: no complete line in %.1f s\n" % READ_TIMEOUT
-                )
-            except asyncio.IncompleteReadError:
-                return  # the client closed (a partial last line is dropped)
-            reply = respond(line[:-1])
+                line = await read_line_async(reader)
+            except ValueError:
+                message = b"ERR line too long (limit %d bytes)\n" % MAX_LINE
+                return await refuse_async(reader, writer, message)
+            except TimeoutError as timeout:
+                return await refuse_async(reader, writer, timeout_message(str(timeout)))
+            if line is None:
+                return
+            reply = respond(line)
             if isinstance(reply, float):
                 writer.write(b"sleeping\n")
                 await writer.drain()
@@ -251,7 +283,7 @@ async def refuse_async(
     await writer.drain()
     writer.write_eof()
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(READ_TIMEOUT):
+        async with asyncio.timeout(LINE_TIMEOUT):
             while await reader.read(65536):
                 pass
 
@@ -286,7 +318,7 @@ def asyncio_server(blocking: bool) -> Iterator[tuple[str, int]]:
 
     async def serve() -> None:
         server = await asyncio.start_server(
-            lambda r, w: handle_async(r, w, blocking), "127.0.0.1", 0, limit=MAX_LINE
+            lambda r, w: handle_async(r, w, blocking), "127.0.0.1", 0, limit=MAX_LINE - 1
         )
         box["address"] = server.sockets[0].getsockname()[:2]
         box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()

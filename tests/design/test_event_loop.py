@@ -87,9 +87,22 @@ def test_break_it_without_a_deadline_a_slow_client_holds_its_connection(server, 
                 client.close()
 
     assert slow_client_answered(wait=5.0)  # the control: answered after 0.2 s
-    monkeypatch.setattr(echo, "READ_TIMEOUT", 3600.0)  # "no deadline"
+    monkeypatch.setattr(echo, "LINE_TIMEOUT", 3600.0)  # "no deadline"
     # Five times the normal timeout without an answer; the server still stops cleanly.
     assert not slow_client_answered(wait=5 * 0.2)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_an_idle_connection_is_closed_after_the_idle_timeout(server, monkeypatch):
+    monkeypatch.setattr(echo, "IDLE_TIMEOUT", 0.2)  # 5 s in the snippet; shortened here
+    with echo.SERVERS[server](False) as address:
+        client = echo.Client(address)
+        try:
+            assert client.ask(b"one line") == b"one line"
+            assert client.read() == b"ERR timeout: idle for 0.2 s"  # then nothing sent
+            assert client.read() == b""
+        finally:
+            client.close()
 
 
 def test_a_crashing_handler_does_not_stop_the_loop():

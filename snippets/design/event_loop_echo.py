@@ -388,6 +388,22 @@ def others_wait(server: str, blocking: bool, clients: int = 10, work: float = 0.
                 client.close()
 
 
+def many_clients(server: str, clients: int = 200) -> tuple[int, int]:
+    """Connect `clients` at once, each sends a line: return (lines echoed, server threads)."""
+    before = threading.active_count()
+    with SERVERS[server](False) as address:
+        threads = threading.active_count() - before  # what starting the server added
+        connected = [Client(address) for _ in range(clients)]  # all open at the same time
+        try:
+            for i, client in enumerate(connected):
+                client.sock.sendall(b"client %d\n" % i)
+            echoed = sum(c.read() == b"client %d" % i for i, c in enumerate(connected))
+            return echoed, threads
+        finally:
+            for client in connected:
+                client.close()
+
+
 def stall_table(rounds: int = 5) -> dict[tuple[str, bool], list[float]]:
     """Every server and handler, interleaved within each round: median waits per round."""
     results: dict[tuple[str, bool], list[float]] = {}
@@ -432,6 +448,9 @@ def bad_input(server: str) -> dict[str, object]:
 
 
 def main() -> None:
+    for server in SERVERS:
+        echoed, threads = many_clients(server)
+        print(f"{server}: 200 clients connected at once, {echoed} echoed, by {threads} thread")
     rounds = 5
     table = stall_table(rounds)
     print(

@@ -304,14 +304,17 @@ class Clock(Protocol):
 
 
 class Holds(Protocol):
-    """Abstractions owned by the policy; the details (SQLite, time.time) implement them."""
+    """Abstractions owned by the policy; the details (SqliteHolds and time.time below, and
+    the tests' MemoryHolds and FakeClock) implement them."""
 
     def put(self, seat: str, at: float) -> None: ...
     def taken_at(self, seat: str) -> float | None: ...
 
 
 class Reservations:
-    def __init__(self, holds: Holds, clock: Clock = time.time) -> None:
+    """The policy: it names only its own abstractions, never a detail (no default clock)."""
+
+    def __init__(self, holds: Holds, clock: Clock) -> None:
         self.holds, self.clock = holds, clock
 
     def hold(self, seat: str) -> None:
@@ -341,6 +344,31 @@ class MemoryHolds(dict):
 # --8<-- [end:dip_after]
 
 
+# --8<-- [start:dip_wiring]
+class SqliteHolds:
+    """A detail that implements the policy's `Holds` port: the before's table, behind it."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.db.execute("CREATE TABLE IF NOT EXISTS holds (seat TEXT PRIMARY KEY, at REAL)")
+
+    def put(self, seat: str, at: float) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO holds VALUES (?, ?)", (seat, at))
+
+    def taken_at(self, seat: str) -> float | None:
+        row = self.db.execute("SELECT at FROM holds WHERE seat = ?", (seat,)).fetchone()
+        return None if row is None else row[0]
+
+
+def production_reservations(db: sqlite3.Connection) -> Reservations:
+    """The composition root: the one place that names the details and plugs them in."""
+    return Reservations(SqliteHolds(db), time.time)
+
+
+# --8<-- [end:dip_wiring]
+
+
 @contextlib.contextmanager
 def scratch_cwd() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
@@ -363,11 +391,13 @@ def dip_before_test(patience: float = 0.2) -> tuple[bool, float, list[str]]:
             reservations.db.close()
 
 
-def dip_after_test(reservations: type[Reservations] = Reservations) -> tuple[bool, bool, float]:
+def dip_after_test(
+    reservations: type[Reservations] = Reservations, holds: Callable[[], Holds] = MemoryHolds
+) -> tuple[bool, bool, float]:
     """The expiry test with an injected clock: (held at 14:59?, held at 15:00?, seconds)."""
     start = time.monotonic()
     clock = FakeClock()
-    subject = reservations(MemoryHolds(), clock)
+    subject = reservations(holds(), clock)
     subject.hold("12A")
     clock.now += HOLD_SECONDS - 1
     before_expiry = subject.is_held("12A")

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import socket
+import sqlite3
 import time
 from fractions import Fraction
 
@@ -118,6 +121,22 @@ def test_isp_before_forces_a_fake_to_implement_seven_methods_after_one():
     assert solid.daily_report_before(solid.OneDay(), "d") == "d: 2 orders, 1500 cents"
 
 
+def test_isp_a_mock_with_the_wide_spec_is_one_line_and_has_no_behaviour():
+    """The shortcut the page names: create_autospec gives an OrderStore in one line, which
+    isinstance (and so the ABC) accepts. Its cost: it answers only what the test set up."""
+    from unittest import mock
+
+    store = mock.create_autospec(solid.OrderStore, instance=True)
+    assert isinstance(store, solid.OrderStore)
+    store.orders_on.return_value = [{"cents": 1200}, {"cents": 300}]
+    assert solid.daily_report_before(store, "d") == "d: 2 orders, 1500 cents"
+    assert store.get(404) is not None  # the real contract says None; the mock says Mock
+    with pytest.raises(TypeError):
+        store.orders_on()  # autospec does check the signature (Mock(spec=...) would not)
+    loose = mock.Mock(spec=solid.OrderStore)
+    loose.orders_on()  # accepted: spec= checks names only, not arguments
+
+
 def test_dip_before_can_only_wait_on_real_time_and_leaves_a_file():
     held, waited, files = solid.dip_before_test(patience=0.1)
     assert held and waited >= 0.1  # after real waiting, the hold has not expired
@@ -151,6 +170,35 @@ def test_dip_after_expires_the_hold_at_exactly_15_minutes_with_no_waiting():
     # depend on how fast the machine is (the page prints its duration only as an aside).
     at_1459, at_1500, _ = solid.dip_after_test()
     assert (at_1459, at_1500) == (True, False)
+
+
+def test_dip_after_expires_the_same_way_with_the_sqlite_adapter():
+    """SqliteHolds implements the policy's port: the same fake-clock test passes on it."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        at_1459, at_1500, _ = solid.dip_after_test(holds=lambda: solid.SqliteHolds(db))
+        assert (at_1459, at_1500) == (True, False)
+        assert db.execute("SELECT seat FROM holds").fetchall() == [("12A",)]  # really stored
+
+
+def test_dip_the_composition_root_wires_sqlite_and_the_system_clock(tmp_path):
+    with contextlib.closing(sqlite3.connect(tmp_path / "reservations.db")) as db:
+        reservations = solid.production_reservations(db)
+        assert isinstance(reservations.holds, solid.SqliteHolds)
+        assert reservations.clock is time.time
+        reservations.hold("12A")
+        assert reservations.is_held("12A")  # held now, by the real clock
+        (at,) = db.execute("SELECT at FROM holds WHERE seat = '12A'").fetchone()
+        assert abs(at - time.time()) < 60  # stamped with the system clock, not a fake one
+
+
+def test_dip_the_policy_names_no_detail():
+    """The page's claim: the policy's code refers to no detail. A default of time.time in
+    its constructor (as this snippet once had) would fail this."""
+    source = inspect.getsource(solid.Reservations)
+    for detail in ("time.", "sqlite", "MemoryHolds", "SqliteHolds"):
+        assert detail not in source, detail
+    with pytest.raises(TypeError):
+        solid.Reservations(solid.MemoryHolds())  # no clock: nothing is chosen for it
 
 
 class ReservationsReadingTheRealClock(solid.Reservations):

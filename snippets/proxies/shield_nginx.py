@@ -347,6 +347,8 @@ def main() -> None:
             print(f"  proxy_buffering {setting}: {got['answered']:2} of 10 answered;", end=" ")
             print(f"the app finished {got['finished']} of 1 big response", end=" ")
             print(f"({got['big_bytes'] / 2**20:.1f} of 8.0 MiB sent)")
+        # a thread reads NGINX's stderr: wait until it has read the warning, not just look
+        nginx.wait_for("buffered to a temporary file")
         spilled = sum("buffered to a temporary file" in line for line in nginx.log)
         print(f"  NGINX logged {spilled} response buffered to a temporary file")
         print("50 requests through NGINX on one client connection; the app accepted:")

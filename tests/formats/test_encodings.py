@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import load_snippet
+from tests.conftest import in_fresh_process, load_snippet
 
 enc = load_snippet("formats/encodings_compare")
 
@@ -60,7 +60,12 @@ def test_compression_makes_a_single_record_no_smaller_for_the_binary_formats():
 
 @pytest.fixture(scope="module")
 def speed():
-    return enc.speeds(enc.records(enc.SPEED_RECORDS), repeats=enc.SPEED_REPEATS)
+    # In a fresh interpreter: process_time counts every thread of the process, and an
+    # xdist worker may carry a thread another test left running (tests/conftest.py).
+    return in_fresh_process(
+        "snippets/formats/encodings_compare.py",
+        "m.speeds(m.records(m.SPEED_RECORDS), repeats=m.SPEED_REPEATS)",
+    )
 
 
 def test_xml_through_the_standard_library_is_the_slowest_to_encode_and_slower_to_decode(speed):

@@ -39,14 +39,13 @@ def test_a_blocking_handler_stalls_every_other_client_and_the_non_blocking_one_d
     # machine (flake hunt running, load 4-9): median blocked / fastest free was 72x-143x
     # for our loop and 74x-130x for asyncio; single free rounds took up to 11.5 ms, but
     # the fastest free round of a run at most 0.71 ms; the median blocked round was at
-    # least 51.0 ms. A review measured the
-    # old statistic (median of per-round ratios, 5 rounds) at load 10-13: single free
-    # rounds as slow as 83 ms, 2 of 20 rounds with a ratio under 5, blocked rounds never
-    # under 46 ms. The margin of 5x holds because load only adds delay to an echo (so the
-    # fastest of 7 free rounds would have to exceed 10 ms: all 7 slow, ~0.1^7), while a
-    # blocked wait is the rest of the 50 ms sleep; it shrinks only if the client is
-    # descheduled after reading "sleeping", and the median of 7 rounds needs that to
-    # happen for over 40 ms in four of them.
+    # least 51.0 ms. A review measured single rounds at load 10-13 (2 of 20 paired rounds
+    # with a ratio under 5: blocked 57.8 vs free 83.1 ms, 51.0 vs 46.7 ms), which the old
+    # statistic (median of 5 per-round ratios) could not absorb. The margin of 5x holds
+    # because load only adds delay to an echo, so all 7 free rounds would have to take
+    # over 10 ms (~0.1^7 at the review's rate), while a blocked wait is the rest of the
+    # 50 ms sleep; it shrinks only if the client is descheduled after reading "sleeping",
+    # and the median of 7 rounds needs that for over 40 ms in four of them.
     blocked, free = [], []
     for _ in range(7):  # paired rounds, interleaved
         blocked.append(echo.others_wait(server, blocking=True))

@@ -399,10 +399,10 @@ def threaded_server(blocking: bool = True) -> Iterator[tuple[str, int]]:
                 self.wfile.write(line)
 
     class Server(socketserver.ThreadingTCPServer):
-        request_queue_size = 128  # the default backlog of 5 would make clients retry SYNs
+        request_queue_size = 512  # over 200: a full backlog drops SYNs, retried after 1 s
 
     server = Server(("127.0.0.1", 0), Echo)  # server_close() joins the handler threads
-    thread = threading.Thread(target=server.serve_forever, name="threaded-accept")
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="threaded-accept")
     thread.start()
     try:
         yield server.server_address[:2]

@@ -1,0 +1,155 @@
+"""Timeouts, retries and retry budgets (docs/design/retries.md): a deadline propagated over
+real HTTP beside the same chain without it; a seeded model of backoff policies; retry
+amplification across three layers counted with and without a budget."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+
+import pytest
+
+from tests.conftest import load_snippet
+
+deadline = load_snippet("design/retries_deadline")
+backoff = load_snippet("design/retries_backoff")
+amplify = load_snippet("design/retries_amplify")
+
+
+# --- Deadline propagation: measured on real loopback HTTP servers.
+def test_a_propagated_deadline_stops_c_and_without_it_c_works_for_nobody():
+    # Noise budget: C's work is 10 steps of 20 ms (>= 200 ms), A waits 100 ms. Observed over
+    # 30 interleaved pairs on this 2-core machine with a full-suite flake hunt running (load
+    # average 3.8-6): not propagated, A timed out after 101-110 ms, C always did 10 steps,
+    # 6 of them after A gave up, and worked 101-124 ms longer; propagated, C always stopped
+    # after 4 steps, A usually got B's 504 first (after ~83 ms, then C did nothing after
+    # it, by causality), and in 1 run of 30 A's timeout fired first and C's 4th step ended
+    # 0.4 ms after it (C's deadline is A's plus two loopback transits). So the asserts allow
+    # one step after a timeout when propagated, and without propagation ask only >= 1 step
+    # after (median >= 3), which fails only if A's timeout fired some 100 ms late.
+    runs = {True: [], False: []}
+    for _ in range(3):
+        for propagate in (True, False):
+            runs[propagate].append(deadline.run_chain(propagate))
+    for r in runs[True]:
+        assert r.c_stopped_early and r.c_steps < deadline.STEPS, r
+        if r.a_result.startswith("answer"):  # C stopped, then B answered, then A read it
+            assert (r.a_result, r.c_steps_after_a_gave_up) == ("answer 504", 0), r
+        else:
+            assert r.c_steps_after_a_gave_up <= 1, r
+    for r in runs[False]:
+        assert r.a_result == "timed out" and not r.c_stopped_early, r
+        assert r.c_steps == deadline.STEPS, r  # C finished work nobody was waiting for
+        assert r.c_steps_after_a_gave_up >= 1, r
+    assert statistics.median(r.c_steps_after_a_gave_up for r in runs[False]) >= 3, runs
+
+
+def test_b_does_not_call_c_once_the_deadline_has_passed():
+    log = deadline.CLog()
+    with (
+        deadline.serve("C", log=log) as c,
+        deadline.serve("B", next_port=c.server_port, propagate=True) as b,
+    ):
+        status, body = get(b.server_port, {deadline.HEADER: "1"})  # 1 ms: gone before B calls
+    assert (status, body) == (504, b"C did not answer in time")
+    assert not log.done.is_set() and log.step_ends == []  # C never saw a request
+
+
+def get(port: int, headers: dict) -> tuple[int, bytes]:
+    return deadline.get(port, headers, timeout=5)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "-5", "0", "1.5", "", "60001", "9" * 5000, "\u0661\u0662", "50ms"],
+)
+def test_a_malformed_timeout_header_is_answered_400_and_no_work_is_done(value):
+    log = deadline.CLog()
+    with deadline.serve("C", log=log) as c:
+        # http.client refuses to send non-Latin-1 header values, so send bytes for those.
+        status, body = get(c.server_port, {deadline.HEADER: value.encode("utf-8")})
+        assert status == 400 and deadline.HEADER.encode() in body
+        assert log.step_ends == []
+        assert get(c.server_port, {deadline.HEADER: "50"})[0] == 504  # the control: works
+    assert 1 <= len(log.step_ends) < deadline.STEPS
+
+
+def test_a_slow_client_is_dropped_and_does_not_stop_others():
+    log = deadline.CLog()
+    with deadline.serve("C", log=log) as c:
+        slow = socket.create_connection(("127.0.0.1", c.server_port), timeout=5)
+        try:
+            slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and no blank line, ever
+            start = time.monotonic()
+            assert get(c.server_port, {deadline.HEADER: "30"})[0] == 504  # served meanwhile
+            assert time.monotonic() - start < 5
+            assert slow.recv(1) == b""  # dropped by the handler's 1 s timeout, not kept for ever
+        finally:
+            slow.close()
+
+
+# --- The backoff model (seeded, so every number is exact).
+def test_full_jitter_makes_fewer_calls_and_finishes_sooner_than_backoff_without_jitter():
+    results = backoff.table()
+    for n in backoff.SIZES:
+        immediate, no_jitter, jitter = (results[name, n] for name in backoff.POLICIES)
+        assert no_jitter[0] == immediate[0]  # in lockstep, backoff alone saves no calls
+        assert jitter[0] < no_jitter[0] and jitter[1] < no_jitter[1]
+        assert immediate[1] == -(-n // backoff.CAPACITY)  # free rejections: fastest, ...
+        assert immediate[0] > 1.4 * jitter[0]  # ... at the price of calls
+    # The trend: immediate retries cost ~N^2/(2*capacity) calls; full jitter's saving grows.
+    savings = [results["immediate", n][0] / results["full jitter", n][0] for n in backoff.SIZES]
+    assert savings == sorted(savings) and savings[-1] > 5, savings
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_the_orderings_hold_for_other_seeds(seed):
+    for n in (100, 400):
+        no_jitter = backoff.simulate(n, backoff.backoff, seed=seed)
+        jitter = backoff.simulate(n, backoff.full_jitter, seed=seed)
+        assert jitter[0] < no_jitter[0] / 1.5 and jitter[1] < no_jitter[1] / 4
+
+
+def test_the_model_is_deterministic_for_a_seed():
+    assert backoff.simulate(200, backoff.full_jitter) == backoff.simulate(200, backoff.full_jitter)
+    assert backoff.simulate(200, backoff.full_jitter) == (731, 53)
+
+
+def test_break_it_jitter_from_one_shared_seed_is_no_jitter_at_all():
+    n = 200
+    shared = backoff.simulate(n, backoff.full_jitter, shared_seed=True)
+    own = backoff.simulate(n, backoff.full_jitter)
+    immediate = backoff.simulate(n, backoff.immediate)
+    assert shared[0] == immediate[0]  # every client drew the same waits: still in lockstep
+    assert shared[0] > 2 * own[0] and shared[1] > 10 * own[1]
+
+
+# --- Retry amplification, counted in real (in-process) code.
+def test_three_layers_of_three_attempts_make_27_backend_calls_for_one_request():
+    assert amplify.serve(1, "no retries", down=True) == (1, 0)  # the control
+    assert amplify.serve(1, "3 attempts at every layer", down=True) == (27, 0)
+    assert amplify.serve(100, "3 attempts at every layer", down=True) == (2700, 0)
+
+
+def test_retrying_only_above_the_failure_caps_it_at_3():
+    assert amplify.serve(1, "retry only above the failure", down=True) == (3, 0)
+    assert amplify.serve(100, "retry only above the failure", down=True) == (300, 0)
+
+
+def test_a_10_percent_budget_per_layer_caps_the_storm_and_keeps_rare_retries():
+    assert amplify.serve(1, "10% retry budget per layer", down=True) == (1, 0)
+    calls, _ = amplify.serve(100, "10% retry budget per layer", down=True)
+    assert calls == 133 and calls <= 100 * 1.1**3  # vs 2,700 without the budget
+    # A rare failure (1 call in 10) is still retried: every request succeeds, as with
+    # unbudgeted retries, and no request is lost as it is with no retries at all.
+    assert amplify.serve(100, "10% retry budget per layer", fail_every=10) == (111, 100)
+    assert amplify.serve(100, "3 attempts at every layer", fail_every=10) == (111, 100)
+    assert amplify.serve(100, "no retries", fail_every=10) == (100, 90)
+
+
+def test_main_prints_each_table(capsys):
+    amplify.main()
+    backoff.main()
+    out = capsys.readouterr().out
+    assert "3 attempts at every layer" in out and "full jitter" in out

@@ -108,12 +108,16 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = call(server.next_port, deadline, server.propagate)
             except TimeoutError:
                 return self.answer(504, b"C did not answer in time")
+            if status == 503 and body == b"C: deadline":
+                return self.answer(504, b"C ran out of time")
             return self.answer(status, b"B+" + body)
         try:
             finished = do_work(deadline, server.log)
         finally:
             server.log.done.set()
-        self.answer(200 if finished else 504, b"C done" if finished else b"C gave up")
+        # No HTTP status means "deadline exceeded" (gRPC has DEADLINE_EXCEEDED): C, which is
+        # no gateway, answers 503; B, a gateway whose upstream ran out of time, answers 504.
+        self.answer(200 if finished else 503, b"C done" if finished else b"C: deadline")
 
 
 @contextmanager

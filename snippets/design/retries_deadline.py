@@ -23,7 +23,7 @@ MAX_TIMEOUT_MS = 60_000  # a header asking for more (or less than 1 ms, or not a
 
 @dataclass
 class CLog:
-    """What C did, in the process's monotonic clock (all three servers run in this process)."""
+    """What C did, in the process's monotonic clock (A, B and C all run in this process)."""
 
     step_ends: list[float] = field(default_factory=list)
     stopped_early: bool = False

@@ -126,7 +126,7 @@ def serve(role: str, **attrs) -> Iterator[ThreadingHTTPServer]:
     server.role = role
     for name, value in attrs.items():
         setattr(server, name, value)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)  # poll
     thread.start()
     try:
         yield server

@@ -6,6 +6,7 @@ Run: python snippets/design/retries_amplify.py
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 ATTEMPTS = 3  # per layer, per request: the first try and two retries
@@ -35,13 +36,21 @@ class Backend:
 
 class RetryBudget:
     """Google SRE book ch. 21: a client retries only while its retries stay under `ratio`
-    of its requests. Each request earns `ratio` of a retry; a retry spends one."""
+    of its requests -- here, of its last `window` requests. Without the window, credit
+    earned while healthy piles up and is all spent at once when the outage comes."""
 
-    def __init__(self, ratio: float = 0.1) -> None:
-        self.ratio, self.requests, self.retries = ratio, 0, 0
+    def __init__(self, ratio: float = 0.1, window: int = 100) -> None:
+        self.ratio = ratio
+        self.recent: deque[int] = deque(maxlen=window)  # retries of each recent request
+
+    def new_request(self) -> None:
+        self.recent.append(0)  # the oldest request (and its retries) leaves the window
 
     def allows_retry(self) -> bool:
-        return self.retries + 1 <= self.ratio * self.requests
+        return sum(self.recent) + 1 <= self.ratio * len(self.recent)
+
+    def spend(self) -> None:
+        self.recent[-1] += 1
 
 
 class Layer:
@@ -59,7 +68,7 @@ class Layer:
 
     def __call__(self) -> str:
         if self.budget:
-            self.budget.requests += 1
+            self.budget.new_request()
         for attempt in range(1, self.attempts + 1):
             try:
                 return self.below()
@@ -72,7 +81,7 @@ class Layer:
                 if self.budget:
                     if not self.budget.allows_retry():
                         raise  # budget spent: fail now, as if this were the last attempt
-                    self.budget.retries += 1
+                    self.budget.spend()
         raise AssertionError("unreachable")
 
 
@@ -98,10 +107,14 @@ POLICIES = (
 )
 
 
-def serve(requests: int, policy: str, **backend_state) -> tuple[int, int]:
-    """`requests` user requests through a fresh stack: (backend calls, requests answered ok)."""
-    backend = Backend(**backend_state)
+def serve(requests: int, policy: str, warm: int = 0, **backend_state) -> tuple[int, int]:
+    """`requests` user requests through a fresh stack, after `warm` requests while the backend
+    was healthy: (backend calls, requests answered ok), both counted after the warm-up."""
+    backend = Backend()
     top, ok = stack(backend, policy), 0
+    for _ in range(warm):
+        top()
+    backend.__init__(**backend_state)  # now the outage (or the flaky backend) starts
     for _ in range(requests):
         try:
             top()
@@ -120,6 +133,8 @@ def main() -> None:
         hundred, _ = serve(100, policy, down=True)
         calls, ok = serve(100, policy, fail_every=10)
         print(f"{policy:<30}{one:>12,}{hundred:>16,}{f'{ok}, {calls}':>24}")
+    warmed, _ = serve(100, POLICIES[-1], warm=1000, down=True)
+    print(f"10% budget, backend down after 1,000 healthy requests: {warmed} calls for 100")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Run: python snippets/design/retries_deadline.py
 from __future__ import annotations
 
 import http.client
+import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,11 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-HEADER = "X-Timeout-Ms"  # our name; gRPC sends the same idea as `grpc-timeout`
+HEADER = "Timeout-Ms"  # our name (no "X-": RFC 6648); gRPC sends the idea as `grpc-timeout`
 A_TIMEOUT = 0.1  # seconds A (the user-facing caller) is willing to wait
 STEP, STEPS = 0.02, 10  # C's work: 10 steps of 20 ms, twice what A will wait
 HOP_TIMEOUT = 2.0  # the static timeout B uses when it does not propagate
 MAX_TIMEOUT_MS = 60_000  # a header asking for more (or less than 1 ms, or not a number): 400
+READ_LIMIT = 1.0  # seconds a client has to send its whole request line and headers
 
 
 @dataclass
@@ -33,9 +36,12 @@ class CLog:
 # --8<-- [start:deadline]
 def read_deadline(headers) -> float | None:
     """The caller's remaining time, as a local deadline; None if no header; ValueError if bad."""
-    raw = headers.get(HEADER)
-    if raw is None:
+    values = headers.get_all(HEADER) or []
+    if len(values) > 1:  # two deadlines: which did the caller mean? Ask it to say once.
+        raise ValueError(f"{HEADER} must be sent once, not {len(values)} times")
+    if not values:
         return None
+    raw = values[0].strip(" \t")  # RFC 9110 5.5: leading and trailing SP/HTAB are not the value
     # ASCII digits only (isdecimal() alone accepts "١٢"), and few of them before int():
     # CPython's int() refuses strings of over 4,300 digits with its own ValueError.
     ok = raw.isascii() and raw.isdecimal() and len(raw) <= len(str(MAX_TIMEOUT_MS))
@@ -82,8 +88,31 @@ def do_work(deadline: float | None, log: CLog) -> bool:
 
 
 # --8<-- [start:servers]
+class DeadlineReader(io.RawIOBase):
+    """The socket, read with one deadline for the whole request: each read waits only for
+    what is left of it, so a client sending a byte now and then is dropped all the same."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long to arrive")  # http.server closes
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
 class Handler(BaseHTTPRequestHandler):
-    timeout = 1.0  # a client that does not finish sending its request is dropped after 1 s
+    timeout = READ_LIMIT  # for writes; reads use what is left of READ_LIMIT (below)
+
+    def setup(self) -> None:
+        super().setup()  # a per-read timeout alone lets a byte every 0.9 s keep us for ever
+        deadline = time.monotonic() + READ_LIMIT
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline))
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -99,6 +128,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         server = self.server
+        self.connection.settimeout(self.timeout)  # the request is in: back to 1 s per write
         try:
             deadline = read_deadline(self.headers)
         except ValueError as bad:
@@ -108,16 +138,18 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = call(server.next_port, deadline, server.propagate)
             except TimeoutError:
                 return self.answer(504, b"C did not answer in time")
-            if status == 503 and body == b"C: deadline":
-                return self.answer(504, b"C ran out of time")
-            return self.answer(status, b"B+" + body)
+            except ConnectionRefusedError:  # RFC 9110 15.6.3: no valid answer from upstream
+                return self.answer(502, b"C refused the connection")
+            except (OSError, http.client.HTTPException) as bad:  # reset, garbage, cut short
+                return self.answer(502, f"C sent no valid answer: {type(bad).__name__}".encode())
+            return self.answer(status, b"B+" + body)  # C's 504 passes on as 504
         try:
             finished = do_work(deadline, server.log)
         finally:
             server.log.done.set()
-        # No HTTP status means "deadline exceeded" (gRPC has DEADLINE_EXCEEDED): C, which is
-        # no gateway, answers 503; B, a gateway whose upstream ran out of time, answers 504.
-        self.answer(200 if finished else 503, b"C done" if finished else b"C: deadline")
+        # Not 503 (RFC 9110: overload or maintenance, "alleviated after some delay", so an
+        # invitation to retry): google.rpc's DEADLINE_EXCEEDED maps to 504 Gateway Timeout.
+        self.answer(200 if finished else 504, b"C done" if finished else b"C: deadline exceeded")
 
 
 @contextmanager

@@ -20,6 +20,7 @@ HEADER = "Timeout-Ms"  # our name (no "X-": RFC 6648); gRPC sends the idea as `g
 A_TIMEOUT = 0.1  # seconds A (the user-facing caller) is willing to wait
 STEP, STEPS = 0.02, 10  # C's work: 10 steps of 20 ms, twice what A will wait
 HOP_TIMEOUT = 2.0  # the static timeout B uses when it does not propagate
+HOP_MARGIN = 0.01  # tell the callee 10 ms less than we have, so its answer reaches us in time
 MAX_TIMEOUT_MS = 60_000  # a header asking for more (or less than 1 ms, or not a number): 400
 READ_LIMIT = 1.0  # seconds a client has to send its whole request line and headers
 
@@ -51,14 +52,15 @@ def read_deadline(headers) -> float | None:
 
 
 def call(port: int, deadline: float | None, propagate: bool) -> tuple[int, bytes]:
-    """GET / on 127.0.0.1:port. With propagate, send what is left of *our* deadline and wait
-    no longer than that; without, wait a fixed HOP_TIMEOUT and tell the callee nothing."""
+    """GET / on 127.0.0.1:port. With propagate, send what is left of *our* deadline (less a
+    margin for the answer's trip back) and wait no longer than what is left; without, wait a
+    fixed HOP_TIMEOUT and tell the callee nothing."""
     headers, timeout = {}, HOP_TIMEOUT
     if propagate and deadline is not None:
         left = deadline - time.monotonic()
-        if left <= 0.001:
-            raise TimeoutError("deadline already passed: not calling")  # fail fast
-        headers[HEADER] = str(int(left * 1000))
+        if left - HOP_MARGIN < 0.001:
+            raise TimeoutError("deadline (nearly) passed: not calling")  # fail fast
+        headers[HEADER] = str(int((left - HOP_MARGIN) * 1000))
         timeout = left
     return get(port, headers, timeout)
 
@@ -187,8 +189,8 @@ def run_chain(propagate: bool) -> Run:
     with serve("C", log=log) as c, serve("B", next_port=c.server_port, propagate=propagate) as b:
         start = time.monotonic()
         try:
-            status, _ = call(b.server_port, start + A_TIMEOUT, propagate=True)
-            a_result = f"answer {status}"
+            status, body = call(b.server_port, start + A_TIMEOUT, propagate=True)
+            a_result = f"answer {status} {body.decode()}"
         except TimeoutError:
             a_result = "timed out"
         gave_up = time.monotonic()

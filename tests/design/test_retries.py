@@ -22,25 +22,25 @@ amplify = load_snippet("design/retries_amplify")
 # --- Deadline propagation: measured on real loopback HTTP servers.
 def test_a_propagated_deadline_stops_c_and_without_it_c_works_for_nobody():
     # Noise budget: C's work is 10 steps of 20 ms (>= 200 ms), A waits 100 ms. Observed over
-    # 60 interleaved pairs on this 2-core machine with a full-suite flake hunt running (load
-    # average 3.5-6): not propagated, A timed out after 101-110 ms, C always did 10 steps,
-    # 6 to 9 of them after A gave up, and worked 101-186 ms longer; propagated, C stopped
-    # after 3 or 4 steps, A usually got B's 504 first (after ~83 ms; then C did nothing
-    # after it, by causality), and in 2 runs of 60 A's timeout fired first and C's last
-    # step ended 0.4 and 4.2 ms after it (7.4 ms in a later run of the snippet; C's deadline
-    # is A's plus two loopback transits).
+    # 30 interleaved pairs on this 2-core machine with a full-suite flake hunt running (load
+    # average 4.6-5.0): not propagated, A timed out after 101-154 ms, C always did 10 steps,
+    # 4 to 10 of them after A gave up, and worked 70-184 ms longer; propagated (each hop
+    # telling the next 10 ms less than it has), C was told ~80 ms, stopped after 3 steps,
+    # and A got C's 504 through B after 62-82 ms in 30 of 30 (then C did nothing after it,
+    # by causality). Before the margin, in 2 runs of 60 A's timeout fired first and C's
+    # last step ended 0.4 and 4.2 ms after it; a stall longer than 10 ms can still do that.
     # So the asserts allow one step after a timeout when propagated, and without
     # propagation ask only >= 1 step after (median >= 3), which fails only if A's timeout
-    # fired some 100 ms late. The test itself passed 10 runs of 10 on the busy machine.
+    # fired some 100 ms late.
     runs = {True: [], False: []}
     for _ in range(3):
         for propagate in (True, False):
             runs[propagate].append(deadline.run_chain(propagate))
     for r in runs[True]:
         assert r.c_stopped_early and r.c_steps < deadline.STEPS, r
-        if r.a_result.startswith("answer"):  # C stopped, then B answered, then A read it
-            assert (r.a_result, r.c_steps_after_a_gave_up) == ("answer 504", 0), r
-        else:
+        if r.a_result == "answer 504 B+C: deadline exceeded":  # C stopped, answered, B too
+            assert r.c_steps_after_a_gave_up == 0, r
+        else:  # A's or B's own timeout fired first (a stall longer than the 10 ms margins)
             assert r.c_steps_after_a_gave_up <= 1, r
     for r in runs[False]:
         assert r.a_result == "timed out" and not r.c_stopped_early, r
@@ -52,8 +52,8 @@ def test_a_propagated_deadline_stops_c_and_without_it_c_works_for_nobody():
 def test_a_gets_the_deadline_answer_well_before_its_own_timeout():
     # A's socket timeout is 2 s, its deadline 100 ms: only the propagated deadline can end
     # the call early. Noise budget: C stops after 3 or 4 of its 20 ms steps; A had the
-    # answer after 83-95 ms over 30 runs (load average 3.8-4.9, flake hunt running). The
-    # bound of 1 s is 10x that and half of A's own timeout, so it holds unless the machine
+    # answer after 77-120 ms over 30 runs (load average 5.2, flake hunt running). The
+    # bound of 1 s is 8x that and half of A's own timeout, so it holds unless the machine
     # stalls for most of a second. The control (B not propagating) is counted, not timed.
     for propagate in (True, False, True, False):
         log = deadline.CLog()
@@ -65,9 +65,13 @@ def test_a_gets_the_deadline_answer_well_before_its_own_timeout():
             status, body = deadline.get(b.server_port, {deadline.HEADER: "100"}, timeout=2.0)
             took = time.monotonic() - start
             assert log.done.wait(5)
-        if propagate:  # C stopped and said why; B passed C's 504 on
-            assert (status, body) == (504, b"B+C: deadline exceeded"), (status, body)
-            assert log.stopped_early and took < 1.0, (took, log)
+        if propagate:  # C stopped and said why, and B passed C's 504 on (or, after a stall
+            # longer than B's 10 ms margin, B's own timeout answered 504 first)
+            assert status == 504 and body in (
+                b"B+C: deadline exceeded",
+                b"C did not answer in time",
+            )
+            assert log.stopped_early and took < 1.0, (took, body, log)
         else:  # nobody told C: it did all its work, and A waited for all of it
             assert (status, body) == (200, b"B+C done")
             assert len(log.step_ends) == deadline.STEPS and not log.stopped_early

@@ -29,23 +29,24 @@ def test_a_propagated_deadline_stops_c_and_without_it_c_works_for_nobody():
     # and A got C's 504 through B after 62-82 ms in 30 of 30 (then C did nothing after it,
     # by causality). Before the margin, in 2 runs of 60 A's timeout fired first and C's
     # last step ended 0.4 and 4.2 ms after it; a stall longer than 10 ms can still do that.
-    # So the asserts allow one step after a timeout when propagated, and without
-    # propagation ask only >= 1 step after (median >= 3), which fails only if A's timeout
-    # fired some 100 ms late.
+    # And a relative deadline does not count time spent before C reads it: in one run with
+    # a 4-worker hunt on the machine the chain stalled ~100 ms on the way, B's own timeout
+    # answered A at 204 ms, and C, told ~80 ms on arrival, did its 3 steps after A gave
+    # up. So every run asserts what always holds (C stops at its deadline when told it;
+    # without it C does all its work, some after A gave up), and the lesson is asserted on
+    # medians of 5 interleaved pairs: at most 1 step after A gave up when propagated
+    # (0 in 30 of 30 runs above), at least 3 when not (4-10 above).
     runs = {True: [], False: []}
-    for _ in range(3):
+    for _ in range(5):
         for propagate in (True, False):
             runs[propagate].append(deadline.run_chain(propagate))
     for r in runs[True]:
         assert r.c_stopped_early and r.c_steps < deadline.STEPS, r
-        if r.a_result == "answer 504 B+C: deadline exceeded":  # C stopped, answered, B too
-            assert r.c_steps_after_a_gave_up == 0, r
-        else:  # A's or B's own timeout fired first (a stall longer than the 10 ms margins)
-            assert r.c_steps_after_a_gave_up <= 1, r
     for r in runs[False]:
         assert r.a_result == "timed out" and not r.c_stopped_early, r
         assert r.c_steps == deadline.STEPS, r  # C finished work nobody was waiting for
         assert r.c_steps_after_a_gave_up >= 1, r
+    assert statistics.median(r.c_steps_after_a_gave_up for r in runs[True]) <= 1, runs
     assert statistics.median(r.c_steps_after_a_gave_up for r in runs[False]) >= 3, runs
 
 

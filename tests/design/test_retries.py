@@ -167,7 +167,8 @@ def test_a_malformed_timeout_header_is_answered_400_and_no_work_is_done(value):
         assert status == 400 and deadline.HEADER.encode() in body
         assert log.step_ends == []
         assert get(c.server_port, {deadline.HEADER: "50"}) == (504, b"C: deadline exceeded")
-    assert 1 <= len(log.step_ends) < deadline.STEPS
+    steps = len(log.step_ends)  # the good request worked, and stopped at its deadline
+    assert steps > 0 and steps < deadline.STEPS, log.step_ends
 
 
 def test_a_slow_client_is_dropped_and_does_not_stop_others():

@@ -181,15 +181,21 @@ def refusal_as_read(world, graceful: bool) -> str:
 def test_a_plain_close_can_lose_the_alert_a_lingering_close_does_not(world):
     """The page's "a lingering close keeps the alert readable", and its counterfactual: a
     plain close() with the client's request unread makes Linux send a RST, and the client
-    reads an EOF or a reset instead of certificate_required (observed: 9 of 15 and, by the
-    reviewer, 18 of 30 lost). 30 of each, interleaved; one loss is enough to show it, so
-    the chance of a false failure is about 0.4^30. Lingering: all 30 read the alert."""
+    can read an EOF or a reset instead of certificate_required. Lingering: 30 of 30 read
+    the alert. Plain closes are tried, interleaved with those, until one loses the alert.
+    Noise budget: the loss is a race whose odds depend on the machine: 9 of 15 and 18 of
+    30 lost while other work ran, but 2, 10 and 7 of 60 on a quiet machine (a CI run saw
+    0 of 30 with the old fixed count). At the lowest rate seen (3%), 500 tries all keep
+    the alert with a chance of 0.97^500, about 2e-7; a try takes ~20 ms."""
     alert = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
     got: dict[bool, list[str]] = {False: [], True: []}
-    for _ in range(30):
-        for graceful in (False, True):
-            got[graceful].append(refusal_as_read(world, graceful))
-    assert all(alert in g for g in got[True]), got[True]
+    for i in range(500):
+        got[False].append(refusal_as_read(world, False))
+        if i < 30:
+            got[True].append(refusal_as_read(world, True))
+        elif any(alert not in g for g in got[False]):
+            break
+    assert len(got[True]) == 30 and all(alert in g for g in got[True]), got[True]
     lost = [g for g in got[False] if alert not in g]
-    assert lost, got[False]
+    assert lost, f"{len(got[False])} plain closes, none lost the alert"
     assert all("EOF" in g or "reset" in g.lower() for g in lost), lost

@@ -1,0 +1,293 @@
+"""Stability patterns (docs/design/stability.md): a circuit breaker on an injected clock,
+idempotency keys on a real PostgreSQL, bulkheads, and a model of load shedding -- each
+beside its control."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import socket
+import uuid
+
+import pytest
+
+from tests.conftest import load_snippet
+
+breaker = load_snippet("design/stability_breaker")
+idem = load_snippet("design/stability_idempotency")
+bulkhead = load_snippet("design/stability_bulkhead")
+shedding = load_snippet("design/stability_shedding")
+
+
+# --- Circuit breaker: counted, on a fake clock (no sleeps, the same every run).
+def test_the_breaker_makes_no_backend_call_while_open_and_the_control_calls_every_second():
+    without, with_breaker = breaker.run(False), breaker.run(True)
+    assert without["during outage"] == 30  # the control hammers the dead backend every second
+    outage_calls = [t for t in with_breaker["calls_at"] if 10 <= t < 40]
+    # 5 failures open it; then one trial each time 10 s have passed; nothing in between
+    assert outage_calls == [10, 11, 12, 13, 14, 24, 34]
+    assert with_breaker["failed fast"] == 27 and with_breaker["failed by backend"] == 7
+    # it closes again on the first trial after the backend is back, and stays closed
+    assert with_breaker["states"][44:] == ["closed"] * 16
+    assert [t for t in with_breaker["calls_at"] if t >= 40] == list(range(44, 60))
+
+
+def make(threshold=3, reset=10.0):
+    clock = breaker.FakeClock()
+    return breaker.CircuitBreaker(threshold, reset, clock), clock
+
+
+def fail():
+    raise ConnectionError("down")
+
+
+def test_the_state_machine_step_by_step():
+    cb, clock = make(threshold=3, reset=10.0)
+    calls = []
+
+    def backend(ok):
+        def call():
+            calls.append(clock.now)
+            if not ok:
+                raise ConnectionError("down")
+            return "ok"
+
+        return call
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):  # the backend's own error passes through
+            cb.call(backend(False))
+    assert cb.state == "closed"  # 2 < 3
+    with pytest.raises(ConnectionError):
+        cb.call(backend(False))
+    assert cb.state == "open" and len(calls) == 3
+    for now in (0.0, 5.0, 9.999):  # open: refused without a call until the cool-down ends
+        clock.now = now
+        with pytest.raises(breaker.CircuitOpen):
+            cb.call(backend(True))
+    assert len(calls) == 3
+    clock.now = 10.0  # half-open: one trial; it fails, so open again with a new cool-down
+    with pytest.raises(ConnectionError):
+        cb.call(backend(False))
+    assert cb.state == "open" and len(calls) == 4
+    clock.now = 19.0
+    with pytest.raises(breaker.CircuitOpen):
+        cb.call(backend(True))
+    clock.now = 20.0  # the next trial succeeds: closed, and the count starts again
+    assert cb.call(backend(True)) == "ok" and cb.state == "closed" and len(calls) == 5
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            cb.call(backend(False))
+    assert cb.state == "closed"
+
+
+def test_a_success_resets_the_count_so_only_consecutive_failures_open_it():
+    cb, _ = make(threshold=3)
+    for _ in range(10):  # fail, fail, succeed: never 3 in a row
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                cb.call(fail)
+        cb.call(lambda: "ok")
+    assert cb.state == "closed"
+
+
+def test_break_it_half_open_without_a_trial_limit_lets_every_waiting_caller_through():
+    assert breaker.trial_storm(breaker.CircuitBreaker) == 1
+    assert breaker.trial_storm(breaker.NoTrialLimit) == 10
+
+
+@pytest.mark.parametrize(
+    "threshold, reset, error, words",
+    [
+        (0, 10, ValueError, "failure_threshold must be >= 1"),
+        (-5, 10, ValueError, "failure_threshold must be >= 1"),
+        (2.5, 10, TypeError, "failure_threshold must be an int"),
+        (True, 10, TypeError, "failure_threshold must be an int"),
+        ("5", 10, TypeError, "failure_threshold must be an int"),
+        (5, 0, ValueError, "reset_timeout must be > 0"),
+        (5, -1.0, ValueError, "reset_timeout must be > 0"),
+        (5, math.nan, ValueError, "reset_timeout must be > 0"),
+        (5, math.inf, ValueError, "finite"),
+        (5, "10", TypeError, "reset_timeout must be a number"),
+        (5, None, TypeError, "reset_timeout must be a number"),
+    ],
+)
+def test_bad_configuration_is_refused_with_a_clear_error(threshold, reset, error, words):
+    with pytest.raises(error, match=words):
+        breaker.CircuitBreaker(threshold, reset, breaker.FakeClock())
+
+
+# --- Idempotency keys: a real PostgreSQL and real HTTP on loopback, schedules forced.
+@pytest.fixture(scope="module")
+def server(database_url):
+    with idem.serve(database_url) as shop:
+        yield shop
+
+
+@pytest.fixture
+def shop(server):
+    return server.reset("unique key")  # empty tables, the right handler, no hook
+
+
+def test_a_retry_after_a_timeout_makes_a_second_order_without_a_key_and_not_with_one(server):
+    # The client's 0.1 s socket timeout always fires: the server holds its answer until the
+    # client has given up (an event), so this is not a race.
+    no_key = idem.timeout_then_retry(server, "no key")
+    assert no_key.answers == ["timed out", "201"] and no_key.orders == 2
+    for mode in ("check-then-insert", "unique key"):
+        out = idem.timeout_then_retry(server, mode)
+        assert out.answers == ["timed out", "201"] and out.orders == 1, (mode, out)
+        assert out.order_ids == [1], out  # the first request's order, replayed
+
+
+def test_two_requests_with_one_key_at_once_make_one_order_only_with_the_unique_key(server):
+    naive = idem.two_at_once(server, "check-then-insert")
+    assert naive.answers == ["201", "201"] and naive.orders == 2
+    assert sorted(naive.order_ids) == [1, 2]
+    right = idem.two_at_once(server, "unique key")
+    # A: 201; B, while A is still running: 409 (the draft's "conflict"); B again: A's answer
+    assert right.answers == ["201", "409", "retry 201"] and right.orders == 1
+    assert right.order_ids == [1, None, 1]
+
+
+ORDER = idem.ORDER
+
+
+def raw(port, request: bytes, timeout=5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_key_reused_with_a_different_body_gets_422_and_changes_nothing(shop):
+    key = str(uuid.uuid4())
+    before = shop.orders()
+    status, first = idem.post(shop.port, ORDER, key)
+    assert status == 201
+    other = json.dumps({"customer": "ada", "sku": "pen", "quantity": 9}).encode()
+    assert idem.post(shop.port, other, key) == (
+        422,
+        {"error": "key reused with a different request"},
+    )
+    assert idem.post(shop.port, ORDER, key) == (201, first)  # the original is still replayed
+    assert shop.orders() == before + 1
+
+
+@pytest.mark.parametrize(
+    "headers, why",
+    [
+        ({}, "required"),
+        ({"Idempotency-Key": "abc"}, "quoted"),  # a token, not an sf-string
+        ({"Idempotency-Key": '""'}, "quoted"),  # empty
+        ({"Idempotency-Key": '"a"b"'}, "quoted"),  # an unescaped quote inside
+        ({"Idempotency-Key": '"' + "k" * 256 + '"'}, "quoted"),  # over our 255
+        ({"Idempotency-Key": '"caf\u00e9"'}, "quoted"),  # not ASCII
+        ({"Idempotency-Key": '"a\tb"'}, "quoted"),  # a control character
+    ],
+)
+def test_a_missing_or_malformed_key_gets_400_and_no_order(shop, headers, why):
+    before = shop.orders()
+    conn = http.client.HTTPConnection("127.0.0.1", shop.port, timeout=5)
+    try:
+        conn.request("POST", "/orders", body=ORDER, headers=headers)
+        response = conn.getresponse()
+        assert response.status == 400
+        assert why in json.loads(response.read())["error"]
+    finally:
+        conn.close()
+    assert shop.orders() == before
+
+
+def test_two_key_headers_get_400(shop):
+    request = (
+        b"POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: \"a\"\r\n"
+        b'Idempotency-Key: "b"\r\nContent-Length: ' + str(len(ORDER)).encode()
+        + b"\r\nConnection: close\r\n\r\n" + ORDER
+    )  # fmt: skip
+    assert raw(shop.port, request).startswith(b"HTTP/1.0 400")
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"{not json", 400),
+        (b'{"customer": "ada"}', 400),
+        (b'{"customer": "ada", "sku": "book", "quantity": 0}', 400),
+        (b'{"customer": "ada", "sku": "book", "quantity": true}', 400),
+        (b'{"customer": "a\\u0000", "sku": "book", "quantity": 1}', 400),
+        (b"[1, 2]", 400),
+        (b"\xff\xfe", 400),
+    ],
+)
+def test_bad_bodies_get_400_and_no_order(shop, body, status):
+    before = shop.orders()
+    assert idem.post(shop.port, body, str(uuid.uuid4()))[0] == status
+    assert shop.orders() == before
+
+
+def test_oversized_unsized_and_misdirected_requests_get_413_411_and_404(shop):
+    key = b'Idempotency-Key: "k1"\r\n'
+    big = b"POST /orders HTTP/1.1\r\nHost: x\r\n" + key + b"Content-Length: 99999999\r\n\r\n"
+    assert raw(shop.port, big).startswith(b"HTTP/1.0 413")
+    unsized = b"POST /orders HTTP/1.1\r\nHost: x\r\n" + key + b"Connection: close\r\n\r\n"
+    assert raw(shop.port, unsized).startswith(b"HTTP/1.0 411")
+    bad_length = b"POST /orders HTTP/1.1\r\nHost: x\r\n" + key + b"Content-Length: -1\r\n\r\n"
+    assert raw(shop.port, bad_length).startswith(b"HTTP/1.0 400")
+    conn = http.client.HTTPConnection("127.0.0.1", shop.port, timeout=5)
+    conn.request("POST", "/nope", body=ORDER, headers={"Idempotency-Key": '"k3"'})
+    assert conn.getresponse().status == 404
+    conn.close()
+
+
+def test_a_silent_client_is_dropped_while_others_are_served(shop):
+    # Noise budget: the server's per-read timeout is 2 s; we wait up to 10 s for it to close
+    # the silent connection, and the other request is served meanwhile (counted, not timed).
+    with socket.create_connection(("127.0.0.1", shop.port), timeout=10) as silent:
+        silent.sendall(b"POST /orders HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        assert idem.post(shop.port, ORDER, str(uuid.uuid4()))[0] == 201
+        assert silent.recv(1024) == b""  # closed by the server, no answer, no crash
+
+
+# --- Bulkheads: counted; the hung dependency is an Event nobody sets until the end.
+def test_a_hung_dependency_starves_a_shared_pool_and_not_a_bulkhead():
+    # Noise budget: none needed for the shared pool -- all 4 threads are blocked on an Event
+    # before the fast calls are submitted, so none can run however long we wait (WAIT = 1 s).
+    # With bulkheads the 10 trivial fast calls have 2 threads of their own and 1 s; observed
+    # to finish in < 5 ms on the busy machine, so the margin is > 200x.
+    shared = bulkhead.run(False)
+    assert (shared.fast_done_while_hung, shared.slow_started) == (0, 4)
+    split = bulkhead.run(True)
+    assert (split.fast_done_while_hung, split.slow_refused, split.slow_started) == (10, 4, 2)
+
+
+@pytest.mark.parametrize("threads, queue", [(0, 0), (-1, 5), (2, -1), (1.5, 0), (True, 0)])
+def test_a_bulkhead_refuses_bad_sizes(threads, queue):
+    with pytest.raises(ValueError, match="must be an int"):
+        bulkhead.Bulkhead(threads, queue)
+
+
+# --- Load shedding: a seeded model (labelled so on the page); exact and the same everywhere.
+def test_shedding_keeps_goodput_under_overload_and_accepting_everything_collapses():
+    for seed in range(10):
+        for load in (1.2, 2.0, 4.0):
+            shed = shedding.simulate(load, "shed at admission", seed)
+            accept = shedding.simulate(load, "accept all", seed)
+            assert shedding.goodput_share(shed) >= 0.95, (seed, load)
+            assert shedding.goodput_share(accept) <= 0.15, (seed, load)
+            assert shed.max_queue <= shedding.DEADLINE_MS / shedding.SERVICE_MS
+            assert shed.wasted_ms == 0 and shed.too_late == 0
+
+
+def test_below_capacity_the_policies_agree_and_the_trend_with_load():
+    low = [shedding.simulate(0.5, p) for p in shedding.POLICIES]
+    assert len({r.in_time for r in low}) == 1 and all(r.shed == 0 for r in low)
+    accept = [shedding.goodput_share(shedding.simulate(x, "accept all")) for x in shedding.LOADS]
+    skip = [shedding.goodput_share(shedding.simulate(x, "skip expired")) for x in shedding.LOADS]
+    assert accept[2:] == sorted(accept[2:], reverse=True)  # worse as load grows past 1x
+    assert skip[2:] == sorted(skip[2:], reverse=True)
+    queues = [shedding.simulate(x, "accept all").max_queue for x in shedding.LOADS]
+    assert queues == sorted(queues) and queues[-1] > 100 * queues[0]

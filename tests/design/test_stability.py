@@ -8,8 +8,10 @@ import http.client
 import json
 import math
 import socket
+import threading
 import uuid
 
+import psycopg
 import pytest
 
 from tests.conftest import load_snippet
@@ -291,3 +293,43 @@ def test_below_capacity_the_policies_agree_and_the_trend_with_load():
     assert skip[2:] == sorted(skip[2:], reverse=True)
     queues = [shedding.simulate(x, "accept all").max_queue for x in shedding.LOADS]
     assert queues == sorted(queues) and queues[-1] > 100 * queues[0]
+
+
+def test_without_the_advisory_lock_postgresql_makes_the_second_insert_wait_then_do_nothing(
+    server,
+):
+    """The page's claim about plain INSERT ... ON CONFLICT DO NOTHING on PostgreSQL: a second
+    transaction inserting the same key waits for the first, and after its commit inserts
+    nothing. Forced: B's INSERT starts only after A's (uncommitted) one, and A commits only
+    once pg_stat_activity shows B waiting on a lock."""
+    server.reset("unique key")
+    schema = server.conn.execute("SELECT current_schema()").fetchone()[0]
+    url = server.server.pool.conninfo
+    claim = (
+        "INSERT INTO idempotency_keys (key, request_hash, status, body)"
+        " VALUES ('k', 'h', 0, '') ON CONFLICT (key) DO NOTHING RETURNING key"
+    )
+    opts = f"-c search_path={schema} -c lock_timeout=10s"
+    with (
+        psycopg.connect(url, options=opts) as a,
+        psycopg.connect(url, options=opts, autocommit=True) as b,
+    ):
+        assert a.execute(claim).fetchone() == ("k",)  # A claimed it; not committed yet
+        b_pid = b.info.backend_pid
+        got = []
+        t = threading.Thread(target=lambda: got.append(b.execute(claim).fetchone()))
+        t.start()
+        for _ in range(500):  # bounded wait for the readiness signal: B blocked on A's lock
+            waiting = server.conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (b_pid,)
+            ).fetchone()
+            if waiting and waiting[0] == "Lock":
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("B never waited for A's lock")
+        assert not got  # still waiting
+        a.commit()
+        t.join(timeout=10)
+    assert got == [None]  # DO NOTHING: no row returned, no second claim
+    assert server.conn.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0] == 1

@@ -41,35 +41,44 @@ class CircuitBreaker:
         self.state = "closed"
         self.failures = 0  # consecutive failures while closed
         self.opened_at = 0.0
+        self.generation = 0  # +1 at every change of state
         self.lock = threading.Lock()  # state changes are atomic for threaded callers
 
-    def _admit(self) -> None:
+    def _set(self, state: str) -> None:  # called with the lock held
+        self.state, self.generation, self.failures = state, self.generation + 1, 0
+
+    def _admit(self) -> int:
         with self.lock:
             if self.state == "open":
                 if self.clock() - self.opened_at < self.reset_timeout:
                     raise CircuitOpen("open: failing fast")
-                self.state = "half-open"  # this caller is the one trial
-                return
-            if self.state == "half-open":  # a trial is already in flight
+                self._set("half-open")  # this caller is the one trial
+            elif self.state == "half-open":  # a trial is already in flight
                 raise CircuitOpen("half-open: a trial call is running")
+            return self.generation
 
-    def _record(self, ok: bool) -> None:
+    def _record(self, ok: bool, generation: int) -> None:
         with self.lock:
+            if generation != self.generation:
+                return  # admitted before the last change of state: its outcome is stale
             if ok:
-                self.state, self.failures = "closed", 0
+                if self.state != "closed":
+                    self._set("closed")
+                self.failures = 0
             elif self.state == "half-open" or self.failures + 1 >= self.failure_threshold:
-                self.state, self.opened_at, self.failures = "open", self.clock(), 0
+                self._set("open")
+                self.opened_at = self.clock()
             else:
                 self.failures += 1
 
     def call(self, backend: Callable[[], T]) -> T:
-        self._admit()
+        generation = self._admit()
         try:
             result = backend()
         except Exception:
-            self._record(ok=False)
+            self._record(False, generation)
             raise
-        self._record(ok=True)
+        self._record(True, generation)
         return result
 
 
@@ -137,12 +146,13 @@ def run(
 class NoTrialLimit(CircuitBreaker):
     """Break it: half-open lets every caller through, not one trial."""
 
-    def _admit(self) -> None:
+    def _admit(self) -> int:
         with self.lock:
             if self.state == "open":
                 if self.clock() - self.opened_at < self.reset_timeout:
                     raise CircuitOpen("open: failing fast")
-                self.state = "half-open"
+                self._set("half-open")
+            return self.generation
 
 
 def trial_storm(breaker_class: type[CircuitBreaker], callers: int = 10) -> int:

@@ -280,14 +280,14 @@ class Outcome:
 
 
 def timeout_then_retry(shop: Shop, mode: str) -> Outcome:
-    """The server commits, then the answer is held until the client has timed out
-    (0.1 s); the client retries with the same key and body."""
-    gave_up = threading.Event()
-    held: list[int] = []
+    """The client gives up after 0.1 s; the server commits the order, but its answer is
+    held until the client has given up. The client retries, same key and body, once the
+    first request has committed (on a busy machine its timeout may fire even earlier)."""
+    gave_up, committed = threading.Event(), threading.Event()
 
     def hook(point: str) -> None:
-        if point == "after commit" and not held:  # hold only the first answer
-            held.append(1)
+        if point == "after commit" and not committed.is_set():  # only the first request
+            committed.set()
             gave_up.wait(timeout=5)
 
     out, key = Outcome(), str(uuid.uuid4())
@@ -298,6 +298,8 @@ def timeout_then_retry(shop: Shop, mode: str) -> Outcome:
     except TimeoutError:
         out.answers.append("timed out")
     gave_up.set()
+    if not committed.wait(timeout=5):
+        raise TimeoutError("the first request never committed")
     status, answer = post(shop.port, ORDER, key)  # the retry, same key and body
     out.answers.append(str(status))
     out.order_ids.append(answer.get("id"))

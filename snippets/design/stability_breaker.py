@@ -112,13 +112,13 @@ class Backend:
 
 def run(
     breaker: bool, seconds: int = 60, down: tuple[float, float] = (10, 40),
-    threshold: int = 5, reset_timeout: float = 10,
+    threshold: int = 5, reset_timeout: float = 10, kind: type | None = None,
 ) -> dict[str, int | list[float] | list[str]]:  # fmt: skip
     """One caller makes one request per second for `seconds` s; the backend is down during
     `down`. Returns counts: backend calls (during the outage), answers, the breaker's states."""
     clock = FakeClock()
     backend = Backend(clock, *down)
-    cb = CircuitBreaker(threshold, reset_timeout, clock) if breaker else None
+    cb = (kind or CircuitBreaker)(threshold, reset_timeout, clock) if breaker else None
     ok = failed = fast = 0
     states = []
     for second in range(seconds):

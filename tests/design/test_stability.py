@@ -97,6 +97,8 @@ def test_a_success_resets_the_count_so_only_consecutive_failures_open_it():
 def test_break_it_half_open_without_a_trial_limit_lets_every_waiting_caller_through():
     assert breaker.trial_storm(breaker.CircuitBreaker) == 1
     assert breaker.trial_storm(breaker.NoTrialLimit) == 10
+    # and with one caller at a time the bug is invisible: the same timeline, call for call
+    assert breaker.run(True, kind=breaker.NoTrialLimit) == breaker.run(True)
 
 
 @pytest.mark.parametrize(

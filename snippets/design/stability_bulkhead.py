@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-WAIT = 1.0  # seconds we give the fast calls while the slow dependency hangs
+WAIT = 0.5  # seconds we give the fast calls while the slow dependency hangs
 
 
 # --8<-- [start:bulkhead]

@@ -259,10 +259,10 @@ def test_a_silent_client_is_dropped_while_others_are_served(shop):
 # --- Bulkheads: counted; the hung dependency is an Event nobody sets until the end.
 def test_a_hung_dependency_starves_a_shared_pool_and_not_a_bulkhead():
     # Noise budget: none needed for the shared pool -- all 4 threads are blocked on an Event
-    # before the fast calls are submitted, so none can run however long we wait (WAIT = 1 s).
-    # With bulkheads the 10 trivial fast calls have 2 threads of their own and 1 s: observed
+    # before the fast calls are submitted, so none can run however long we wait (WAIT = 0.5 s).
+    # With bulkheads the 10 trivial fast calls have 2 threads of their own and 0.5 s: observed
     # done after median 0.1 ms, max 0.9 ms, over 30 runs at load average 7 (flake hunt and
-    # other helpers running); the margin of 1 s is > 1000x that max.
+    # other helpers running); the margin of 0.5 s is > 500x that max.
     shared = bulkhead.run(False)
     assert (shared.fast_done_while_hung, shared.slow_started) == (0, 4)
     split = bulkhead.run(True)

@@ -23,7 +23,9 @@ class CircuitOpen(Exception):
 class CircuitBreaker:
     """closed -> open after `failure_threshold` consecutive failures -> half-open once
     `reset_timeout` seconds have passed (one trial call) -> closed if the trial succeeds,
-    open again if it fails. `clock` returns seconds; a test passes a fake one."""
+    open again if it fails. A trial that has not reported back after another
+    `reset_timeout` is given up on: the next caller is a new trial. Any exception counts
+    as a failure. `clock` returns seconds; a test passes a fake one."""
 
     def __init__(
         self, failure_threshold: int, reset_timeout: float, clock: Callable[[], float]
@@ -40,21 +42,23 @@ class CircuitBreaker:
             failure_threshold, reset_timeout, clock)  # fmt: skip
         self.state = "closed"
         self.failures = 0  # consecutive failures while closed
-        self.opened_at = 0.0
+        self.since = clock()  # when the state last changed
         self.generation = 0  # +1 at every change of state
         self.lock = threading.Lock()  # state changes are atomic for threaded callers
 
     def _set(self, state: str) -> None:  # called with the lock held
         self.state, self.generation, self.failures = state, self.generation + 1, 0
+        self.since = self.clock()
 
     def _admit(self) -> int:
         with self.lock:
-            if self.state == "open":
-                if self.clock() - self.opened_at < self.reset_timeout:
-                    raise CircuitOpen("open: failing fast")
+            if self.state != "closed":
+                if self.clock() - self.since < self.reset_timeout:
+                    raise CircuitOpen(
+                        "open: failing fast" if self.state == "open"
+                        else "half-open: a trial call is running")  # fmt: skip
+                # cool-down over, or the last trial never reported back (it hangs):
                 self._set("half-open")  # this caller is the one trial
-            elif self.state == "half-open":  # a trial is already in flight
-                raise CircuitOpen("half-open: a trial call is running")
             return self.generation
 
     def _record(self, ok: bool, generation: int) -> None:
@@ -67,18 +71,17 @@ class CircuitBreaker:
                 self.failures = 0
             elif self.state == "half-open" or self.failures + 1 >= self.failure_threshold:
                 self._set("open")
-                self.opened_at = self.clock()
             else:
                 self.failures += 1
 
     def call(self, backend: Callable[[], T]) -> T:
         generation = self._admit()
+        ok = False
         try:
             result = backend()
-        except Exception:
-            self._record(False, generation)
-            raise
-        self._record(True, generation)
+            ok = True
+        finally:  # every outcome is recorded, even KeyboardInterrupt or a cancellation
+            self._record(ok, generation)
         return result
 
 
@@ -149,7 +152,7 @@ class NoTrialLimit(CircuitBreaker):
     def _admit(self) -> int:
         with self.lock:
             if self.state == "open":
-                if self.clock() - self.opened_at < self.reset_timeout:
+                if self.clock() - self.since < self.reset_timeout:
                     raise CircuitOpen("open: failing fast")
                 self._set("half-open")
             return self.generation

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,15 +123,22 @@ def post_order_naive(conn: psycopg.Connection, key: str, body: bytes, order: dic
 # --8<-- [start:http]
 class Handler(BaseHTTPRequestHandler):
     server: OrderServer
-    timeout = 2  # seconds per socket read: a client that sends nothing is dropped
+    timeout = 2  # seconds per socket read (not per request): a silent client is dropped
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        status, answer = self.answer()
+        try:
+            status, answer = self.answer()
+        except Exception:  # a bug, the database gone: the transaction rolled back
+            traceback.print_exc()
+            self.close_connection = True
+            status, answer = 500, json.dumps({"error": "internal error; safe to retry"})
         data = answer.encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
         except OSError:  # the client gave up (timed out) before we answered
@@ -140,13 +148,24 @@ class Handler(BaseHTTPRequestHandler):
         def error(status: int, why: str) -> tuple[int, str]:
             return status, json.dumps({"error": why})
 
+        # Framing first (RFC 9112 §6.3): where does the body end? Any doubt -> answer, close.
+        lengths = self.headers.get_all("Content-Length") or []
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        if codings:
+            self.close_connection = True  # §6.1: close after answering, whatever we answer
+            if lengths:  # both: the way requests are smuggled (§6.1 allows rejecting it)
+                return error(400, "Content-Length together with Transfer-Encoding")
+            if ",".join(codings).split(",")[-1].strip().lower() != "chunked":
+                return error(400, "chunked must be the last transfer coding")  # §6.3 item 4
+            return error(411, "send Content-Length; chunked bodies are not read here")
+        if not lengths:
+            return error(411, "Content-Length required")
+        length = lengths[0]
+        if len(lengths) > 1 or not length.isascii() or not length.isdigit():
+            self.close_connection = True  # §6.3 item 5: an unrecoverable error, 400 and close
+            return error(400, "bad Content-Length")
         if self.path != "/orders":
             return error(404, "no such resource")
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return error(411, "Content-Length required")
-        if not length.isascii() or not length.isdigit():
-            return error(400, "bad Content-Length")
         if int(length) > MAX_BODY:
             self.close_connection = True  # we do not read the body
             return error(413, f"body over {MAX_BODY} bytes")
@@ -255,9 +274,12 @@ def serve(url: str) -> Iterator[Shop]:
 
 def post(port: int, body: bytes, key: str | None, timeout: float = 5,
          headers: dict[str, str] | None = None) -> tuple[int, dict]:  # fmt: skip
-    """POST /orders; raises TimeoutError if no answer within `timeout` seconds."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """POST /orders; raises TimeoutError if no answer within `timeout` seconds of sending.
+    (Connecting gets 5 s whatever `timeout` is: a busy host may be slow to accept.)"""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
+        conn.connect()
+        conn.sock.settimeout(timeout)
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if key is not None:
             all_headers["Idempotency-Key"] = f'"{key}"'

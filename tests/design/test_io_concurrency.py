@@ -74,7 +74,7 @@ def test_the_server_answers_bad_requests_with_an_error_and_keeps_serving(monkeyp
         assert ask(port, b"0\n").startswith(b"ERR")
         assert ask(port, b"1001\n").startswith(b"ERR")
         assert ask(port, b"\xff\xfe\n").startswith(b"ERR")
-        assert ask(port, b"9" * 10_000).startswith(b"ERR")  # over 64 bytes, no newline
+        assert ask(port, b"9" * 1000).startswith(b"ERR")  # over 64 bytes, no newline
         assert ask(port, b"1").startswith(b"ERR")  # no newline within 0.2 s: timeout
         assert ask(port, b"3\n") == b"0\n1\n2\n"  # and a good request is still served
         stats.wait_finished(7)

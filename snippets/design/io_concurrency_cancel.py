@@ -213,6 +213,7 @@ def observe(make: Callable[[int], Coroutine], requests: int) -> Outcome:
                 saw = "nothing"
             except Exception as error:  # noqa: BLE001 (we report which one)
                 saw = type(error).__name__
+            await asyncio.sleep(0)  # one turn of the loop: closes that fetch() scheduled happen
             sent_then = stats.sent
             await asyncio.to_thread(stats.wait_finished, requests)  # orphans may still run
             return saw, sent_then

@@ -60,8 +60,8 @@ def test_threads_do_not_run_python_in_parallel_but_processes_and_gil_free_calls_
     runs = in_fresh_process(
         "snippets/design/cpu_parallelism_gil.py",
         "{name: {way: (p.speedup, p.cores) for way, p in ways.items()} for name, ways in"
-        " m.speedups({'pure': __import__('functools').partial(m.pure_python, 4 * m.PURE_N),"
-        " 'sha': m.sha256_big}, rounds=5).items()}",
+        " m.speedups({'pure': __import__('functools').partial(m.pure_python, 3 * m.PURE_N),"
+        " 'sha': m.sha256_big}, rounds=3).items()}",
     )
     speedup = {name: {way: s for way, (s, _) in ways.items()} for name, ways in runs.items()}
     cores = {name: {way: c for way, (_, c) in ways.items()} for name, ways in runs.items()}

@@ -1,5 +1,6 @@
-"""The same 100 slow calls to a real TCP server on loopback, one after another, on a thread
-pool and with asyncio: waiting overlaps, so the concurrent ways take about one call's time.
+"""The same slow calls to a real TCP server on loopback, one after another, on a thread pool
+and with asyncio: the waits overlap, so the concurrent ways take a fraction of the sequential
+time (not one call's time: the client's own CPU work does not overlap).
 
 Run: python snippets/design/io_concurrency_calls.py
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import select
 import socket
 import statistics
 import subprocess
@@ -21,8 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 DELAY = 0.005  # seconds the server waits before each answer: a query, a disk, another service
-CALLS = 100
+CALLS = 50
 ROUNDS = 3  # interleaved rounds; the page compares medians
+START_TIMEOUT = 5.0  # seconds the server process has to say it is listening
+CALL_TIMEOUT = 5.0  # seconds a client gives one call, connect to last line
 MAX_LINE = 64  # bytes in a request line, newline included
 READ_TIMEOUT = 1.0  # seconds a client has to send its request line
 MAX_STEPS = 1000
@@ -130,7 +134,7 @@ def slow_server(delay: float) -> Iterator[tuple[int, Stats]]:
 # --8<-- [start:calls]
 def call(port: int, steps: int = 1) -> int:
     """One blocking call: connect, ask, read lines until the server closes; lines read."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT) as sock:
         sock.sendall(b"%d\n" % steps)
         data = b""
         while chunk := sock.recv(4096):  # the thread waits here, holding no GIL
@@ -140,15 +144,16 @@ def call(port: int, steps: int = 1) -> int:
 
 async def call_async(port: int, steps: int = 1) -> int:
     """The same call as a coroutine: the event loop runs others while this one waits."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"%d\n" % steps)
-        lines = 0
-        while await reader.readline():  # suspends this task, not the thread
-            lines += 1
-        return lines
-    finally:
-        writer.close()
+    async with asyncio.timeout(CALL_TIMEOUT):  # like the socket timeout of call()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"%d\n" % steps)
+            lines = 0
+            while await reader.readline():  # suspends this task, not the thread
+                lines += 1
+            return lines
+        finally:
+            writer.close()
 
 
 def sequential(port: int, n: int) -> list[int]:
@@ -195,7 +200,10 @@ def server_process(delay: float = DELAY) -> Iterator[int]:
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(delay)],
                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        ready = child.stdout.readline()  # readiness: it prints its port once listening
+        # Readiness: it prints its port once listening (bounded: a broken child must not hang us).
+        if not select.select([child.stdout], [], [], START_TIMEOUT)[0]:
+            raise RuntimeError(f"the server did not start within {START_TIMEOUT} s")
+        ready = child.stdout.readline()
         if not ready.startswith("port "):
             raise RuntimeError(f"the server did not start: {ready!r}")
         yield int(ready.split()[1])
@@ -209,17 +217,24 @@ def server_process(delay: float = DELAY) -> Iterator[int]:
         child.stdout.close()
 
 
-def measure(n: int = CALLS, rounds: int = ROUNDS, delay: float = DELAY) -> dict[str, list[float]]:
-    """Seconds per way, for `rounds` interleaved rounds of n calls each, on one server."""
-    times: dict[str, list[float]] = {name: [] for name in ways(n)}
+@dataclass
+class Run:
+    wall: float  # seconds from the first call started to the last answer read
+    cpu: float  # CPU seconds this process (the client, every thread) used meanwhile
+
+
+def measure(n: int = CALLS, rounds: int = ROUNDS, delay: float = DELAY) -> dict[str, list[Run]]:
+    """Wall and CPU time per way, for `rounds` interleaved rounds of n calls each, on one
+    server in a child process (so the CPU time is the client's alone)."""
+    runs: dict[str, list[Run]] = {name: [] for name in ways(n)}
     with server_process(delay) as port:
         for _ in range(rounds):
             for name, way in ways(n).items():
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 answers = way(port)
-                times[name].append(time.perf_counter() - start)
+                runs[name].append(Run(time.perf_counter() - start, time.process_time() - cpu))
                 assert answers == [1] * n, answers  # every call got its one line
-    return times
+    return runs
 
 
 def serve(delay: float) -> None:
@@ -233,17 +248,18 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{CALLS} calls, the server waits {DELAY * 1000:.1f} ms before each answer; "
           f"~{cores} cores; median of {ROUNDS} interleaved rounds")  # fmt: skip
-    times = measure()
-    base = statistics.median(times["sequential"])
-    print(f"{'how':<34}{'median':>10}{'vs sequential':>15}{'floor':>10}")
-    for name, seconds in times.items():
-        median = statistics.median(seconds)
+    runs = measure()
+    base = statistics.median(r.wall for r in runs["sequential"])
+    print(f"{'how':<34}{'median':>10}{'vs sequential':>15}{'floor':>10}{'client CPU':>12}")
+    for name, rs in runs.items():
+        median = statistics.median(r.wall for r in rs)
+        cpu = statistics.median(r.cpu for r in rs)
         workers = {"sequential": 1, "asyncio, TaskGroup": CALLS}.get(name)
         if workers is None:
             workers = CALLS if name.endswith(f"{CALLS} workers") else default_workers()
         floor = math.ceil(CALLS / workers) * DELAY  # waves of calls, each waits DELAY
         print(f"{name:<34}{median * 1000:>7.1f} ms{base / median:>14.1f}x"
-              f"{floor * 1000:>7.1f} ms")  # fmt: skip
+              f"{floor * 1000:>7.1f} ms{cpu * 1000:>9.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 STEP = 0.01  # seconds the server waits before each line it sends
-STEPS = 50  # lines per call: 0.5 s of work
+STEPS = 30  # lines per call: 0.3 s of work
 SIBLINGS = 10  # calls that would succeed, beside the one that fails
 FAIL_AFTER = 5  # lines the failing call reads before it raises
-GIVE_UP = 0.1  # seconds the caller waits for one call of STEPS lines
+GIVE_UP = 0.05  # seconds the caller waits for one call of STEPS lines
+CALL_TIMEOUT = 5.0  # seconds any client gives one call, connect to last line
 MAX_LINE = 64  # bytes in a request line, newline included
 READ_TIMEOUT = 1.0  # seconds a client has to send its request line
 MAX_STEPS = 1000
@@ -127,22 +129,23 @@ def slow_server(delay: float) -> Iterator[tuple[int, Stats]]:
 # --8<-- [start:clients]
 async def fetch(port: int, steps: int = STEPS, fail_after: int | None = None) -> int:
     """Ask for `steps` lines and read them; raise after `fail_after` lines if given."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"%d\n" % steps)
-        lines = 0
-        while await reader.readline():  # a cancellation arrives here, as CancelledError
-            lines += 1
-            if lines == fail_after:
-                raise ValueError(f"line {lines} looked wrong")
-        return lines
-    finally:
-        writer.close()  # on success, failure or cancellation: the server sees the close
+    async with asyncio.timeout(CALL_TIMEOUT):  # its own bound, whoever else cancels it
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"%d\n" % steps)
+            lines = 0
+            while await reader.readline():  # a cancellation arrives here, as CancelledError
+                lines += 1
+                if lines == fail_after:
+                    raise ValueError(f"line {lines} looked wrong")
+            return lines
+        finally:
+            writer.close()  # on success, failure or cancellation: the server sees the close
 
 
 def call(port: int, steps: int = STEPS) -> int:
     """The same call, blocking, for a thread: nothing can interrupt it from outside."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=CALL_TIMEOUT) as sock:
         sock.sendall(b"%d\n" % steps)
         data = b""
         while chunk := sock.recv(4096):
@@ -160,6 +163,7 @@ class Outcome:
     after: int  # of them, sent after the caller had its exception
     completed: int  # calls the server finished
     abandoned: int  # calls the server stopped because the client left
+    waited: float  # seconds from the start of the calls to the caller's exception
     cancel_returned: bool | None = None  # Future.cancel(), for the thread pool
 
 
@@ -191,12 +195,16 @@ async def give_up(port: int, how: str) -> None:
             await asyncio.to_thread(call, port)  # the task stops waiting; the thread cannot
 
 
-def give_up_on_a_future(port: int, pool: ThreadPoolExecutor) -> bool:
-    """concurrent.futures' own timeout, without asyncio; returns what cancel() said."""
+def give_up_on_a_future(port: int, pool: ThreadPoolExecutor) -> tuple[str, bool]:
+    """concurrent.futures' own timeout, without asyncio: what the caller saw, and what
+    cancel() said."""
     future = pool.submit(call, port)
-    with suppress(TimeoutError):  # concurrent.futures.TimeoutError is TimeoutError since 3.11
+    try:
         future.result(timeout=GIVE_UP)
-    return future.cancel()  # False: "currently being executed ... cannot be cancelled"
+        saw = "nothing"
+    except TimeoutError as error:  # concurrent.futures.TimeoutError is TimeoutError since 3.11
+        saw = type(error).__name__
+    return saw, future.cancel()  # False: "currently being executed ... cannot be cancelled"
 
 
 # --8<-- [end:timeout]
@@ -204,22 +212,27 @@ def give_up_on_a_future(port: int, pool: ThreadPoolExecutor) -> bool:
 
 def observe(make: Callable[[int], Coroutine], requests: int) -> Outcome:
     """Run make(port) on a fresh server; then keep the loop running, as a service would,
-    until the server has ended every request, and count what it did after the error."""
+    until the server has ended every request, and count what it did after the error.
+    (A script that returned at once would not see the orphans work: asyncio.run cancels
+    the tasks still running when its coroutine returns.)"""
     with slow_server(STEP) as (port, stats):
 
-        async def caller() -> tuple[str, int]:
+        async def caller() -> tuple[str, int, float]:
+            start = time.perf_counter()
             try:
                 await make(port)
                 saw = "nothing"
             except Exception as error:  # noqa: BLE001 (we report which one)
                 saw = type(error).__name__
+            waited = time.perf_counter() - start
             await asyncio.sleep(0)  # one turn of the loop: closes that fetch() scheduled happen
             sent_then = stats.sent
             await asyncio.to_thread(stats.wait_finished, requests)  # orphans may still run
-            return saw, sent_then
+            return saw, sent_then, waited
 
-        saw, sent_then = asyncio.run(caller())
-    return Outcome(saw, stats.sent, stats.sent - sent_then, stats.completed, stats.abandoned)
+        saw, sent_then, waited = asyncio.run(caller())
+    return Outcome(saw, stats.sent, stats.sent - sent_then, stats.completed, stats.abandoned,
+                   waited)  # fmt: skip
 
 
 def group_outcome(structured: bool, job: Job = fetch) -> Outcome:
@@ -230,11 +243,13 @@ def timeout_outcome(how: str) -> Outcome:
     if how != "future":
         return observe(lambda port: give_up(port, how), 1)
     with slow_server(STEP) as (port, stats), ThreadPoolExecutor(1) as pool:
-        cancelled = give_up_on_a_future(port, pool)
+        start = time.perf_counter()
+        saw, cancelled = give_up_on_a_future(port, pool)
+        waited = time.perf_counter() - start
         sent_then = stats.sent
         stats.wait_finished(1)
-    return Outcome("TimeoutError", stats.sent, stats.sent - sent_then, stats.completed,
-                   stats.abandoned, cancelled)  # fmt: skip
+    return Outcome(saw, stats.sent, stats.sent - sent_then, stats.completed, stats.abandoned,
+                   waited, cancelled)  # fmt: skip
 
 
 def main() -> None:
@@ -249,12 +264,14 @@ def main() -> None:
     print()
     print(f"give up after {GIVE_UP * 1000:.1f} ms on one call of {STEPS} lines "
           f"({STEPS * STEP * 1000:.1f} ms of work)")  # fmt: skip
-    print(f"{'':36}{'lines sent':>11}{'after giving up':>17}{'finished':>10}")
+    print(f"{'':36}{'caller saw':>14}{'waited':>9}{'lines sent':>12}{'after giving up':>17}"
+          f"{'finished':>10}")  # fmt: skip
     for how, name in (("coroutine", "asyncio.timeout, coroutine"),
                       ("to_thread", "asyncio.timeout, asyncio.to_thread"),
                       ("future", "Future.result(timeout=...), thread")):  # fmt: skip
         o = timeout_outcome(how)
-        print(f"{name:36}{f'~{o.served}' if how == 'coroutine' else o.served:>11}"
+        print(f"{name:36}{o.caller_saw:>14}{f'~{o.waited * 1000:.0f} ms':>9}"
+              f"{f'~{o.served}' if how == 'coroutine' else o.served:>12}"
               f"{f'~{o.after}':>17}{o.completed:>10}")  # fmt: skip
         if o.cancel_returned is not None:
             print(f"  and Future.cancel() returned {o.cancel_returned}")

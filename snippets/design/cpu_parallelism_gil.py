@@ -19,8 +19,9 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
-PURE_N = 200_000  # loop steps of the pure-Python task (~0.05-0.1 s here)
+PURE_N = 200_000  # loop steps of the pure-Python task (~15 ms of CPU here)
 BIG = 32 * 2**20  # bytes hashed or compressed in one call
 SMALL = 1024  # bytes per call for hashlib below its GIL threshold (2047 bytes)
 ROUNDS = 3
@@ -40,6 +41,9 @@ def build() -> dict[str, object]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "free-threaded build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "GIL enabled": gil_check() if gil_check else "yes (no sys._is_gil_enabled before 3.13)",
+        # _hashlib is the OpenSSL-backed module (built-in fallbacks: _sha256, _sha2 in 3.12+)
+        "hashlib.sha256 objects": f"{type(hashlib.sha256()).__module__}."
+        f"{type(hashlib.sha256()).__qualname__}",
         "free-threaded interpreters on PATH": [
             name for name in ("python3.13t", "python3.14t", "python3.15t") if shutil.which(name)
         ],
@@ -73,7 +77,8 @@ def sha256_big(size: int = BIG) -> bytes:
 
 
 def sha256_small(size: int = BIG) -> bytes:
-    """The same bytes in 1 KiB calls: each call is under hashlib's 2047-byte threshold."""
+    """A sixteenth of those bytes (2 MiB) in 1 KiB calls, each under hashlib's 2047-byte
+    threshold."""
     h, buf = hashlib.sha256(), data(size)
     for start in range(0, size // 16, SMALL):  # a sixteenth of the bytes: the loop is slower
         h.update(buf[start : start + SMALL])
@@ -143,8 +148,10 @@ def run_twice(pool: Executor | None, work: Callable[[], object]) -> tuple[float,
 
 @dataclass
 class Parallel:
-    speedup: float  # median wall time one after another / median wall time on 2 workers
-    cores: float  # median of CPU seconds / wall seconds on 2 workers: how many cores ran it
+    speedup: float  # median wall time one after another / median wall time this way
+    low: float  # the spread: the lowest and highest speedup of one round (that round's
+    high: float  # time one after another / its time this way; the ways are interleaved)
+    cores: float  # median CPU seconds / median wall seconds: how many cores the work had
 
 
 def speedups(works: dict[str, Callable[[], object]], rounds: int = ROUNDS
@@ -157,7 +164,7 @@ def speedups(works: dict[str, Callable[[], object]], rounds: int = ROUNDS
     with ThreadPoolExecutor(2) as threads, ProcessPoolExecutor(2) as processes:
         pools = dict(zip(ways, (None, threads, processes), strict=True))
         for work in works.values():  # warm up: workers started, buffers made
-            for pool in (None, threads, processes, processes):
+            for pool in pools.values():
                 run_twice(pool, work)
         for _ in range(rounds):
             for name, work in works.items():
@@ -165,12 +172,15 @@ def speedups(works: dict[str, Callable[[], object]], rounds: int = ROUNDS
                     runs[name][way].append(run_twice(pool, work))
     result: dict[str, dict[str, Parallel]] = {}
     for name, by_way in runs.items():
-        alone = statistics.median(wall for wall, _ in by_way["one after another"])
-        result[name] = {
-            way: Parallel(alone / statistics.median(wall for wall, _ in r),
-                          statistics.median(cpu / wall for wall, cpu in r))
-            for way, r in by_way.items() if way != "one after another"
-        }  # fmt: skip
+        alone = [wall for wall, _ in by_way["one after another"]]
+        result[name] = {}
+        for way, r in by_way.items():
+            walls = [wall for wall, _ in r]
+            per_round = [a / w for a, w in zip(alone, walls, strict=True)]
+            result[name][way] = Parallel(
+                statistics.median(alone) / statistics.median(walls),
+                min(per_round), max(per_round),
+                statistics.median(cpu for _, cpu in r) / statistics.median(walls))  # fmt: skip
     return result
 
 
@@ -197,12 +207,14 @@ def main() -> None:
     ticks = witness_ticks(lambda: pure_python(5 * PURE_N), switch_interval=0.005)
     print(f"  {'pure-Python loop x5, switch interval 5.0 ms':46}{f'~{ticks}':>6}")
     print()
-    print(f"the same call twice on 2 workers, median of {ROUNDS} interleaved rounds:")
-    print(f"  {'':46}{'speedup':>8}{'cores busy':>12}")
-    chosen = {k: WORKS[k] for k in ("pure-Python loop", "hashlib.sha256, 32 MiB at once")}
+    print(f"the same call twice, one after another and on 2 workers, {ROUNDS} interleaved rounds:")
+    print(f"  {'':50}{'speedup':>8}{'(rounds)':>13}{'cores busy':>12}")
+    chosen = {"pure-Python loop": pure_python,
+              "hashlib.sha256, 16 MiB at once": partial(sha256_big, BIG // 2)}  # fmt: skip
     for name, ways in speedups(chosen).items():
         for way, p in ways.items():
-            print(f"  {name + ', ' + way:46}{p.speedup:>7.2f}x{p.cores:>12.2f}")
+            spread = "" if way == "one after another" else f"{p.low:.2f}-{p.high:.2f}"
+            print(f"  {name + ', ' + way:50}{p.speedup:>7.2f}x{spread:>13}{p.cores:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 DELAY = 0.005  # seconds the server waits before each answer: a query, a disk, another service
-CALLS = 50
+CALLS = 40
 ROUNDS = 3  # interleaved rounds; the page compares medians
 START_TIMEOUT = 5.0  # seconds the server process has to say it is listening
 CALL_TIMEOUT = 5.0  # seconds a client gives one call, connect to last line

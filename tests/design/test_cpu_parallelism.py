@@ -103,7 +103,10 @@ def test_threads_do_not_run_python_in_parallel_but_processes_and_gil_free_calls_
     # when other work fills the machine no way can show parallelism: say so instead.
     free = min(calibration, cores["pure"]["2 processes"])
     if free < 1.5:
-        reason = f"2 processes got only {free:.2f} cores: too busy to show parallelism ({runs})"
+        reason = (
+            f"2 processes got only {free:.2f} cores (calibration {calibration:.2f}): too "
+            f"busy to show parallelism ({runs})"
+        )
         if services_required():  # CI runs this alone on an idle machine: it must not skip
             pytest.fail(reason)
         pytest.skip(reason)

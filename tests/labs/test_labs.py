@@ -801,3 +801,103 @@ def test_mtls_reference_server_and_client_send_close_notify(tmp_path: Path):
 
     assert closing(MTLS / "solution.py") == "close_notify"
     assert closing(bare) != "close_notify"
+
+
+# --- circuit-breaker: each stage catches a plausible wrong breaker (lab-circuit-breaker.md)
+
+CIRCUIT_BREAKER = ROOT / "labs" / "circuit-breaker"
+CIRCUIT_BREAKER_WRONG = [
+    # (stage, what a learner plausibly writes, the text it replaces in the solution, with)
+    (1, "the backend's error swallowed: call() returns None",
+     "            result = fn(*args, **kwargs)\n        except Exception:\n"
+     "            self._record(False, trial)\n            raise\n",
+     "            result = fn(*args, **kwargs)\n        except Exception:\n"
+     "            self._record(False, trial)\n            return None\n"),
+    (1, "failures counted in total, not in a row: a success does not reset them",
+     "self._failures = 0 if ok else self._failures + 1",
+     "self._failures = self._failures if ok else self._failures + 1"),
+    (2, "opens after N + 1 failures (> instead of >=)",
+     "if self._failures >= self.failure_threshold:",
+     "if self._failures > self.failure_threshold:"),
+    (2, "an open circuit still calls the backend (to see if it is back), then raises",
+     "        trial = self._admit()\n        try:\n            result = fn(",
+     "        try:\n            trial = self._admit()\n        except CircuitOpen:\n"
+     "            fn(*args, **kwargs)\n            raise\n        try:\n            result = fn("),
+    (3, "a failed trial reopens without restarting the cool-down",
+     "self._opened_at = self._opened_at if ok else now",
+     "self._opened_at = self._opened_at"),
+    (3, "half-open lets every caller through until one succeeds",
+     '            if self._state == HALF_OPEN:\n                raise CircuitOpen(',
+     '            if self._state == HALF_OPEN:\n                return True\n'
+     '                raise CircuitOpen('),
+    (3, "closing after the trial keeps the old failure count",
+     "(CLOSED, 0) if ok", "(CLOSED, self._failures) if ok"),
+    (4, "exponential backoff without jitter",
+     "return self.rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 64)))",
+     "return min(self.cap, self.base * 2 ** min(attempt, 64))"),
+    (4, "a retry budget that never forgets: credit from every request since start",
+     "while times and now - times[0] >= self.window:",
+     "while times and now - times[0] >= math.inf:"),
+    (4, "retries without a budget (only max_attempts)",
+     "        if not self.budget.try_retry():\n            return None\n", ""),
+    (4, "CircuitOpen retried like any other error",
+     "if isinstance(error, CircuitOpen) or attempt + 1 >= self.max_attempts:",
+     "if attempt + 1 >= self.max_attempts:"),
+    (4, "jitter from a Random of its own, not the rng given",
+     "self.rng = rng if rng is not None else random.Random()", "self.rng = random.Random()"),
+    (5, "no lock: check the state, read the clock, claim the trial",
+     "        now = self.clock()\n        with self._lock:\n            if self._state == CLOSED:\n"
+     "                return False\n"
+     "            if self._state == OPEN and now - self._opened_at >= self.reset_timeout:\n"
+     "                self._state = HALF_OPEN\n                return True\n",
+     "        if self._state == CLOSED:\n            return False\n"
+     "        if self._state == OPEN and self.clock() - self._opened_at >= self.reset_timeout:\n"
+     "            self._state = HALF_OPEN\n            return True\n"
+     "        now = self.clock()\n        with self._lock:\n"),
+    (5, "call_async hands the coroutine function to call()",
+     "        trial = self._admit()\n        try:\n            result = await fn(",
+     "        return await self.call(fn, *args, **kwargs)\n"
+     "        trial = self._admit()\n        try:\n            result = await fn("),
+    (5, "a cancelled trial is not handled: half-open for ever",
+     "        except BaseException:  # asyncio.CancelledError is a BaseException\n"
+     "            self._abandon(trial)\n            raise\n", ""),
+    (6, "reset_timeout checked with <= 0: NaN and infinity pass",
+     '_check_number("reset_timeout", reset_timeout, low=0, low_ok=False, high=math.inf)',
+     'if reset_timeout <= 0:\n            raise ValueError(f"reset_timeout must be > 0,'
+     ' got {reset_timeout!r}")'),
+    (6, "ratio read as a percentage: up to 100 accepted",
+     '_check_number("ratio", ratio, low=0, low_ok=True, high=1)',
+     '_check_number("ratio", ratio, low=0, low_ok=True, high=100)'),
+    (6, "failure_threshold=0 accepted",
+     '_check_count("failure_threshold", failure_threshold, low=1)',
+     '_check_count("failure_threshold", failure_threshold, low=0)'),
+    (6, "an error that does not say which parameter",
+     'raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")',
+     'raise ValueError(f"must be an integer >= {low}, got {value!r}")'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stage", "why", "right", "wrong"),
+    CIRCUIT_BREAKER_WRONG,
+    ids=[w[1] for w in CIRCUIT_BREAKER_WRONG],
+)
+def test_circuit_breaker_stages_each_catch_a_plausible_wrong_breaker(
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
+):
+    """Each stage fails a breaker that gets exactly that stage's idea wrong (and passes
+    every stage before it). The one without a budget is the sample run on the lab page."""
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    assert source.count(right) == 1, right
+    broken = tmp_path / "my_breaker.py"
+    broken.write_text(source.replace(right, wrong), encoding="utf-8")
+    sample = why.startswith("retries without a budget")
+    run = run_lab(CIRCUIT_BREAKER, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
+    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
+    total = stage_count(CIRCUIT_BREAKER)
+    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
+        f"{why}: {run.stdout}"
+    )
+    if sample:
+        shown = run.stdout.replace(str(broken), "my_breaker.py")
+        check_sample_run(request, CIRCUIT_BREAKER, "no-budget", shown, rerun="budget")

@@ -16,6 +16,7 @@ import heapq
 import itertools
 import math
 import threading
+import time
 from random import Random
 from types import ModuleType
 from typing import Any
@@ -32,6 +33,7 @@ STAGES = {
     6: "bad configuration is a ValueError that names the parameter",
 }
 DEADLINE = 5.0  # seconds for any wait on another thread; a correct breaker needs microseconds
+GATE = 2.0  # at most this long in the stage-5 clock's gate (a breaker that reads it under its lock)
 
 
 class Clock:
@@ -233,7 +235,22 @@ def test_half_open_admits_one_trial_only(lab_module):
         return "ok"
 
     before = backend.calls
-    assert b.call(trial) == "ok"
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["got"] = b.call(trial)
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            box["got"] = error
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(DEADLINE)
+    assert not worker.is_alive(), (
+        f"a call made during the trial did not return within {DEADLINE:g} s: is a lock held "
+        "while the backend is called? (the call must get CircuitOpen at once)"
+    )
+    assert box.get("got") == "ok", f"the trial returned {box.get('got')!r}, not 'ok'"
     assert isinstance(seen["second"], lab_module.CircuitOpen) and backend.calls == before, (
         f"a call made during the trial got {seen['second']!r}: half-open admits ONE trial"
     )
@@ -479,7 +496,7 @@ def test_jitter_spreads_clients_that_failed_together(lab_module, rng):
 
 class GateClock(Clock):
     """A clock that, once armed, holds every caller until `callers` of them are inside it
-    (or DEADLINE has passed): every thread has read the time before any acts on it. A
+    (or GATE seconds have passed): every thread has read the time before any acts on it. A
     breaker that checks its state, reads the clock, then claims the trial without a lock
     lets them all through, every run; one that reads the clock before taking its lock and
     decides under it admits one."""
@@ -497,7 +514,7 @@ class GateClock(Clock):
             if self.callers:
                 self.inside += 1
                 self.waiting.notify_all()
-                self.waiting.wait_for(lambda: self.inside >= self.callers, timeout=DEADLINE)
+                self.waiting.wait_for(lambda: self.inside >= self.callers, timeout=GATE)
                 self.callers = 0  # released: from now on the clock does not wait
             return self.now
 
@@ -536,11 +553,15 @@ def test_fifty_threads_get_exactly_one_trial(lab_module):
     for thread in threads:
         thread.start()
     with changed:  # every caller is either rejected or inside the backend
-        settled = changed.wait_for(lambda: len(done) + inside[0] >= 50, timeout=DEADLINE)
+        settled = changed.wait_for(lambda: len(done) + inside[0] >= 50, timeout=GATE + DEADLINE)
     release.set()
+    deadline = time.monotonic() + DEADLINE
     for thread in threads:
-        thread.join(DEADLINE)
-    assert settled, f"after {DEADLINE} s only {len(done)} of 50 callers returned (a deadlock?)"
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert settled, (
+        f"after {GATE + DEADLINE:g} s only {len(done)} of 50 callers had returned and "
+        f"{inside[0]} were in the backend (is a lock held while calling it?)"
+    )
     assert inside[0] == 1, (
         f"50 threads called the half-open breaker at once: {inside[0]} trial calls reached "
         "the backend, not 1 (check the state and claim the trial under one lock)"
@@ -572,7 +593,7 @@ def test_fifty_tasks_get_exactly_one_trial(lab_module):
         assert backend.calls == before, "call_async on an open breaker reached the backend"
         clock.now += 10.0
         release = asyncio.Event()
-        trials = [0]
+        trials, returned = [0], [0]
 
         async def trial() -> str:
             trials[0] += 1
@@ -584,10 +605,15 @@ def test_fifty_tasks_get_exactly_one_trial(lab_module):
                 return await b.call_async(trial)
             except lab_module.CircuitOpen:
                 return "CircuitOpen"
+            finally:
+                returned[0] += 1
+
+        async def settled() -> None:  # every task rejected or inside the backend
+            while trials[0] + returned[0] < 50:
+                await asyncio.sleep(0)
 
         tasks = [asyncio.ensure_future(caller()) for _ in range(50)]
-        for _ in range(3):  # let every task run to its first await
-            await asyncio.sleep(0)
+        await asyncio.wait_for(settled(), DEADLINE)
         release.set()
         done = await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE)
         return trials[0], sorted(done), b.state

@@ -832,6 +832,15 @@ CIRCUIT_BREAKER_WRONG = [
      '                raise CircuitOpen('),
     (3, "closing after the trial keeps the old failure count",
      "(CLOSED, 0) if ok", "(CLOSED, self._failures) if ok"),
+    (3, "one lock held around the whole call: a call made during the trial waits for ever",
+     ("    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:\n"
+      "        trial = self._admit()\n",
+      "        self._lock = threading.Lock()  # threads and asyncio tasks alike"),
+     ("    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:\n"
+      "        with self._whole_call:\n            return self._call(fn, *args, **kwargs)\n\n"
+      "    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:\n"
+      "        trial = self._admit()\n",
+      "        self._whole_call = threading.Lock()\n        self._lock = threading.Lock()  #")),
     (4, "exponential backoff without jitter",
      "return self.rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 64)))",
      "return min(self.cap, self.base * 2 ** min(attempt, 64))"),
@@ -888,9 +897,12 @@ def test_circuit_breaker_stages_each_catch_a_plausible_wrong_breaker(
     """Each stage fails a breaker that gets exactly that stage's idea wrong (and passes
     every stage before it). The one without a budget is the sample run on the lab page."""
     source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
-    assert source.count(right) == 1, right
+    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
+    for old, new in pairs:  # one or more changes, each to text found once in the solution
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
     broken = tmp_path / "my_breaker.py"
-    broken.write_text(source.replace(right, wrong), encoding="utf-8")
+    broken.write_text(source, encoding="utf-8")
     sample = why.startswith("retries without a budget")
     run = run_lab(CIRCUIT_BREAKER, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
     assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
@@ -901,3 +913,23 @@ def test_circuit_breaker_stages_each_catch_a_plausible_wrong_breaker(
     if sample:
         shown = run.stdout.replace(str(broken), "my_breaker.py")
         check_sample_run(request, CIRCUIT_BREAKER, "no-budget", shown, rerun="budget")
+
+
+def test_circuit_breaker_gate_passes_a_breaker_that_reads_the_clock_under_its_lock(
+    run_lab, tmp_path: Path
+):
+    """The control of stage 5's gate: a correct breaker that reads the clock while holding
+    its lock (so no second thread can reach the gate) waits out the gate once and passes."""
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    under_lock = variant(
+        tmp_path,
+        "clock_under_lock",
+        source,
+        "        now = self.clock()\n        with self._lock:\n"
+        "            if self._state == CLOSED:",
+        "        with self._lock:\n            now = self.clock()\n"
+        "            if self._state == CLOSED:",
+    )
+    run = run_lab(CIRCUIT_BREAKER, under_lock, "--seed", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "All 6 stages passed." in run.stdout, run.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import re
 import socket
 import ssl
@@ -933,3 +934,63 @@ def test_circuit_breaker_gate_passes_a_breaker_that_reads_the_clock_under_its_lo
     run = run_lab(CIRCUIT_BREAKER, under_lock, "--seed", "1")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "All 6 stages passed." in run.stdout, run.stdout
+
+
+def load(path: Path, name: str):  # noqa: ANN201 - a module
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_circuit_breaker_the_numbers_on_the_lab_page(tmp_path: Path, pytestconfig: pytest.Config):
+    """The model's numbers on docs/design/lab-circuit-breaker.md, for three seeds: the
+    reference's outage at 0.057x and brownout at 1.100x the healthy rate, 1.30x with a
+    budget that never forgets, 1.74-1.77x without a budget; the busiest 10 ms of 100
+    clients' first retries 12 to 19 with full jitter, 100 without."""
+    # labs/conftest.py registers the stage marker for the labs' own runs; here, by hand
+    pytestconfig.addinivalue_line("markers", "stage(n): a lab stage")
+    stages = load(CIRCUIT_BREAKER / "stages.py", "circuit_breaker_stages")
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    wrong = {w[1]: (w[2], w[3]) for w in CIRCUIT_BREAKER_WRONG}
+
+    def breaker_module(name: str):  # noqa: ANN202 - a module
+        if name == "reference":
+            return load(CIRCUIT_BREAKER / "solution.py", "cb_reference")
+        old, new = wrong[name]
+        return load(variant(tmp_path, name.split(":")[0][:20].replace(" ", "_"), source, old, new),
+                    f"cb_{len(name)}")  # fmt: skip
+
+    outage = [(60.0, 0.0), (90.0, 1.0), (100.0, 0.0)]
+    brownout = [(60.0, 0.0), (90.0, 0.5), (100.0, 0.0)]
+
+    def ratio(lab, seed: int, phases, **config) -> float:  # noqa: ANN001
+        calls = stages.storm(lab, seed, phases, **config)
+        return stages.rate(calls, 60, 90) / stages.rate(calls, 0, 60)
+
+    def busiest(lab, seed: int) -> int:  # noqa: ANN001
+        clock = stages.Clock(0.0)
+        waits = []
+        for c in range(100):
+            budget = lab.RetryBudget(ratio=1.0, window=10.0, clock=clock)
+            budget.record_request()
+            breaker = lab.CircuitBreaker(100, 10.0, clock=clock)
+            r = lab.Retrier(breaker, budget, base=0.1, cap=1.0, rng=random.Random(f"{seed}:{c}"))
+            waits.append(r.next_delay(0, stages.BackendDown()))
+        return max(sum(int(w / 0.01) == i for w in waits) for i in range(11))
+
+    reference = breaker_module("reference")
+    forgets_nothing = breaker_module(
+        "a retry budget that never forgets: credit from every request since start"
+    )
+    no_budget = breaker_module("retries without a budget (only max_attempts)")
+    no_jitter = breaker_module("exponential backoff without jitter")
+    for seed in range(3):
+        assert round(ratio(reference, seed, outage), 3) == 0.057
+        assert round(ratio(reference, seed, brownout, threshold=30), 3) == 1.100
+        assert round(ratio(forgets_nothing, seed, brownout, threshold=30), 2) == 1.30
+        assert 1.74 <= ratio(no_budget, seed, brownout, threshold=30) <= 1.77
+        assert 12 <= busiest(reference, seed) <= 19
+        assert busiest(no_jitter, seed) == 100

@@ -110,11 +110,18 @@ def test_a_failure_is_raised_unchanged_and_counted(lab_module):
         raise error
 
     for n in (1, 2):
-        with pytest.raises(Exception) as caught:
-            b.call(broken)
-        assert caught.value is error, (
-            f"the backend raised {error!r}; the caller got {caught.value!r} (re-raise it)"
-        )
+        try:
+            got = b.call(broken)
+        except NotImplementedError:
+            raise  # a TODO still to do, not a wrapped error
+        except Exception as caught:  # noqa: BLE001 - compared below
+            assert caught is error, (
+                f"the backend raised {error!r}; the caller got {caught!r} (re-raise it)"
+            )
+        else:
+            raise AssertionError(
+                f"the backend raised {error!r}; call() returned {got!r} instead of raising it"
+            )
         assert b.failures == n, f"after {n} failure(s): failures is {b.failures}, not {n}"
     assert b.state == "closed", "2 failures with failure_threshold=5: the breaker stays closed"
 

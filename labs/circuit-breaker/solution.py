@@ -105,12 +105,14 @@ class CircuitBreaker:
                     self._state, self._opened_at = OPEN, now
 
     def _abandon(self, trial: bool) -> None:
-        """The call neither succeeded nor failed (cancelled, KeyboardInterrupt): a trial
-        gives its place back — the circuit stays open with its cool-down over, so the next
-        call is a trial — instead of leaving the breaker half-open for ever."""
+        """The call neither succeeded nor failed: cancelled (by asyncio.wait_for's timeout,
+        say) or interrupted. A trial that gave no answer is no sign that the backend is
+        back, so it reopens the circuit for a fresh cool-down, as a failed trial does,
+        instead of leaving it half-open for ever. (Giving the place back, so that the next
+        call is the trial, passes the stages too; but then a caller whose timeout cancels
+        every trial sends one to a hung backend after another.)"""
         if trial:
-            with self._lock:
-                self._state = OPEN
+            self._record(False, trial)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         trial = self._admit()

@@ -132,7 +132,8 @@ class Retrier:
         raise NotImplementedError("stage 4: next_delay")
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Record the request in the budget, then call fn through the breaker, retrying
-        (after self.sleep(next_delay(...))) while next_delay allows it."""
+        """Record the request in the budget (once per call, not once per attempt), then
+        call fn through the breaker, retrying (after self.sleep(next_delay(...))) while
+        next_delay allows it."""
         # TODO stage 4
         raise NotImplementedError("stage 4: call")

@@ -4,6 +4,7 @@ untouched starter — so the stages test something, and the starter leaves work 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import random
@@ -831,6 +832,12 @@ CIRCUIT_BREAKER_WRONG = [
      '            if self._state == HALF_OPEN:\n                raise CircuitOpen(',
      '            if self._state == HALF_OPEN:\n                return True\n'
      '                raise CircuitOpen('),
+    (3, "the cool-down timed from the first failure of the streak, not from the opening",
+     ("                self._failures = 0 if ok else self._failures + 1\n",
+      "                    self._state, self._opened_at = OPEN, now\n"),
+     ("                self._failures = 0 if ok else self._failures + 1\n"
+      "                if self._failures == 1:\n                    self._first = now\n",
+      "                    self._state, self._opened_at = OPEN, self._first\n")),
     (3, "closing after the trial keeps the old failure count",
      "(CLOSED, 0) if ok", "(CLOSED, self._failures) if ok"),
     (3, "one lock held around the whole call: a call made during the trial waits for ever",
@@ -853,6 +860,15 @@ CIRCUIT_BREAKER_WRONG = [
     (4, "CircuitOpen retried like any other error",
      "if isinstance(error, CircuitOpen) or attempt + 1 >= self.max_attempts:",
      "if attempt + 1 >= self.max_attempts:"),
+    (4, "2 ** n uncapped: delay(2000) overflows the float",
+     "self.base * 2 ** min(attempt, 64)", "self.base * 2**attempt"),
+    (4, "the wait after call n fails is delay(n + 1): the first is up to 2 * base",
+     "        return self.delay(attempt)\n", "        return self.delay(attempt + 1)\n"),
+    (4, "Retrier.call does not record the request: a fresh budget never pays",
+     "        self.budget.record_request()\n        attempt = 0\n", "        attempt = 0\n"),
+    (4, "Retrier.call records a request per attempt: retries pay for themselves",
+     "        self.budget.record_request()\n        attempt = 0\n        while True:\n",
+     "        attempt = 0\n        while True:\n            self.budget.record_request()\n"),
     (4, "jitter from a Random of its own, not the rng given",
      "self.rng = rng if rng is not None else random.Random()", "self.rng = random.Random()"),
     (5, "no lock: check the state, read the clock, claim the trial",
@@ -864,6 +880,15 @@ CIRCUIT_BREAKER_WRONG = [
      "        if self._state == OPEN and self.clock() - self._opened_at >= self.reset_timeout:\n"
      "            self._state = HALF_OPEN\n            return True\n"
      "        now = self.clock()\n        with self._lock:\n"),
+    (5, "the clock read first, as the hint says, then check-and-claim without the lock",
+     "        now = self.clock()\n        with self._lock:\n            if self._state == CLOSED:\n"
+     "                return False\n"
+     "            if self._state == OPEN and now - self._opened_at >= self.reset_timeout:\n"
+     "                self._state = HALF_OPEN\n                return True\n",
+     "        now = self.clock()\n        if self._state == CLOSED:\n            return False\n"
+     "        if self._state == OPEN and now - self._opened_at >= self.reset_timeout:\n"
+     "            self._state = HALF_OPEN\n            return True\n"
+     "        with self._lock:\n"),
     (5, "call_async hands the coroutine function to call()",
      "        trial = self._admit()\n        try:\n            result = await fn(",
      "        return await self.call(fn, *args, **kwargs)\n"
@@ -949,7 +974,9 @@ def test_circuit_breaker_the_numbers_on_the_lab_page(tmp_path: Path, pytestconfi
     """The model's numbers on docs/design/lab-circuit-breaker.md, for three seeds: the
     reference's outage at 0.057x and brownout at 1.100x the healthy rate, 1.30x with a
     budget that never forgets, 1.74-1.77x without a budget; the busiest 10 ms of 100
-    clients' first retries 12 to 19 with full jitter, 100 without."""
+    clients' first retries 12 to 19 with full jitter, 100 without. For one seed: breakers
+    that never open leave the outage at the budget's 1.10x, and the budget that never
+    forgets gives 1.20x, 1.30x and 1.50x after 30, 60 and 120 s healthy."""
     # labs/conftest.py registers the stage marker for the labs' own runs; here, by hand
     pytestconfig.addinivalue_line("markers", "stage(n): a lab stage")
     stages = load(CIRCUIT_BREAKER / "stages.py", "circuit_breaker_stages")
@@ -963,12 +990,12 @@ def test_circuit_breaker_the_numbers_on_the_lab_page(tmp_path: Path, pytestconfi
         return load(variant(tmp_path, name.split(":")[0][:20].replace(" ", "_"), source, old, new),
                     f"cb_{len(name)}")  # fmt: skip
 
-    outage = [(60.0, 0.0), (90.0, 1.0), (100.0, 0.0)]
-    brownout = [(60.0, 0.0), (90.0, 0.5), (100.0, 0.0)]
+    outage, brownout = 1.0, 0.5  # the share of calls that fail for 30 s
 
-    def ratio(lab, seed: int, phases, **config) -> float:  # noqa: ANN001
+    def ratio(lab, seed: int, failing: float, healthy: float = 60.0, **config) -> float:  # noqa: ANN001
+        phases = [(healthy, 0.0), (healthy + 30, failing), (healthy + 40, 0.0)]
         calls = stages.storm(lab, seed, phases, **config)
-        return stages.rate(calls, 60, 90) / stages.rate(calls, 0, 60)
+        return stages.rate(calls, healthy, healthy + 30) / stages.rate(calls, 0, healthy)
 
     def busiest(lab, seed: int) -> int:  # noqa: ANN001
         clock = stages.Clock(0.0)
@@ -987,10 +1014,69 @@ def test_circuit_breaker_the_numbers_on_the_lab_page(tmp_path: Path, pytestconfi
     )
     no_budget = breaker_module("retries without a budget (only max_attempts)")
     no_jitter = breaker_module("exponential backoff without jitter")
+    forgets: list[float] = []  # after 60 s healthy
     for seed in range(3):
         assert round(ratio(reference, seed, outage), 3) == 0.057
         assert round(ratio(reference, seed, brownout, threshold=30), 3) == 1.100
-        assert round(ratio(forgets_nothing, seed, brownout, threshold=30), 2) == 1.30
+        forgets.append(ratio(forgets_nothing, seed, brownout, threshold=30))
+        assert round(forgets[-1], 2) == 1.30
         assert 1.74 <= ratio(no_budget, seed, brownout, threshold=30) <= 1.77
         assert 12 <= busiest(reference, seed) <= 19
         assert busiest(no_jitter, seed) == 100
+    # "In the outage the budget would allow 1.1x too": breakers that never open
+    assert round(ratio(reference, 0, outage, threshold=10**9), 2) == 1.10
+    # "worse the longer it was healthy": 30, 60 and 120 s of credit before the brownout
+    trend = [ratio(forgets_nothing, 0, brownout, healthy=30.0, threshold=30), forgets[0],
+             ratio(forgets_nothing, 0, brownout, healthy=120.0, threshold=30)]  # fmt: skip
+    assert [round(r, 2) for r in trend] == [1.20, 1.30, 1.50], trend
+
+
+def test_circuit_breaker_a_cancelled_trial_reopens_or_gives_its_place_back(
+    tmp_path: Path, pytestconfig: pytest.Config
+):
+    """Stage 5 accepts both designs for a cancelled trial, as the page says: the reference
+    reopens for a fresh cool-down, and a breaker that gives the trial's place back passes
+    the same check. The page's reason for the reference's choice: after a caller's
+    asyncio.wait_for cancels a trial to a hung backend, the reference answers CircuitOpen
+    (a reset_timeout of quiet), the other sends the next call straight to the backend."""
+    pytestconfig.addinivalue_line("markers", "stage(n): a lab stage")
+    stages = load(CIRCUIT_BREAKER / "stages.py", "circuit_breaker_stages")
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    reference = load(CIRCUIT_BREAKER / "solution.py", "cb_reference")
+    gives_back = load(
+        variant(tmp_path, "gives_back", source,
+                "        if trial:\n            self._record(False, trial)\n",
+                "        if trial:\n            with self._lock:\n"
+                "                self._state = OPEN\n"),
+        "cb_gives_back",
+    )  # fmt: skip
+    for lab in (reference, gives_back):
+        stages.test_a_cancelled_trial_does_not_leave_it_half_open(lab)
+
+    def after_a_timeout(lab) -> tuple[str, int, str]:  # noqa: ANN001
+        clock, backend = stages.Clock(), stages.Backend()
+        b = stages.opened(lab, clock, backend)
+        clock.now += 10.0
+        before, backend.down = backend.calls, False
+
+        async def scenario() -> str:
+            async def hangs() -> None:
+                backend()
+                await asyncio.Event().wait()
+
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(b.call_async(hangs), 0.01)
+
+            async def ok() -> str:
+                return "ok"
+
+            try:
+                await b.call_async(ok)
+            except lab.CircuitOpen:
+                return "CircuitOpen"
+            return "admitted"
+
+        return asyncio.run(scenario()), backend.calls - before, b.state
+
+    assert after_a_timeout(reference) == ("CircuitOpen", 1, "open")
+    assert after_a_timeout(gives_back) == ("admitted", 1, "closed")

@@ -4,8 +4,10 @@ untouched starter — so the stages test something, and the starter leaves work 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import random
 import re
 import socket
 import ssl
@@ -801,3 +803,280 @@ def test_mtls_reference_server_and_client_send_close_notify(tmp_path: Path):
 
     assert closing(MTLS / "solution.py") == "close_notify"
     assert closing(bare) != "close_notify"
+
+
+# --- circuit-breaker: each stage catches a plausible wrong breaker (lab-circuit-breaker.md)
+
+CIRCUIT_BREAKER = ROOT / "labs" / "circuit-breaker"
+CIRCUIT_BREAKER_WRONG = [
+    # (stage, what a learner plausibly writes, the text it replaces in the solution, with)
+    (1, "the backend's error swallowed: call() returns None",
+     "            result = fn(*args, **kwargs)\n        except Exception:\n"
+     "            self._record(False, trial)\n            raise\n",
+     "            result = fn(*args, **kwargs)\n        except Exception:\n"
+     "            self._record(False, trial)\n            return None\n"),
+    (1, "failures counted in total, not in a row: a success does not reset them",
+     "self._failures = 0 if ok else self._failures + 1",
+     "self._failures = self._failures if ok else self._failures + 1"),
+    (2, "opens after N + 1 failures (> instead of >=)",
+     "if self._failures >= self.failure_threshold:",
+     "if self._failures > self.failure_threshold:"),
+    (2, "an open circuit still calls the backend (to see if it is back), then raises",
+     "        trial = self._admit()\n        try:\n            result = fn(",
+     "        try:\n            trial = self._admit()\n        except CircuitOpen:\n"
+     "            fn(*args, **kwargs)\n            raise\n        try:\n            result = fn("),
+    (3, "a failed trial reopens without restarting the cool-down",
+     "self._opened_at = self._opened_at if ok else now",
+     "self._opened_at = self._opened_at"),
+    (3, "half-open lets every caller through until one succeeds",
+     '            if self._state == HALF_OPEN:\n                raise CircuitOpen(',
+     '            if self._state == HALF_OPEN:\n                return True\n'
+     '                raise CircuitOpen('),
+    (3, "the cool-down timed from the first failure of the streak, not from the opening",
+     ("                self._failures = 0 if ok else self._failures + 1\n",
+      "                    self._state, self._opened_at = OPEN, now\n"),
+     ("                self._failures = 0 if ok else self._failures + 1\n"
+      "                if self._failures == 1:\n                    self._first = now\n",
+      "                    self._state, self._opened_at = OPEN, self._first\n")),
+    (3, "closing after the trial keeps the old failure count",
+     "(CLOSED, 0) if ok", "(CLOSED, self._failures) if ok"),
+    (3, "one lock held around the whole call: a call made during the trial waits for ever",
+     ("    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:\n"
+      "        trial = self._admit()\n",
+      "        self._lock = threading.Lock()  # threads and asyncio tasks alike"),
+     ("    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:\n"
+      "        with self._whole_call:\n            return self._call(fn, *args, **kwargs)\n\n"
+      "    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:\n"
+      "        trial = self._admit()\n",
+      "        self._whole_call = threading.Lock()\n        self._lock = threading.Lock()  #")),
+    (4, "exponential backoff without jitter",
+     "return self.rng.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 64)))",
+     "return min(self.cap, self.base * 2 ** min(attempt, 64))"),
+    (4, "a retry budget that never forgets: credit from every request since start",
+     "while times and now - times[0] >= self.window:",
+     "while times and now - times[0] >= math.inf:"),
+    (4, "retries without a budget (only max_attempts)",
+     "        if not self.budget.try_retry():\n            return None\n", ""),
+    (4, "CircuitOpen retried like any other error",
+     "if isinstance(error, CircuitOpen) or attempt + 1 >= self.max_attempts:",
+     "if attempt + 1 >= self.max_attempts:"),
+    (4, "2 ** n uncapped: delay(2000) overflows the float",
+     "self.base * 2 ** min(attempt, 64)", "self.base * 2**attempt"),
+    (4, "the wait after call n fails is delay(n + 1): the first is up to 2 * base",
+     "        return self.delay(attempt)\n", "        return self.delay(attempt + 1)\n"),
+    (4, "Retrier.call does not record the request: a fresh budget never pays",
+     "        self.budget.record_request()\n        attempt = 0\n", "        attempt = 0\n"),
+    (4, "Retrier.call records a request per attempt: retries pay for themselves",
+     "        self.budget.record_request()\n        attempt = 0\n        while True:\n",
+     "        attempt = 0\n        while True:\n            self.budget.record_request()\n"),
+    (4, "jitter from a Random of its own, not the rng given",
+     "self.rng = rng if rng is not None else random.Random()", "self.rng = random.Random()"),
+    (5, "no lock: check the state, read the clock, claim the trial",
+     "        now = self.clock()\n        with self._lock:\n            if self._state == CLOSED:\n"
+     "                return False\n"
+     "            if self._state == OPEN and now - self._opened_at >= self.reset_timeout:\n"
+     "                self._state = HALF_OPEN\n                return True\n",
+     "        if self._state == CLOSED:\n            return False\n"
+     "        if self._state == OPEN and self.clock() - self._opened_at >= self.reset_timeout:\n"
+     "            self._state = HALF_OPEN\n            return True\n"
+     "        now = self.clock()\n        with self._lock:\n"),
+    (5, "the clock read first, as the hint says, then check-and-claim without the lock",
+     "        now = self.clock()\n        with self._lock:\n            if self._state == CLOSED:\n"
+     "                return False\n"
+     "            if self._state == OPEN and now - self._opened_at >= self.reset_timeout:\n"
+     "                self._state = HALF_OPEN\n                return True\n",
+     "        now = self.clock()\n        if self._state == CLOSED:\n            return False\n"
+     "        if self._state == OPEN and now - self._opened_at >= self.reset_timeout:\n"
+     "            self._state = HALF_OPEN\n            return True\n"
+     "        with self._lock:\n"),
+    (5, "call_async hands the coroutine function to call()",
+     "        trial = self._admit()\n        try:\n            result = await fn(",
+     "        return await self.call(fn, *args, **kwargs)\n"
+     "        trial = self._admit()\n        try:\n            result = await fn("),
+    (5, "a cancelled trial is not handled: half-open for ever",
+     "        except BaseException:  # asyncio.CancelledError is a BaseException\n"
+     "            self._abandon(trial)\n            raise\n", ""),
+    (6, "reset_timeout checked with <= 0: NaN and infinity pass",
+     '_check_number("reset_timeout", reset_timeout, low=0, low_ok=False, high=math.inf)',
+     'if reset_timeout <= 0:\n            raise ValueError(f"reset_timeout must be > 0,'
+     ' got {reset_timeout!r}")'),
+    (6, "ratio read as a percentage: up to 100 accepted",
+     '_check_number("ratio", ratio, low=0, low_ok=True, high=1)',
+     '_check_number("ratio", ratio, low=0, low_ok=True, high=100)'),
+    (6, "failure_threshold=0 accepted",
+     '_check_count("failure_threshold", failure_threshold, low=1)',
+     '_check_count("failure_threshold", failure_threshold, low=0)'),
+    (6, "an error that does not say which parameter",
+     'raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")',
+     'raise ValueError(f"must be an integer >= {low}, got {value!r}")'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stage", "why", "right", "wrong"),
+    CIRCUIT_BREAKER_WRONG,
+    ids=[w[1] for w in CIRCUIT_BREAKER_WRONG],
+)
+def test_circuit_breaker_stages_each_catch_a_plausible_wrong_breaker(
+    run_lab, tmp_path: Path, request: pytest.FixtureRequest, stage, why, right, wrong
+):
+    """Each stage fails a breaker that gets exactly that stage's idea wrong (and passes
+    every stage before it). The one without a budget is the sample run on the lab page."""
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
+    for old, new in pairs:  # one or more changes, each to text found once in the solution
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    broken = tmp_path / "my_breaker.py"
+    broken.write_text(source, encoding="utf-8")
+    sample = why.startswith("retries without a budget")
+    run = run_lab(CIRCUIT_BREAKER, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
+    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
+    total = stage_count(CIRCUIT_BREAKER)
+    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
+        f"{why}: {run.stdout}"
+    )
+    if sample:
+        shown = run.stdout.replace(str(broken), "my_breaker.py")
+        check_sample_run(request, CIRCUIT_BREAKER, "no-budget", shown, rerun="budget")
+
+
+def test_circuit_breaker_gate_passes_a_breaker_that_reads_the_clock_under_its_lock(
+    run_lab, tmp_path: Path
+):
+    """The control of stage 5's gate: a correct breaker that reads the clock while holding
+    its lock (so no second thread can reach the gate) waits out the gate once and passes."""
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    under_lock = variant(
+        tmp_path,
+        "clock_under_lock",
+        source,
+        "        now = self.clock()\n        with self._lock:\n"
+        "            if self._state == CLOSED:",
+        "        with self._lock:\n            now = self.clock()\n"
+        "            if self._state == CLOSED:",
+    )
+    run = run_lab(CIRCUIT_BREAKER, under_lock, "--seed", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "All 6 stages passed." in run.stdout, run.stdout
+
+
+def load(path: Path, name: str):  # noqa: ANN201 - a module
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_circuit_breaker_the_numbers_on_the_lab_page(tmp_path: Path, pytestconfig: pytest.Config):
+    """The model's numbers on docs/design/lab-circuit-breaker.md, for three seeds: the
+    reference's outage at 0.057x and brownout at 1.100x the healthy rate, 1.30x with a
+    budget that never forgets, 1.74-1.77x without a budget; the busiest 10 ms of 100
+    clients' first retries 12 to 19 with full jitter, 100 without. For one seed: breakers
+    that never open leave the outage at the budget's 1.10x, and the budget that never
+    forgets gives 1.20x, 1.30x and 1.50x after 30, 60 and 120 s healthy."""
+    # labs/conftest.py registers the stage marker for the labs' own runs; here, by hand
+    pytestconfig.addinivalue_line("markers", "stage(n): a lab stage")
+    stages = load(CIRCUIT_BREAKER / "stages.py", "circuit_breaker_stages")
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    wrong = {w[1]: (w[2], w[3]) for w in CIRCUIT_BREAKER_WRONG}
+
+    def breaker_module(name: str):  # noqa: ANN202 - a module
+        if name == "reference":
+            return load(CIRCUIT_BREAKER / "solution.py", "cb_reference")
+        old, new = wrong[name]
+        return load(variant(tmp_path, name.split(":")[0][:20].replace(" ", "_"), source, old, new),
+                    f"cb_{len(name)}")  # fmt: skip
+
+    outage, brownout = 1.0, 0.5  # the share of calls that fail for 30 s
+
+    def ratio(lab, seed: int, failing: float, healthy: float = 60.0, **config) -> float:  # noqa: ANN001
+        phases = [(healthy, 0.0), (healthy + 30, failing), (healthy + 40, 0.0)]
+        calls = stages.storm(lab, seed, phases, **config)
+        return stages.rate(calls, healthy, healthy + 30) / stages.rate(calls, 0, healthy)
+
+    def busiest(lab, seed: int) -> int:  # noqa: ANN001
+        clock = stages.Clock(0.0)
+        waits = []
+        for c in range(100):
+            budget = lab.RetryBudget(ratio=1.0, window=10.0, clock=clock)
+            budget.record_request()
+            breaker = lab.CircuitBreaker(100, 10.0, clock=clock)
+            r = lab.Retrier(breaker, budget, base=0.1, cap=1.0, rng=random.Random(f"{seed}:{c}"))
+            waits.append(r.next_delay(0, stages.BackendDown()))
+        return max(sum(int(w / 0.01) == i for w in waits) for i in range(11))
+
+    reference = breaker_module("reference")
+    forgets_nothing = breaker_module(
+        "a retry budget that never forgets: credit from every request since start"
+    )
+    no_budget = breaker_module("retries without a budget (only max_attempts)")
+    no_jitter = breaker_module("exponential backoff without jitter")
+    forgets: list[float] = []  # after 60 s healthy
+    for seed in range(3):
+        assert round(ratio(reference, seed, outage), 3) == 0.057
+        assert round(ratio(reference, seed, brownout, threshold=30), 3) == 1.100
+        forgets.append(ratio(forgets_nothing, seed, brownout, threshold=30))
+        assert round(forgets[-1], 2) == 1.30
+        assert 1.74 <= ratio(no_budget, seed, brownout, threshold=30) <= 1.77
+        assert 12 <= busiest(reference, seed) <= 19
+        assert busiest(no_jitter, seed) == 100
+    # "In the outage the budget would allow 1.1x too": breakers that never open
+    assert round(ratio(reference, 0, outage, threshold=10**9), 2) == 1.10
+    # "worse the longer it was healthy": 30, 60 and 120 s of credit before the brownout
+    trend = [ratio(forgets_nothing, 0, brownout, healthy=30.0, threshold=30), forgets[0],
+             ratio(forgets_nothing, 0, brownout, healthy=120.0, threshold=30)]  # fmt: skip
+    assert [round(r, 2) for r in trend] == [1.20, 1.30, 1.50], trend
+
+
+def test_circuit_breaker_a_cancelled_trial_reopens_or_gives_its_place_back(
+    tmp_path: Path, pytestconfig: pytest.Config
+):
+    """Stage 5 accepts both designs for a cancelled trial, as the page says: the reference
+    reopens for a fresh cool-down, and a breaker that gives the trial's place back passes
+    the same check. The page's reason for the reference's choice: after a caller's
+    asyncio.wait_for cancels a trial to a hung backend, the reference answers CircuitOpen
+    (a reset_timeout of quiet), the other sends the next call straight to the backend."""
+    pytestconfig.addinivalue_line("markers", "stage(n): a lab stage")
+    stages = load(CIRCUIT_BREAKER / "stages.py", "circuit_breaker_stages")
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    reference = load(CIRCUIT_BREAKER / "solution.py", "cb_reference")
+    gives_back = load(
+        variant(tmp_path, "gives_back", source,
+                "        if trial:\n            self._record(False, trial)\n",
+                "        if trial:\n            with self._lock:\n"
+                "                self._state = OPEN\n"),
+        "cb_gives_back",
+    )  # fmt: skip
+    for lab in (reference, gives_back):
+        stages.test_a_cancelled_trial_does_not_leave_it_half_open(lab)
+
+    def after_a_timeout(lab) -> tuple[str, int, str]:  # noqa: ANN001
+        clock, backend = stages.Clock(), stages.Backend()
+        b = stages.opened(lab, clock, backend)
+        clock.now += 10.0
+        before, backend.down = backend.calls, False
+
+        async def scenario() -> str:
+            async def hangs() -> None:
+                backend()
+                await asyncio.Event().wait()
+
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(b.call_async(hangs), 0.01)
+
+            async def ok() -> str:
+                return "ok"
+
+            try:
+                await b.call_async(ok)
+            except lab.CircuitOpen:
+                return "CircuitOpen"
+            return "admitted"
+
+        return asyncio.run(scenario()), backend.calls - before, b.state
+
+    assert after_a_timeout(reference) == ("CircuitOpen", 1, "open")
+    assert after_a_timeout(gives_back) == ("admitted", 1, "closed")

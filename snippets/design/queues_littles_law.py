@@ -7,6 +7,7 @@ Run: python snippets/design/queues_littles_law.py
 
 from __future__ import annotations
 
+import itertools
 import queue
 import statistics
 import threading
@@ -17,7 +18,7 @@ SERVICE = 0.002  # seconds of work per request: a sleep, standing in for an IO c
 RATE = 1500  # requests per second, open loop: request i is due at start + i / RATE
 DURATION = 0.4  # seconds of arrivals
 SAMPLE_EVERY = 0.0005  # seconds between two looks at the pool
-SIZES = (2, 3, 4, 8)  # pool sizes to try; λ × SERVICE = 3 busy workers on average
+SIZES = (2, 3, 4, 12)  # pool sizes to try; λ × SERVICE = 3 busy workers on average
 
 
 @dataclass
@@ -31,8 +32,7 @@ class Request:
 class Pool:
     workers: int
     requests: list[Request]
-    in_pool: list[int]  # samples: requests arrived and not yet done
-    busy: list[int]  # samples: workers doing a request's work
+    samples: list[tuple[float, int, int]]  # (when, requests in the pool, busy workers)
     max_depth: int  # the most requests seen waiting in the queue
     span: float  # seconds from the first arrival until the pool was empty again
 
@@ -48,6 +48,22 @@ class Pool:
     def mean_s(self) -> float:  # mean seconds of work (the sleep and its overrun)
         return statistics.fmean(r.done - r.started for r in self.requests)
 
+    def time_average(self, column: int) -> float:
+        """Each sample's value held until the next sample, averaged over the time sampled:
+        a stalled sampler's gap counts for its length (nothing changes while no thread of
+        this process runs), not as one sample."""
+        pairs = itertools.pairwise(self.samples)
+        area = sum(a[column] * (b[0] - a[0]) for a, b in pairs)
+        return area / (self.samples[-1][0] - self.samples[0][0])
+
+    @property
+    def l_sampled(self) -> float:  # L, sampled: mean requests in the pool
+        return self.time_average(1)
+
+    @property
+    def busy_sampled(self) -> float:  # mean busy workers, sampled
+        return self.time_average(2)
+
 
 # --8<-- [start:measure]
 def run_pool(workers: int, rate: float = RATE, duration: float = DURATION) -> Pool:
@@ -62,26 +78,25 @@ def run_pool(workers: int, rate: float = RATE, duration: float = DURATION) -> Po
 
     def worker(me: int) -> None:
         while (request := q.get()) is not None:
+            busy[me] = True  # busy from before `started` to after `done`
             request.started = time.perf_counter()
-            busy[me] = True
             time.sleep(SERVICE)  # the work
-            busy[me] = False
             request.done = time.perf_counter()
+            busy[me] = False
             with done_lock:
                 counts["done"] += 1
 
-    in_pool: list[int] = []
-    busy_samples: list[int] = []
+    samples: list[tuple[float, int, int]] = []
     sampling = threading.Event()
 
     def sampler() -> None:
-        while not sampling.wait(SAMPLE_EVERY):
-            in_pool.append(counts["arrived"] - counts["done"])
-            busy_samples.append(sum(busy))
-            if counts["done"] == n:  # the pool is empty again: the span is over
-                return
+        while True:
+            in_pool, working = counts["arrived"] - counts["done"], sum(busy)
+            samples.append((time.perf_counter(), in_pool, working))
+            if counts["done"] == n or sampling.wait(SAMPLE_EVERY):
+                return  # the pool is empty again (the span is over), or told to stop
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
+    threads = [threading.Thread(target=worker, args=(me,)) for me in range(workers)]
     watcher = threading.Thread(target=sampler)
     requests, max_depth = [], 0
     for t in threads:
@@ -105,7 +120,7 @@ def run_pool(workers: int, rate: float = RATE, duration: float = DURATION) -> Po
         sampling.set()  # the sampler stops by itself when the pool is empty; this if not
         watcher.join(timeout=30)
     span = max(r.done for r in requests) - requests[0].arrived
-    return Pool(workers, requests, in_pool, busy_samples, max_depth, span)
+    return Pool(workers, requests, samples, max_depth, span)
 
 
 # --8<-- [end:measure]
@@ -117,11 +132,11 @@ def main() -> None:
         f" each request sleeps {SERVICE * 1e3:.1f} ms"
     )
     pool = run_pool(4)
-    l_sampled = statistics.fmean(pool.in_pool)
+    l_sampled = pool.l_sampled
     l_little = pool.rate * pool.mean_w
-    busy_sampled = statistics.fmean(pool.busy)
+    busy_sampled = pool.busy_sampled
     busy_little = pool.rate * pool.mean_s
-    print(f"4 workers, ~{len(pool.requests)} requests, ~{len(pool.in_pool)} samples of the pool:")
+    print(f"4 workers, ~{len(pool.requests)} requests, ~{len(pool.samples)} samples of the pool:")
     print(
         f"  span {pool.span:.3f} s (first arrival to empty pool): λ = requests / span"
         f" = {pool.rate:.1f}/s, W = mean time in the pool = {pool.mean_w * 1e3:.2f} ms"
@@ -143,7 +158,7 @@ def main() -> None:
         latencies = sorted(r.done - r.arrived for r in p.requests)
         utilisation = RATE * p.mean_s / size  # the offered λ, not the pool's throughput
         print(
-            f"{size:7}  {utilisation:10.2f}  {statistics.fmean(p.busy):14.2f}"
+            f"{size:7}  {utilisation:10.2f}  {p.busy_sampled:14.2f}"
             f"  ~{p.max_depth:<10} {statistics.median(latencies) * 1e3:9.1f}"
             f" {latencies[-1] * 1e3:10.1f}"
         )

@@ -30,12 +30,12 @@ def test_under_overload_unbounded_latency_grows_with_the_run_and_bounded_does_no
     # 104-122 and 419-443. Over 10 more at load average 6-12 (other helpers' exclusive
     # tests and browsers; sleeps of 2 ms taking up to 10 ms), with 3 repeats growth was
     # 2.4x-6.8x and 0.35x-1.57x, their ratio 3.0x or more, unbounded / bounded 8.7x-32x;
-    # with this test's 5 repeats, at load average 6-8, 3.6x-4.6x and 1.00x-1.11x, their
-    # ratio 3.4x-4.4x. A busy machine makes each sleep overrun, which lowers the pool's
-    # capacity: that deepens the overload (more growth), and the bounded queue's bound is
-    # (BOUND / WORKERS + 1) sleeps however long a sleep takes; what it adds is stalls,
-    # which hit a short run's median hardest. Hence 5 repeats and margins (2x, 1.6x, 2x
-    # between them, 4x) below the worst of the busiest runs.
+    # with this test's 5 repeats, over 10 runs at load average 6-8, 3.1x-4.6x and
+    # 1.00x-1.11x, their ratio 3.1x-4.4x. A busy machine makes each sleep overrun, which
+    # lowers the pool's capacity: that deepens the overload (more growth), and the bounded
+    # queue's bound is (BOUND / WORKERS + 1) sleeps however long a sleep takes; what it
+    # adds is stalls, which hit a short run's median hardest. Hence 5 repeats and margins
+    # (2x, 1.6x, 2x between them, 4x) below the worst of the busiest runs.
     runs = {(q, d): [] for q in ("unbounded", "bounded") for d in (SHORT, LONG)}
     for _ in range(5):
         for d in (SHORT, LONG):

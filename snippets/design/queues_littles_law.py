@@ -1,6 +1,6 @@
 """Little's law, L = λW, checked on a real thread pool: the number of requests in the pool,
-sampled while it runs, against arrival rate times mean time in the pool; and a pool sized
-from it (busy workers = λ × service time) against pools one and two workers smaller.
+sampled while it runs, against arrival rate times mean time in the pool; and pools of 2,
+3, 4 and 12 workers at the same load, against busy workers = λ × service time.
 
 Run: python snippets/design/queues_littles_law.py
 """

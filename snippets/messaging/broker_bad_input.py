@@ -197,7 +197,8 @@ def main() -> None:
         elif row["paused"]:
             what = f"stopped reading it; peak queued {row['peak queued bytes']:,} bytes"
         else:
-            what = f"read them all; peak queued ~{row['peak queued bytes']:,} bytes"
+            # To the nearest 1,000: a few KB may reach the kernel's socket buffer first.
+            what = f"read them all; peak queued ~{round(row['peak queued bytes'], -3):,} bytes"
         label = f"{policy} (the control)" if policy == "unbounded" else policy
         print(f"  {label:<21} {what}  healthy pair got {row['healthy got']}/10")
 

@@ -165,7 +165,8 @@ def test_a_client_that_never_reads_its_replies_is_bounded_too():
     control = rows["unbounded"]
     # Noise budget: not a timing test; over 11 runs (load 12-17) the control's peak was all
     # 80,000 bytes every time (the handler reads the buffered PINGs without yielding to the
-    # pump), drop's peak 16,384; the margin of 3x the bound is a count, not a time.
+    # pump), and 75,416 once in a 2-worker suite run (a few KB reached the kernel's socket
+    # buffer first); drop's peak 16,384; the margin of 3x the bound is a count, not a time.
     assert control["read them all"] and control["peak queued bytes"] > 3 * bad.MAX_PENDING
     assert control["peak queued bytes"] <= replies
     drop = rows["drop"]

@@ -74,11 +74,14 @@ def test_a_closed_loop_generator_hides_the_growth_the_open_loop_one_shows():
     # 2-12.5, the closed-loop median (3 repeats) grew 0.99x-1.03x from 0.05 s to 0.2 s while
     # the open loop's grew 3.2x-5.4x; over 10 runs with SERVICE set to 10 ms (what a busy
     # machine did to the sleeps at worst), 0.87x-1.14x and 3.2x-4.3x; earlier, 10 runs at
-    # load average 6-12: 0.83x-1.13x and 2.4x-6.8x. The margins (1.6x, 1.8x, 2x between
-    # them) sit between with room on both sides.
+    # load average 6-12: 0.83x-1.13x and 2.4x-6.8x. With 3 repeats it still failed once in
+    # 4 runs at load average 9.5 (which bound was not recorded; a stall in two of three
+    # short open runs, as in the Break it test, is the likely one): hence 5 repeats. With
+    # 5, over 10 runs at load average 3.6-4.4: 0.99x-1.18x and 3.0x-5.3x. The margins (1.6x,
+    # 1.8x, 2x between them) sit between with room on both sides.
     closed = {SHORT: [], LONG: []}
     opened = {SHORT: [], LONG: []}
-    for _ in range(3):
+    for _ in range(5):
         for d in (SHORT, LONG):
             closed[d].append(bp.closed_loop(bp.CLIENTS, d, maxsize=0))
             opened[d].append(bp.open_loop(bp.RATE, d, maxsize=0))

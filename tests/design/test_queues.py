@@ -16,12 +16,18 @@ SHORT, MID, LONG = bp.DURATIONS  # 0.05, 0.1 and 0.2 s: 2x and 4x the arrivals
 
 
 def medians(runs: dict[float, list]) -> dict[float, float]:
-    """Per run length: the median over the repeats of each run's median latency (ms)."""
-    return {d: statistics.median(r.median_ms for r in rs) for d, rs in runs.items()}
+    """Per run length: each run's median latency (ms), from its least disturbed repeat.
+
+    The repeats are the same work, and a stall (the machine busy elsewhere) can only make a
+    request later, never sooner: so the lowest of the repeats' medians is the one a stall
+    touched least. A median of the repeats still let stalls set it when they hit most of
+    the short runs (a fresh-clone CI beside a 4-worker flake hunt: 1.67x where quiet runs
+    give ~4x)."""
+    return {d: min(r.median_ms for r in rs) for d, rs in runs.items()}
 
 
 def growth(runs: dict[float, list]) -> float:
-    """Median latency over the long runs / over the short runs (medians of the repeats)."""
+    """Median latency in the long runs / in the short runs (least disturbed repeats)."""
     median = medians(runs)
     return median[LONG] / median[SHORT]
 
@@ -40,7 +46,10 @@ def test_under_overload_unbounded_latency_grows_with_the_run_and_bounded_does_no
     # 2x and 200) hold with room in both because the overload deepens with slower sleeps
     # (more growth) while the bounded queue's bound is (BOUND / WORKERS + 1) sleeps however
     # long a sleep takes; what load adds is stalls, which hit a short run's median hardest,
-    # and 5 repeats keep one stall from setting a median.
+    # and 5 repeats keep one stall from setting a median. Since a fresh-clone CI beside a
+    # 4-worker hunt saw the Break it test's growth at 1.67x (stalls in most short runs),
+    # medians() takes each length's least disturbed repeat: over 4 runs beside a hunt
+    # (load average 3-3.5) 3.8x-4.6x, per step 1.65x-2.4x, bounded 1.00x-1.07x.
     runs = {(q, d): [] for q in ("unbounded", "bounded") for d in bp.DURATIONS}
     for _ in range(5):
         for d in bp.DURATIONS:
@@ -54,7 +63,7 @@ def test_under_overload_unbounded_latency_grows_with_the_run_and_bounded_does_no
     # The trend, at each of the three run lengths: every step of 2x more arrivals, later.
     m = medians(unbounded)
     assert m[SHORT] * 1.3 < m[MID] and m[MID] * 1.3 < m[LONG], m
-    at_long = [statistics.median(r.median_ms for r in rs[LONG]) for rs in (unbounded, bounded)]
+    at_long = [medians(rs)[LONG] for rs in (unbounded, bounded)]
     assert at_long[0] > 4 * at_long[1], at_long
     # Sanity checks, not findings: a queue.Queue(maxsize=20) never holds more than 20 (its
     # contract), and the open loop sent every request of its schedule (the loop's count).
@@ -78,7 +87,8 @@ def test_a_closed_loop_generator_hides_the_growth_the_open_loop_one_shows():
     # 4 runs at load average 9.5 (which bound was not recorded; a stall in two of three
     # short open runs, as in the Break it test, is the likely one): hence 5 repeats. With
     # 5, over 10 runs at load average 3.6-4.4: 0.99x-1.18x and 3.0x-5.3x. The margins (1.6x,
-    # 1.8x, 2x between them) sit between with room on both sides.
+    # 1.8x, 2x between them) sit between with room on both sides. With the least disturbed
+    # repeat (medians()), over 4 runs beside a flake hunt: closed 0.98x-1.00x, open 3.8x-4.6x.
     closed = {SHORT: [], LONG: []}
     opened = {SHORT: [], LONG: []}
     for _ in range(5):
@@ -103,7 +113,10 @@ def test_break_it_a_blocking_put_moves_the_wait_into_the_sender():
     # 9.3 (stalls in two of the three short runs): hence 5 repeats. With 5, 3.5x-4.9x over
     # 12 runs at load average 5.8-7.7, and 3.9x-4.0x over 4 with SERVICE set to 10 ms (what
     # a busy machine did to the sleeps at worst); the margin 1.8x is the unbounded test's,
-    # below the lowest with room, above the bounded queue's 1.19x at most.
+    # below the lowest with room, above the bounded queue's 1.19x at most. A fresh-clone CI
+    # beside a 4-worker hunt then measured 1.67x with the median of 5 (most short runs
+    # stalled); with each length's least disturbed repeat (medians()), a stall can only
+    # raise a run, so the lowest is the cleanest: 3.9x-5.0x over 4 runs beside a hunt.
     runs = {SHORT: [], LONG: []}
     for _ in range(5):
         for d in (SHORT, LONG):

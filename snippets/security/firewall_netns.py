@@ -26,6 +26,7 @@ from dataclasses import dataclass
 TIMEOUT = 0.2  # the client's connect timeout, seconds (what a `drop` costs it)
 REPEATS = 5  # connects per rule, interleaved
 PORT = 8080  # a fixed port is safe here: the server's namespace is new and empty
+READY_PORT = 9  # only for the readiness handshake
 SERVER, CLIENT, OTHER_CLIENT = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 
 
@@ -132,10 +133,22 @@ def two_namespaces() -> Iterator[Net]:
             net.run(ns, ip, "link", "set", dev, "up")
             net.run(ns, ip, "link", "set", "lo", "up")
         net.icmp_ratelimit(0)  # see the page: Linux rate-limits ICMP errors per destination
+        wait_for_the_link(net)
         yield net
     finally:  # the veth pair goes with its namespaces
         os.close(net.server)
         os.close(net.client)
+
+
+def wait_for_the_link(net: Net) -> None:
+    """Ready when one handshake crosses the veth pair. Linux turns a veth's carrier on when
+    both ends are up but starts sending on it only when its link-watch work runs (up to a
+    second later, or more on a busy machine): until then packets are dropped, and a 0.2 s
+    connect times out. A dropped SYN is sent again after 1 s, so a 10 s timeout waits."""
+    with listening(net, SERVER, [READY_PORT]):
+        outcome, seconds = connect(net, net.client, SERVER, READY_PORT, timeout=10)
+    if outcome != "connected":
+        raise RuntimeError(f"the veth pair carried no handshake in {seconds:.1f} s: {outcome}")
 
 
 # --8<-- [end:namespaces]

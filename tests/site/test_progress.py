@@ -218,12 +218,22 @@ def test_export_import_round_trip_bad_files_and_reset(visit: Visit, browser):
     clean(visit)
 
 
+# Every finite CSS transition and animation, run to its end. A click that moves the focus
+# can scroll the page, and Material then hides its tabs with a 250 ms opacity transition:
+# axe measured a tab link mid-way (white at ~1% opacity on the header's blue, contrast
+# 1.02) in a flake-hunt run. At its end the link is either shown or hidden, not between.
+SETTLED = """() => Promise.all(document.getAnimations()
+  .filter(a => a.effect && a.effect.getComputedTiming().iterations !== Infinity)
+  .map(a => a.finished.catch(() => null)))"""
+
+
 def axe_in_both_schemes(visit: Visit, where: str, context: dict | None = None) -> None:
     """Every axe rule, the colour ones included, in light and dark (the controls are added
     by script, which the colour cover of the built HTML, tests/site/cover.py, cannot see)."""
     for scheme, palette in (("light", "default"), ("dark", "slate")):
         visit.page.emulate_media(color_scheme=scheme)
         visit.page.wait_for_function(f"() => document.body.dataset.mdColorScheme === '{palette}'")
+        visit.page.evaluate(SETTLED)
         results = AXE.run(visit.page, context=context, options={"resultTypes": ["violations"]})
         assert results.violations_count == 0, f"{where}, {scheme}:\n{results.generate_report()}"
     visit.page.emulate_media(color_scheme="light")

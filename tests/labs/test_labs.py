@@ -121,6 +121,27 @@ def check_sample_run(
     assert f'--8<-- "labs/{lab.name}/output/{name}.txt"' in page
 
 
+def solution_with(lab: Path, right, wrong, where: Path) -> Path:
+    """The lab's solution with one or more changes (right -> wrong, each to text found once
+    in it), written to `where`: a plausible wrong solution for a stage to catch."""
+    source = (lab / "solution.py").read_text(encoding="utf-8")
+    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
+    for old, new in pairs:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    where.write_text(source, encoding="utf-8")
+    return where
+
+
+def assert_caught_at(run, lab: Path, stage: int, why: str) -> None:
+    """The run failed at `stage`, every stage before it passed."""
+    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
+    total = stage_count(lab)
+    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
+        f"{why}: {run.stdout}"
+    )
+
+
 @pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
 def test_lab_has_starter_solution_stages_and_a_page(lab: Path):
     for part in ("starter.py", "solution.py", "stages.py"):
@@ -746,20 +767,10 @@ def test_mtls_stages_each_catch_a_plausible_wrong_service(
     """Each stage fails a service that gets exactly that stage's idea wrong (and passes
     every stage before it). Verification stays on in all of them except the client that
     turns off its host name check, which stage 2 exists to catch."""
-    source = (MTLS / "solution.py").read_text(encoding="utf-8")
-    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
-    for old, new in pairs:  # one or more changes, each to text found once in the solution
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    broken = tmp_path / "my_service.py"
-    broken.write_text(source, encoding="utf-8")
+    broken = solution_with(MTLS, right, wrong, tmp_path / "my_service.py")
     sample = "CERT_OPTIONAL" in why  # the sample run on the lab page shows the whole stage
     run = run_lab(MTLS, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
-    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
-    total = stage_count(MTLS)
-    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
-        f"{why}: {run.stdout}"
-    )
+    assert_caught_at(run, MTLS, stage, why)
     if sample:
         shown = run.stdout.replace(str(broken), "my_service.py")
         check_sample_run(request, MTLS, "cert-optional", shown, rerun="CERT_OPTIONAL")
@@ -922,20 +933,10 @@ def test_circuit_breaker_stages_each_catch_a_plausible_wrong_breaker(
 ):
     """Each stage fails a breaker that gets exactly that stage's idea wrong (and passes
     every stage before it). The one without a budget is the sample run on the lab page."""
-    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
-    pairs = zip(right, wrong, strict=True) if isinstance(right, tuple) else [(right, wrong)]
-    for old, new in pairs:  # one or more changes, each to text found once in the solution
-        assert source.count(old) == 1, old
-        source = source.replace(old, new)
-    broken = tmp_path / "my_breaker.py"
-    broken.write_text(source, encoding="utf-8")
+    broken = solution_with(CIRCUIT_BREAKER, right, wrong, tmp_path / "my_breaker.py")
     sample = why.startswith("retries without a budget")
     run = run_lab(CIRCUIT_BREAKER, broken, "--seed", "1", *([] if sample else ["--exitfirst"]))
-    assert run.returncode == 1, f"{why}: {run.stdout}{run.stderr}"
-    total = stage_count(CIRCUIT_BREAKER)
-    assert f"Stage {stage} of {total} failed ({stage - 1} passed)" in run.stdout, (
-        f"{why}: {run.stdout}"
-    )
+    assert_caught_at(run, CIRCUIT_BREAKER, stage, why)
     if sample:
         shown = run.stdout.replace(str(broken), "my_breaker.py")
         check_sample_run(request, CIRCUIT_BREAKER, "no-budget", shown, rerun="budget")

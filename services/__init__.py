@@ -44,7 +44,7 @@ from typing import Any, Generic, TypeVar
 import mirakuru.base
 import psutil  # mirakuru's own dependency
 from mirakuru import Executor
-from mirakuru.exceptions import ProcessExitedWithError
+from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 # mirakuru's exit hook kills every process whose `mirakuru_uuid` variable *contains* the
 # exiting process's PID as a substring — meant as "started by me" (the value is
@@ -174,6 +174,19 @@ class ServerProcess(Executor, Generic[S]):
 
     def after_start_check(self) -> bool:
         return self._ready(self.server)
+
+    def start(self) -> ServerProcess[S]:
+        """Start and wait until ready. A server that is still not ready when the hang guard
+        fires fails with the end of its own log, which says how far it got."""
+        try:
+            return super().start()
+        except TimeoutExpired as error:
+            self._log_file.flush()
+            tail = Path(self._log_file.name).read_text(errors="replace")[-3000:]
+            name = self.command.split(" ", 1)[0]
+            raise RuntimeError(
+                f"{name} not ready after {self._timeout} s; its log ends:\n{tail}"
+            ) from error
 
     def close_log(self) -> None:
         self._log_file.close()

@@ -171,7 +171,9 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
                 lambda server: answers(server.url),
                 log,
                 cwd=str(base),  # where Erlang would write erl_crash.dump
-                timeout=90,  # 3-8 s here; a busy 2-core machine with four test workers is slower
+                # A hang guard, not a budget: 3-8 s here; a restart after SIGKILL took over
+                # 90 s once, in a flake hunt beside a profiler and four helpers (load ~20).
+                timeout=180,
                 sleep=0.2,
                 envvars=env,
             )

@@ -26,7 +26,7 @@ DELAY = 0.005  # seconds the server waits before each answer: a query, a disk, a
 CALLS = 40
 ROUNDS = 5  # interleaved rounds; the page compares medians (as the test does)
 START_TIMEOUT = 5.0  # seconds the server process has to say it is listening
-CALL_TIMEOUT = 5.0  # seconds a client gives one call, connect to last line
+CALL_TIMEOUT = 5.0  # s: a coroutine's deadline for a whole call; a socket's for each operation
 MAX_LINE = 64  # bytes in a request line, newline included
 READ_TIMEOUT = 1.0  # seconds a client has to send its request line
 MAX_STEPS = 1000
@@ -144,7 +144,8 @@ def call(port: int, steps: int = 1) -> int:
 
 async def call_async(port: int, steps: int = 1) -> int:
     """The same call as a coroutine: the event loop runs others while this one waits."""
-    async with asyncio.timeout(CALL_TIMEOUT):  # like the socket timeout of call()
+    # A deadline for the whole call (the socket timeout in call() bounds each operation only)
+    async with asyncio.timeout(CALL_TIMEOUT):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(b"%d\n" % steps)

@@ -763,6 +763,45 @@ def test_fifty_tasks_get_exactly_one_trial(lab_module):
 
 
 @pytest.mark.stage(5)
+def test_a_slow_success_from_before_it_opened_does_not_close_it(lab_module):
+    """a call admitted while closed that succeeds after the breaker opened leaves it open"""
+    clock, backend = Clock(), Backend()
+    b = breaker(lab_module, clock, threshold=3)
+    inside, release = threading.Event(), threading.Event()
+    outcome: list[Any] = []
+
+    def slow() -> str:  # the schedule is forced: it returns only once the breaker is open
+        inside.set()
+        release.wait(DEADLINE)
+        return "late ok"
+
+    def caller() -> None:
+        try:
+            outcome.append(b.call(slow))
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=caller, daemon=True)
+    thread.start()
+    assert inside.wait(DEADLINE), "a call on a closed breaker did not reach the backend"
+    fail(b, backend, 3)  # three failures in a row while the slow call is in flight
+    assert b.state == "open", f"3 failures in a row: state {b.state!r}, not 'open'"
+    release.set()
+    thread.join(DEADLINE)
+    assert outcome == ["late ok"], f"the slow call should return its result; got {outcome}"
+    assert b.state == "open", (
+        f"a call admitted while closed succeeded after the breaker opened, and the state "
+        f"became {b.state!r}: its success says nothing about the backend now (only the "
+        "half-open trial may close the circuit; a success from before it opened is stale)"
+    )
+    before = backend.calls
+    backend.down = False
+    with pytest.raises(lab_module.CircuitOpen):
+        b.call(backend)
+    assert backend.calls == before, "after the stale success the open breaker called the backend"
+
+
+@pytest.mark.stage(5)
 def test_a_cancelled_trial_does_not_leave_it_half_open(lab_module):
     """asyncio: a trial task cancelled mid-call does not leave it half-open for ever"""
     clock, backend = Clock(), Backend()
@@ -828,12 +867,21 @@ def build(lab: ModuleType, kind: str, **kwargs: Any) -> Any:
     return getattr(lab, kind)(clock=clock, **kwargs)
 
 
+COUNTS = {"failure_threshold", "max_attempts"}  # integers: a float there is a wrong type
+
+
 def rejects(lab: ModuleType, kind: str, name: str, value: Any) -> str | None:
-    """None if kind(name=value) raised a ValueError naming `name`, else what happened."""
+    """None if kind(name=value) raised a ValueError naming `name`, else what happened. A
+    count given as a float (2.5) may be a TypeError instead, as Python's own functions
+    answer a wrong type (range(2.5)) and as the stability page's breaker does."""
+    wrong_type = name in COUNTS and isinstance(value, float)
     try:
         build(lab, kind, **{**GOOD[kind], name: value})
-    except ValueError as error:
-        return None if name in str(error) else f"ValueError({str(error)!r}) does not name {name}"
+    except (ValueError, TypeError) as error:
+        kind_of = type(error).__name__
+        if isinstance(error, TypeError) and not wrong_type:
+            return f"{kind_of}: {error}"
+        return None if name in str(error) else f"{kind_of}({str(error)!r}) does not name {name}"
     except Exception as error:  # noqa: BLE001 - reported
         return f"{type(error).__name__}: {error}"
     return "accepted"
@@ -842,7 +890,8 @@ def rejects(lab: ModuleType, kind: str, name: str, value: Any) -> str | None:
 @pytest.mark.stage(6)
 @pytest.mark.parametrize(("kind", "name", "values"), BAD, ids=[f"{k}.{n}" for k, n, _ in BAD])
 def test_bad_configuration_is_rejected_naming_the_parameter(lab_module, kind, name, values):
-    """zero, negative, NaN and out-of-range settings raise ValueError(... <name> ...)"""
+    """zero, negative, NaN and out-of-range settings raise ValueError(... <name> ...)
+    (a float count may be a TypeError naming it)"""
     wrong = {repr(v): got for v in values if (got := rejects(lab_module, kind, name, v))}
     assert not wrong, (
         f"{kind}({name}=...) should raise a ValueError whose message names {name!r}; "

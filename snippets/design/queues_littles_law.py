@@ -154,15 +154,16 @@ def main() -> None:
     need = RATE * SERVICE
     print(f"Pool sizing: λ × nominal S = {RATE} × {SERVICE * 1e3:.1f} ms = {need:.1f} busy workers")
     print("offered λ × measured S / workers: above 1, arrivals outpace the pool")
-    print("workers  λS/workers  busy (sampled)  queue depth  median ms     max ms")
+    print("workers  λS/workers  busy (sampled)  waiting: max  mean  median ms     max ms")
     for size in SIZES:
         p = pool if size == 4 else run_pool(size)
         latencies = sorted(r.done - r.arrived for r in p.requests)
         utilisation = RATE * p.mean_s / size  # the offered λ, not the pool's throughput
+        waiting = p.l_sampled - p.busy_sampled  # time-average: in the pool, not at work
         print(
             f"{size:7}  {utilisation:10.2f}  {p.busy_sampled:14.2f}"
-            f"  ~{p.max_depth:<10} {statistics.median(latencies) * 1e3:9.1f}"
-            f" {latencies[-1] * 1e3:10.1f}"
+            f"  {'~' + str(p.max_depth):>12}{waiting:6.1f}"
+            f" {statistics.median(latencies) * 1e3:10.1f} {latencies[-1] * 1e3:10.1f}"
         )
 
 

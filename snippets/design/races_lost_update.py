@@ -98,6 +98,47 @@ def run_threads(
 # --8<-- [end:threads]
 
 
+# --8<-- [start:forced]
+DEADLINE = 5.0  # seconds any thread waits for another's step (a step takes microseconds)
+
+
+def forced_lost_update(*, lock: bool) -> int:
+    """Two threads add one each to a shared counter, in the worst order, forced by events
+    instead of hoped for: A reads; B reads and writes; A writes what it read, plus one.
+    Returns how many of the two additions were lost."""
+    box, the_lock = Counter(), threading.Lock() if lock else None
+    a_read, b_trying, b_done = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with the_lock if the_lock else nullcontext():
+            value = box.value  # read
+            a_read.set()  # B may start its update now
+            b_trying.wait(DEADLINE)
+            if the_lock is None:  # B's whole update runs inside A's read-write window
+                b_done.wait(DEADLINE)
+            # (With the lock, B is stuck at `with the_lock` until A is done: waiting for
+            # B here would deadlock. That B cannot get in is the lock doing its job.)
+            box.value = value + 1  # write
+
+    def b() -> None:
+        a_read.wait(DEADLINE)
+        b_trying.set()
+        with the_lock if the_lock else nullcontext():
+            value = box.value  # read
+            box.value = value + 1  # write
+        b_done.set()
+
+    workers = [threading.Thread(target=a), threading.Thread(target=b)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return 2 - box.value
+
+
+# --8<-- [end:forced]
+
+
 def thread_runs(runs: int, threads: int, times: int, lock: bool, inplace: bool) -> list[int]:
     return [run_threads(threads, times, lock=lock, inplace=inplace) for _ in range(runs)]
 
@@ -110,10 +151,18 @@ def main() -> None:
         what = "asyncio.Lock" if lock else "no lock"
         print(f"  {what:12} {'with the await' if pause else 'no await':15} lost {lost} of 100")
 
+    forced = 100
+    print(f"threads, the schedule forced (A reads, B reads and writes, A writes), {forced} runs:")
+    for lock in (False, True):
+        lost = [forced_lost_update(lock=lock) for _ in range(forced)]
+        what = "threading.Lock" if lock else "no lock"
+        counts = ", ".join(f"{n} of 2 in {lost.count(n)} runs" for n in sorted(set(lost)))
+        print(f"  {what:38} lost {counts}")
+
     threads, times, runs = 4, 20_000, 5
     print(
         f"threads, {threads} x {times:,} additions (read, call a function, write),"
-        f" switch interval 1 µs, {runs} runs:"
+        f" switch interval 1 µs, {runs} runs, the schedule left to the OS:"
     )
     for label, lock, inplace in (
         ("no lock", False, False),

@@ -90,6 +90,7 @@ def do_work(deadline: float | None, log: CLog) -> bool:
 
 
 # --8<-- [start:servers]
+# The same reader is in stability_idempotency.py (snippets may not import each other).
 class DeadlineReader(io.RawIOBase):
     """The socket, read with one deadline for the whole request: each read waits only for
     what is left of it, so a client sending a byte now and then is dropped all the same."""

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import re
+import socket
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +30,7 @@ from psycopg_pool import ConnectionPool
 
 TIMEOUTS = "-c statement_timeout=10s -c lock_timeout=5s"  # every wait on the server is bounded
 MAX_BODY = 4096
+REQUEST_LIMIT = 2.0  # seconds a client has to send its whole request, head and body
 # The draft: Idempotency-Key is an sf-string (RFC 8941 §3.3.3): printable ASCII in double
 # quotes, with only \" and \\ escaped. We also cap its length (the draft leaves that to us).
 SF_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255}"')
@@ -121,17 +125,47 @@ def post_order_naive(conn: psycopg.Connection, key: str, body: bytes, order: dic
 
 
 # --8<-- [start:http]
+# The same reader is in retries_deadline.py (snippets may not import each other).
+class DeadlineReader(io.RawIOBase):
+    """The socket, read with one deadline for the whole request: each read waits only for
+    what is left of it, so a client sending a byte now and then is dropped all the same."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 (a writable buffer)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long to arrive")  # http.server closes
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+
 class Handler(BaseHTTPRequestHandler):
     server: OrderServer
-    timeout = 2  # seconds per socket read (not per request): a silent client is dropped
+    timeout = REQUEST_LIMIT  # for writes; reads share one deadline for the whole request
+
+    def setup(self) -> None:
+        # A per-read timeout alone lets a client that drips a byte every second hold this
+        # thread for ever (slowloris). HTTP/1.0 here: one request per connection, so one
+        # deadline per connection is one per request.
+        super().setup()
+        deadline = time.monotonic() + REQUEST_LIMIT
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline))
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         try:
             status, answer = self.answer()
+        except TimeoutError:
+            raise  # the body did not arrive in time: http.server closes, as for the head
         except Exception:  # a bug, the database gone: the transaction rolled back
             traceback.print_exc()
             self.close_connection = True
             status, answer = 500, json.dumps({"error": "internal error; safe to retry"})
+        self.connection.settimeout(self.timeout)  # the request is in: 2 s per write
         data = answer.encode()
         try:
             self.send_response(status)

@@ -41,6 +41,16 @@ def test_break_it_locking_only_the_read_loses_updates_again():
     assert asyncio.run(run(100)) == 99
 
 
+def test_threads_forced_schedule_loses_one_update_every_run_and_the_lock_none():
+    # Deterministic: events line the two threads up (A reads; B reads and writes; A
+    # writes), so the unlocked run loses B's update every time, and the locked run, the
+    # control with the same schedule code, never does.
+    unlocked = [lost_update.forced_lost_update(lock=False) for _ in range(100)]
+    locked = [lost_update.forced_lost_update(lock=True) for _ in range(100)]
+    assert unlocked == [1] * 100, unlocked
+    assert locked == [0] * 100, locked
+
+
 def test_threads_lose_updates_without_the_lock_and_none_with_it():
     # Statistically certain, not deterministic. Noise budget: over 100 unlocked runs of
     # 4 threads x 20,000 read-call-write steps at a 1 µs switch interval, on this 2-core

@@ -904,6 +904,9 @@ CIRCUIT_BREAKER_WRONG = [
      "        trial = self._admit()\n        try:\n            result = await fn(",
      "        return await self.call(fn, *args, **kwargs)\n"
      "        trial = self._admit()\n        try:\n            result = await fn("),
+    (5, "any success closes the circuit, even one admitted before it opened",
+     "            if trial:\n                self._state, self._failures",
+     "            if trial or ok:\n                self._state, self._failures"),
     (5, "a cancelled trial is not handled: half-open for ever",
      "        except BaseException:  # asyncio.CancelledError is a BaseException\n"
      "            self._abandon(trial)\n            raise\n", ""),
@@ -1082,3 +1085,40 @@ def test_circuit_breaker_a_cancelled_trial_reopens_or_gives_its_place_back(
 
     assert after_a_timeout(reference) == ("CircuitOpen", 1, "open")
     assert after_a_timeout(gives_back) == ("admitted", 1, "closed")
+
+
+def test_circuit_breaker_stage_6_takes_a_type_error_for_a_float_count(
+    tmp_path: Path, pytestconfig: pytest.Config
+):
+    """The stability page's breaker answers failure_threshold=2.5 with a TypeError (a wrong
+    type), as range(2.5) does; stage 6 accepts that for a count, if it names the parameter,
+    and still fails a TypeError for a value of the right type (reset_timeout=-1) or one
+    that does not say which parameter."""
+    pytestconfig.addinivalue_line("markers", "stage(n): a lab stage")
+    stages = load(CIRCUIT_BREAKER / "stages.py", "circuit_breaker_stages")
+    source = (CIRCUIT_BREAKER / "solution.py").read_text(encoding="utf-8")
+    count_check = "    if not isinstance(value, int) or isinstance(value, bool) or value < low:\n"
+    type_error = (
+        "    if isinstance(value, float):\n"
+        '        raise TypeError(f"{name} must be an int, got {value!r}")\n' + count_check
+    )
+    typed = load(variant(tmp_path, "type_error", source, count_check, type_error), "cb_typed")
+    for kind, name, values in stages.BAD:
+        stages.test_bad_configuration_is_rejected_naming_the_parameter(typed, kind, name, values)
+    unnamed = load(
+        variant(tmp_path, "type_error_unnamed", source, count_check,
+                type_error.replace("{name} must", "must")),
+        "cb_typed_unnamed",
+    )  # fmt: skip
+    assert stages.rejects(unnamed, "CircuitBreaker", "failure_threshold", 2.5) == (
+        "TypeError('must be an int, got 2.5') does not name failure_threshold"
+    )
+    number_check = "    ok = isinstance(value, (int, float)) and not isinstance(value, bool)\n"
+    wrong = load(
+        variant(tmp_path, "type_error_number", source, number_check,
+                number_check + '    if value < 0:\n        raise TypeError(f"{name}: negative")\n'),
+        "cb_typed_number",
+    )  # fmt: skip
+    assert stages.rejects(wrong, "CircuitBreaker", "reset_timeout", -1) == (
+        "TypeError: reset_timeout: negative"
+    )

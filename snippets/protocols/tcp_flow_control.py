@@ -5,16 +5,13 @@ Run: python snippets/protocols/tcp_flow_control.py
 
 from __future__ import annotations
 
-import fcntl
 import select
 import socket
 import struct
-import termios
 import time
 
 CHUNK = 4096
 SNDBUF = 16 << 10  # small and fixed, so the reader's buffer decides how much fits
-SIOCOUTQNSD = 0x894B  # Linux <linux/sockios.h>: bytes in the send queue not yet sent
 
 
 def connected_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
@@ -43,19 +40,24 @@ def stream_bytes(offset: int, n: int) -> bytes:
     return bytes(i % 251 for i in range(offset, offset + n))
 
 
-SETTLE = 0.1  # seconds between looks while segments are still on their way
+LOOK = 0.02  # seconds between looks at the kernel while it is still moving bytes
+# Byte offsets in Linux's struct tcp_info (<linux/tcp.h>; tcpi_snd_wnd since Linux 5.4).
+TCPI_UNACKED, TCPI_SND_WND = 24, 228
 
 
-def in_flight(writer: socket.socket) -> int:
-    """Bytes the writer sent that the reader has not acknowledged yet. Linux: the send
-    queue (SIOCOUTQ) minus its unsent part (SIOCOUTQNSD), tcp(7). Elsewhere 0: the
-    writer then counts as blocked once it stays unwritable for SETTLE."""
+def window_shut(writer: socket.socket) -> bool:
+    """Linux: everything sent is acknowledged and the reader's last advertised window is
+    zero (TCP_INFO, tcp(7)). Then nothing leaves the send buffer until the reader reads.
+    Elsewhere (no TCP_INFO, or Linux before 5.4) staying unwritable for 0.1 s has to do."""
     try:
-        queued = struct.unpack("i", fcntl.ioctl(writer, termios.TIOCOUTQ, bytes(4)))[0]
-        unsent = struct.unpack("i", fcntl.ioctl(writer, SIOCOUTQNSD, bytes(4)))[0]
-    except OSError:
-        return 0
-    return queued - unsent
+        info = writer.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_SND_WND + 4)
+    except (AttributeError, OSError):
+        info = b""
+    if len(info) < TCPI_SND_WND + 4:
+        return not select.select([], [writer], [], 0.1)[1]
+    (unacked,) = struct.unpack_from("I", info, TCPI_UNACKED)
+    (window,) = struct.unpack_from("I", info, TCPI_SND_WND)
+    return unacked == 0 and window == 0
 
 
 def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 20) -> int:
@@ -67,19 +69,19 @@ def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 
     that refusal is TCP flow control (RFC 9293 §3.8.6) reaching the application.
     """
     writer.setblocking(False)
-    accepted, deadline = 0, time.monotonic() + 10
+    accepted, shut, deadline = 0, False, time.monotonic() + 10
     try:
         while accepted < limit and time.monotonic() < deadline:  # bounds, in case
             try:
                 accepted += writer.send(stream_bytes(sent + accepted, CHUNK))
             except BlockingIOError:  # EAGAIN: the send buffer is full for now ...
-                # ... but segments still on their way may land in the reader's buffer and
-                # be acknowledged with room to spare. Held by the window means: all that
-                # was sent is acknowledged, the rest waits unsent, and still no room.
-                if select.select([], [writer], [], SETTLE)[1]:
-                    continue
-                if in_flight(writer) == 0:
-                    break
+                if shut:
+                    break  # ... and full again after the window shut: held by the window
+                # ... but acknowledgements on their way free room, and a window left open
+                # by less than a segment is filled later, by the writer's persist timer.
+                shut = window_shut(writer)
+                if not shut:  # wait for room (select() reports it only once half is
+                    select.select([], [writer], [], LOOK)  # free: then try anyway)
     finally:
         writer.settimeout(5)
     return accepted
@@ -131,7 +133,7 @@ def stalled_writer(rcvbuf: int) -> dict[str, int | bool | bytes]:
         timed_out = blocked_send_times_out(writer, 0.2)
         drained = drain(reader, accepted)  # the reader catches up: the first bytes, intact ...
         writable = writable_within(writer, 5.0)  # ... its window update reaches the writer
-        resumed = fill_until_blocked(writer, sent=accepted + stalled) if writable else 0
+        resumed = writer.send(stream_bytes(accepted + stalled, CHUNK)) if writable else 0
     return {
         "accepted": accepted,
         "stalled": stalled,

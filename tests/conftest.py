@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pickle
 import re
+import resource
 import select
 import socket
 import subprocess
@@ -162,8 +163,41 @@ PHASES = [  # (phase, where its tests live); the first match wins
     ("behaviour", "tests/"),
 ]
 PHASE_SECONDS: dict[str, float] = {}
+PHASE_CPU: dict[str, float] = {}
 PHASE_TESTS: dict[str, int] = {}
 RUN_STARTED = time.perf_counter()
+
+
+def cpu_seconds() -> float:
+    """CPU used by this process and by the child processes it has reaped (user + system).
+    A child's CPU counts once it exits and is waited for: a server started for the session
+    counts at the end of the last test that used it; a daemon that detaches from its parent
+    (PostgreSQL under pg_ctl) is not counted at all."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Each report carries the CPU its step used (in user_properties, which xdist sends on
+    to the controller): with the wall time it tells a step that computes from one that waits."""
+    outcome = yield
+    report = outcome.get_result()
+    started = item.stash.get(CPU_AT_START, None)
+    now = cpu_seconds()
+    if started is not None:
+        report.user_properties.append(("cpu_seconds", round(now - started, 3)))
+    item.stash[CPU_AT_START] = now
+
+
+CPU_AT_START = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[CPU_AT_START] = cpu_seconds()
 
 
 def phase_of(nodeid: str) -> str:
@@ -174,6 +208,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Add up where the time went (on the xdist controller, every worker's reports)."""
     phase = phase_of(report.nodeid)
     PHASE_SECONDS[phase] = PHASE_SECONDS.get(phase, 0.0) + report.duration
+    cpu = dict(report.user_properties).get("cpu_seconds", 0.0)
+    PHASE_CPU[phase] = PHASE_CPU.get(phase, 0.0) + cpu
     if report.when == "call" or (report.when == "setup" and report.skipped):
         PHASE_TESTS[phase] = PHASE_TESTS.get(phase, 0) + 1
 
@@ -184,12 +220,16 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     wall = time.perf_counter() - RUN_STARTED
     write = terminalreporter.write_line
     write("")
-    write("where the time went (seconds of test time, summed over the workers):")
+    write("where the time went (test time and CPU, summed over the workers; CPU includes the")
+    write("processes each test started and reaped: far below the test time means waiting):")
     rows = sorted(PHASE_SECONDS.items(), key=lambda item: -item[1])
     lint = os.environ.get("LINT_SECONDS")
     if lint:
         write(f"  {'lint (ruff, before pytest)':<28} {float(lint):7.1f} s wall")
     for phase, seconds in rows:
-        write(f"  {phase:<28} {seconds:7.1f} s  {PHASE_TESTS.get(phase, 0):4d} tests")
-    total = sum(PHASE_SECONDS.values())
-    write(f"  {'all tests':<28} {total:7.1f} s in {wall:.1f} s of wall time")
+        cpu, tests = PHASE_CPU.get(phase, 0.0), PHASE_TESTS.get(phase, 0)
+        write(f"  {phase:<28} {seconds:7.1f} s  {cpu:7.1f} s CPU  {tests:4d} tests")
+    total, cpu = sum(PHASE_SECONDS.values()), sum(PHASE_CPU.values())
+    cores = os.cpu_count() or 1
+    write(f"  {'all tests':<28} {total:7.1f} s  {cpu:7.1f} s CPU  in {wall:.1f} s of wall time")
+    write(f"  the CPU kept {cpu / (wall * cores):.0%} of {cores} cores busy")

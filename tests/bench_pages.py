@@ -122,6 +122,34 @@ def cpu_slowdown(benchmark_index: float) -> float:
     return max(1.0, 1 + (benchmark_index - 150) / 650)
 
 
+def style_work(trace: Path) -> tuple[int, int]:
+    """Elements the browser styled and layout objects it laid out during the load, summed
+    over every style recalculation and layout in the page's main thread: the work behind
+    most of the blocking time, counted, not timed, so far less sensitive to a busy machine
+    than TBT (not immune: how often the parser yields, and so how many partial passes
+    there are, still varies). A page styled once has styled each element once; each restyle
+    a script forces by reading a size after a change adds the elements it covers again."""
+    events = json.loads(trace.read_text())["traceEvents"]
+    threads = {
+        (e["pid"], e["tid"])
+        for e in events
+        if e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"
+    }
+    styled: dict[tuple, int] = {}
+    laid: dict[tuple, int] = {}
+    for e in events:
+        thread = (e.get("pid"), e.get("tid"))
+        if thread not in threads or e.get("ph") != "X":
+            continue
+        if e["name"] == "UpdateLayoutTree":
+            styled[thread] = styled.get(thread, 0) + (e["args"].get("elementCount") or 0)
+        elif e["name"] == "Layout":
+            begin = e["args"].get("beginData") or {}
+            laid[thread] = laid.get(thread, 0) + begin.get("dirtyObjects", 0)
+    page = max(styled, key=styled.get)  # the renderer that drew the page
+    return styled[page], laid.get(page, 0)
+
+
 def summary(report: dict) -> dict:
     audits = report["audits"]
     return {
@@ -156,6 +184,7 @@ def audit(cli: list[str], url: str, preset: str, out: Path) -> tuple[dict, dict 
         [*cli, url, *flags, f"-GA={artifacts}", f"--output-path={out}"], check=True, env=env
     )
     report = summary(json.loads(out.read_text()))
+    report["styled"], report["laid out"] = style_work(artifacts / "defaultPass.trace.json")
     # -A: audit the saved artifacts again, simulated with the calibrated slowdown. With
     # simulated throttling (the default) the page is loaded unthrottled and the slowdown
     # only enters the simulation, so this is what a run with that slowdown would report of
@@ -167,15 +196,17 @@ def audit(cli: list[str], url: str, preset: str, out: Path) -> tuple[dict, dict 
     gathered = json.loads(saved.read_text())
     gathered["settings"]["throttling"]["cpuSlowdownMultiplier"] = slowdown
     saved.write_text(json.dumps(gathered))
-    calibrated = out.with_name(out.stem + ".calibrated.json")
+    calibrated = out.with_name(f"{out.stem}.calibrated.json")
     subprocess.run(
         [*cli, url, *flags, f"-A={artifacts}", f"--output-path={calibrated}",
          f"--throttling.cpuSlowdownMultiplier={slowdown}"],
         check=True,
         env=env,
     )  # fmt: skip
+    (artifacts / "defaultPass.trace.json").rename(out.with_suffix(".trace.json"))  # --reports
     shutil.rmtree(artifacts)
-    return report, summary(json.loads(calibrated.read_text()))
+    work = {"styled": report["styled"], "laid out": report["laid out"]}  # the same trace
+    return report, {**summary(json.loads(calibrated.read_text())), **work}
 
 
 def build(into: Path) -> Path:
@@ -193,7 +224,9 @@ def main() -> int:
     parser.add_argument("--site", type=Path, help="a built site (default: build this one)")
     parser.add_argument("--presets", default="mobile,desktop")
     parser.add_argument("--pages", help="comma-separated names from PAGES (default: all)")
-    parser.add_argument("--reports", type=Path, help="keep each Lighthouse JSON report here")
+    parser.add_argument(
+        "--reports", type=Path, help="keep each Lighthouse JSON report (and mobile trace) here"
+    )
     args = parser.parse_args()
     if not shutil.which("node"):
         sys.exit("make bench-pages needs Node.js 18+ (apt-get install nodejs npm)")
@@ -210,12 +243,14 @@ def main() -> int:
             "CPU score, measured by Lighthouse at the start of each run. Mobile rows: the "
             "preset's 4x CPU slowdown, and (calibrated) the same trace simulated with the "
             "slowdown Lighthouse's throttling docs give for that benchmarkIndex "
-            "(tests/bench_pages.py: cpu_slowdown). Desktop: the preset's 1x.\n"
+            "(tests/bench_pages.py: cpu_slowdown). Desktop: the preset's 1x. Styled / laid "
+            "out: elements styled and layout objects laid out during the mobile load, summed "
+            "over every restyle and layout (counted, not timed).\n"
         )
         print("| page | preset | performance | accessibility | TBT | LCP | transfer (gzip) "
               "| bare article (gzip) | ratio | benchmarkIndex | calibrated slowdown "
-              "| performance (calibrated) | TBT (calibrated) |")  # fmt: skip
-        print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+              "| performance (calibrated) | TBT (calibrated) | styled / laid out |")  # fmt: skip
+        print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         if args.reports:
             args.reports.mkdir(parents=True, exist_ok=True)
         try:
@@ -226,9 +261,10 @@ def main() -> int:
                     out = (args.reports or Path(tmp)) / f"{name.replace(' ', '-')}.{preset}.json"
                     r, c = audit(cli, base + path, preset, out)
                     calibrated = (
-                        f"{c['slowdown']:.1f}x | {c['performance']} | {c['tbt']:.0f} ms"
+                        f"{c['slowdown']:.1f}x | {c['performance']} | {c['tbt']:.0f} ms | "
+                        f"{c['styled']:,} / {c['laid out']:,}"
                         if c
-                        else "- | - | -"
+                        else "- | - | - | -"
                     )
                     print(
                         f"| {name} (`/{path}`) | {preset} | {r['performance']} | "

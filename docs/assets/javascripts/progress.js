@@ -256,5 +256,14 @@
   }
 
   addEventListener("storage", function (e) { if (e.key === KEY) { state = load(); update(); } });
-  if (window.document$) window.document$.subscribe(setup); else setup();
+  // This script runs before Material's bundle (overrides/main.html), so the first page gets
+  // its controls before the browser first styles it. Added after (as before issue 11), they
+  // cost a second styling of the whole article: with Material's `table:not([class])` rules
+  // an element inserted among the article's children makes the browser restyle all of it
+  // (~1,700 elements on a topic page). Pages swapped in by instant navigation come through
+  // Material's document$, which the bundle defines; for this first page setup() has run.
+  setup();
+  function follow() { if (window.document$) window.document$.subscribe(setup); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", follow);
+  else follow();
 })();

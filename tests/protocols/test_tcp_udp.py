@@ -197,12 +197,21 @@ def test_a_window_left_open_by_less_than_a_segment_is_filled_later_by_the_persis
                 refused = 0
                 continue
             except BlockingIOError:
+                if not refused:
+                    first_refusal = time.monotonic()
                 info = tcp_flow_control.linux_tcp_info(writer)
             if info["unacked"]:  # acknowledgements still to come: wait for them
                 refused = 0
                 select.select([], [writer], [], tcp_flow_control.LOOK)
             else:
                 refused += 1
+        # The two refusals and their looks take microseconds. A process descheduled for a
+        # whole RTO (>= 200 ms) between them lets the persist timer fill the window before
+        # the look: the state this test looks at was there but is gone, which says nothing
+        # about the kernel. Measured, not assumed; never seen at load 3-6.
+        looked_after = time.monotonic() - first_refusal
+        if looked_after >= 0.2:
+            pytest.skip(f"this process slept {looked_after:.2f} s between refusal and look")
         # Stopping at the first refusal instead found a wide-open window in 2 of 60 runs
         # (1 of 40 in this test): the last ACKs had just emptied the send buffer, so a
         # second send() would have gone through. The earlier definition waited that out.
@@ -213,9 +222,9 @@ def test_a_window_left_open_by_less_than_a_segment_is_filled_later_by_the_persis
         # against a 65,483 byte MSS and more bytes were taken 0.217-0.250 s later (the RTO,
         # >= 200 ms) in 20 timed runs; with the stop as written, 115 of 115 runs found the
         # sub-MSS window (60 scripted, 40 in one process, 15 under pytest) at load 3-6.
-        # The 2 s cap only bounds a failure. The one way this fails wrongly: this process
-        # sleeping through the whole RTO between the last ACK and its look at TCP_INFO,
-        # so the timer fills the window first.
+        # The 2 s cap only bounds a failure. The one way this could fail wrongly, this
+        # process sleeping through the whole RTO between the refusals and its look at
+        # TCP_INFO, is measured above and skips with the time it slept.
         more, deadline = 0, time.monotonic() + 2
         while not more and time.monotonic() < deadline:
             select.select([], [writer], [], tcp_flow_control.LOOK)

@@ -8,24 +8,27 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import sys
 import time
 
 CHUNK = 4096
 SNDBUF = 16 << 10  # small and fixed, so the reader's buffer decides how much fits
 
 
-def connected_pair(rcvbuf: int) -> tuple[socket.socket, socket.socket]:
+def connected_pair(rcvbuf: int, sndbuf: int | None = SNDBUF) -> tuple[socket.socket, socket.socket]:
     """A TCP connection on loopback with fixed buffer sizes (no autotuning).
 
     SO_RCVBUF is set on the listener so the accepted socket has it before the handshake
     advertises its window. Linux doubles both values for its bookkeeping (socket(7)).
+    sndbuf=None leaves the writer's send buffer to the kernel (the page's Break it).
     """
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         writer = socket.socket()
-        writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        if sndbuf is not None:
+            writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         writer.settimeout(5)
         writer.connect(listener.getsockname())
         reader, _ = listener.accept()
@@ -41,23 +44,36 @@ def stream_bytes(offset: int, n: int) -> bytes:
 
 
 LOOK = 0.02  # seconds between looks at the kernel while it is still moving bytes
-# Byte offsets in Linux's struct tcp_info (<linux/tcp.h>; tcpi_snd_wnd since Linux 5.4).
-TCPI_UNACKED, TCPI_SND_WND = 24, 228
+# Where fields sit in Linux's struct tcp_info (include/uapi/linux/tcp.h): Linux only, since
+# FreeBSD's struct of the same name puts them elsewhere. tcpi_snd_wnd came in Linux 5.4.
+# (format, byte offset); the tests also read the persist timer's backoff and the segment size.
+TCPI_FIELDS = {
+    "backoff": ("B", 4),
+    "snd_mss": ("I", 16),
+    "unacked": ("I", 24),
+    "snd_wnd": ("I", 228),
+}
+TCPI_SIZE = 232  # up to and including tcpi_snd_wnd
+
+
+def linux_tcp_info(sock: socket.socket) -> dict[str, int] | None:
+    """A few TCP_INFO fields (tcp(7)) on Linux 5.4 or later; None anywhere else."""
+    if not sys.platform.startswith("linux"):
+        return None
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_SIZE)
+    if len(info) < TCPI_SIZE:  # an older kernel's shorter struct: no tcpi_snd_wnd
+        return None
+    return {name: struct.unpack_from(f, info, at)[0] for name, (f, at) in TCPI_FIELDS.items()}
 
 
 def window_shut(writer: socket.socket) -> bool:
     """Linux: everything sent is acknowledged and the reader's last advertised window is
-    zero (TCP_INFO, tcp(7)). Then nothing leaves the send buffer until the reader reads.
-    Elsewhere (no TCP_INFO, or Linux before 5.4) staying unwritable for 0.1 s has to do."""
-    try:
-        info = writer.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_SND_WND + 4)
-    except (AttributeError, OSError):
-        info = b""
-    if len(info) < TCPI_SND_WND + 4:
+    zero. Then nothing leaves the send buffer until the reader reads. Elsewhere (another
+    system, or Linux before 5.4) staying unwritable for 0.1 s has to do."""
+    info = linux_tcp_info(writer)
+    if info is None:
         return not select.select([], [writer], [], 0.1)[1]
-    (unacked,) = struct.unpack_from("I", info, TCPI_UNACKED)
-    (window,) = struct.unpack_from("I", info, TCPI_SND_WND)
-    return unacked == 0 and window == 0
+    return info["unacked"] == 0 and info["snd_wnd"] == 0
 
 
 def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 20) -> int:
@@ -80,8 +96,8 @@ def fill_until_blocked(writer: socket.socket, sent: int = 0, limit: int = 64 << 
                 # ... but acknowledgements on their way free room, and a window left open
                 # by less than a segment is filled later, by the writer's persist timer.
                 shut = window_shut(writer)
-                if not shut:  # wait for room (select() reports it only once half is
-                    select.select([], [writer], [], LOOK)  # free: then try anyway)
+                if not shut:  # wait for room (select() reports it only once the free
+                    select.select([], [writer], [], LOOK)  # room is half of what is queued)
     finally:
         writer.settimeout(5)
     return accepted
@@ -124,9 +140,9 @@ def blocked_send_times_out(writer: socket.socket, timeout: float) -> bool:
 
 
 # --8<-- [start:story]
-def stalled_writer(rcvbuf: int) -> dict[str, int | bool | bytes]:
+def stalled_writer(rcvbuf: int, sndbuf: int | None = SNDBUF) -> dict[str, int | bool | bytes]:
     """One connection: fill, stay stalled, time out, then the reader reads and it resumes."""
-    writer, reader = connected_pair(rcvbuf)
+    writer, reader = connected_pair(rcvbuf, sndbuf)
     with writer, reader:
         accepted = fill_until_blocked(writer)
         stalled = fill_until_blocked(writer, sent=accepted)  # nothing read yet: still refused

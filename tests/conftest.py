@@ -189,10 +189,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     now = cpu_seconds()
     if started is not None:
         report.user_properties.append(("cpu_seconds", round(now - started, 3)))
+    if call.when == "teardown" and item.stash.get(LAST_ON_WORKER, False):
+        # The worker's session ends here: the servers, browsers and fork servers it kept
+        # are reaped now, so their whole CPU lands in this step, not in this test's phase.
+        report.user_properties.append(("cpu_phase", SESSION_END))
     item.stash[CPU_AT_START] = now
 
 
 CPU_AT_START = pytest.StashKey[float]()
+LAST_ON_WORKER = pytest.StashKey[bool]()
+SESSION_END = "session end (reaped servers)"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    item.stash[LAST_ON_WORKER] = nextitem is None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -208,8 +219,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Add up where the time went (on the xdist controller, every worker's reports)."""
     phase = phase_of(report.nodeid)
     PHASE_SECONDS[phase] = PHASE_SECONDS.get(phase, 0.0) + report.duration
-    cpu = dict(report.user_properties).get("cpu_seconds", 0.0)
-    PHASE_CPU[phase] = PHASE_CPU.get(phase, 0.0) + cpu
+    properties = dict(report.user_properties)
+    cpu_phase = properties.get("cpu_phase", phase)
+    PHASE_CPU[cpu_phase] = PHASE_CPU.get(cpu_phase, 0.0) + properties.get("cpu_seconds", 0.0)
     if report.when == "call" or (report.when == "setup" and report.skipped):
         PHASE_TESTS[phase] = PHASE_TESTS.get(phase, 0) + 1
 
@@ -229,6 +241,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for phase, seconds in rows:
         cpu, tests = PHASE_CPU.get(phase, 0.0), PHASE_TESTS.get(phase, 0)
         write(f"  {phase:<28} {seconds:7.1f} s  {cpu:7.1f} s CPU  {tests:4d} tests")
+    if SESSION_END in PHASE_CPU:
+        write(f"  {SESSION_END:<28} {'':7}    {PHASE_CPU[SESSION_END]:7.1f} s CPU")
     total, cpu = sum(PHASE_SECONDS.values()), sum(PHASE_CPU.values())
     cores = os.cpu_count() or 1
     write(f"  {'all tests':<28} {total:7.1f} s  {cpu:7.1f} s CPU  in {wall:.1f} s of wall time")

@@ -32,9 +32,11 @@ import importlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,8 @@ from typing import Any, Generic, TypeVar
 import mirakuru.base
 import psutil  # mirakuru's own dependency
 from mirakuru import Executor
+from mirakuru.base import ENV_UUID
+from mirakuru.base_env import processes_with_env
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 # mirakuru's exit hook kills every process whose `mirakuru_uuid` variable *contains* the
@@ -172,6 +176,17 @@ class ServerProcess(Executor, Generic[S]):
     def pre_start_check(self) -> bool:
         return False
 
+    def check_subprocess(self) -> bool:
+        """mirakuru fails a start when the process exits non-zero; a launcher that exits 0
+        when its server dies would be waited for until the hang guard. Debian's
+        rabbitmq-server does (`wait "$pid" || true`): its node halted at once on a taken
+        distribution port and the start waited the whole 180 s. Any exit before ready fails."""
+        if self.process is not None and self.process.poll() == 0:
+            self._kill_all_kids(self._kill_signal)  # what mirakuru does on a non-zero exit
+            self._clear_process()
+            raise ProcessExitedWithError(self, 0)
+        return super().check_subprocess()
+
     def after_start_check(self) -> bool:
         return self._ready(self.server)
 
@@ -188,8 +203,33 @@ class ServerProcess(Executor, Generic[S]):
                 f"{name} not ready after {self._timeout} s; its log ends:\n{tail}"
             ) from error
 
+    def crash(self, grace: float = 30) -> None:
+        """SIGKILL the server and every process it started (a crash, for tests), and wait
+        until each has exited: a killed process closes its sockets at the end of its exit,
+        after its launcher may have been reaped and after its environment (mirakuru's
+        marker) is gone; a restart before that found its old distribution port listening."""
+        started = []
+        for pid in processes_with_env(ENV_UUID, self._uuid):
+            with contextlib.suppress(psutil.NoSuchProcess):  # one that ended meanwhile
+                started.append(psutil.Process(pid))
+        self.kill(wait=True, sig=signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while left := [p.pid for p in started if still_running(p)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{left} still running {grace} s after SIGKILL")
+            time.sleep(0.02)
+
     def close_log(self) -> None:
         self._log_file.close()
+
+
+def still_running(process: psutil.Process) -> bool:
+    """Not yet exited: a zombie has finished exiting (its files closed), only its parent
+    has not collected it yet."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start_on_a_free_port(make: Callable[[int], E], log: Path, attempts: int = 5) -> E:

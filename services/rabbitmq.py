@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mirakuru.exceptions import ProcessExitedWithError
 
 from services import (
     Install,
@@ -40,6 +42,8 @@ PROVIDES = ("AMQP_URL",)
 INSTALL = Install(apt="rabbitmq-server", brew="rabbitmq")
 # Debian's script, not /usr/sbin/rabbitmq-server (a wrapper that switches to the rabbitmq
 # user and expects the system's directories); Homebrew's is on PATH as rabbitmq-server.
+# A node that could not set up its distribution (the port mapper or port): start again
+CLASHES = ("nodistribution", "dist_port_already_used")
 LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
 CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/opt/homebrew/sbin/rabbitmq-server")
 
@@ -51,6 +55,7 @@ class RabbitMQ:
     user: str
     password: str  # random per server: any local user can reach 127.0.0.1
     executor: ServerProcess[RabbitMQ] | None = field(default=None, repr=False)
+    _restart: Callable[[], ServerProcess[RabbitMQ]] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -59,15 +64,16 @@ class RabbitMQ:
     def kill(self) -> None:
         """SIGKILL the broker and its Erlang helpers (a crash, for tests); start() again
         with restart()."""
-        import signal
-
         assert self.executor is not None
-        self.executor.kill(wait=True, sig=signal.SIGKILL)
+        self.executor.crash()
 
     def restart(self) -> None:
-        """Start the broker again on the same port and data directory."""
-        assert self.executor is not None
-        self.executor.start()
+        """Start the broker again on the same AMQP port and data directory. Its Erlang
+        distribution gets fresh ports: the old ones may have been taken since (a hunt's
+        restart found its distribution port in use by another process)."""
+        assert self.executor is not None and self._restart is not None
+        self.executor.close_log()
+        self.executor = self._restart()
 
 
 def rabbitmq_binary() -> Path:
@@ -164,7 +170,7 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": LOOPBACK_DIST,
                 **install_env,
             }
-            server = RabbitMQ("127.0.0.1", port, "learner", password)
+            server = RabbitMQ("127.0.0.1", port, "learner", password, _restart=lambda: again(port))
             executor = ServerProcess(
                 [str(binary)],
                 server,
@@ -180,21 +186,36 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
             server.executor = executor
             return executor
 
-        for attempt in range(3):
-            try:
-                executor = start_on_a_free_port(make, log)
-                break
-            except RuntimeError as error:
-                # Erlang starts its port mapper (epmd) and registers with it at once; on a
-                # loaded machine the registration can come first and fail ("nodistribution",
-                # seen once with four test workers on 2 cores). Another epmd port, again.
-                if "nodistribution" not in str(error) or attempt == 2:
-                    raise
+        def again(port: int | None) -> ServerProcess[RabbitMQ]:
+            """Start on `port` (None: a free one), each attempt on fresh distribution ports.
+            Erlang starts its port mapper (epmd) and registers with it at once; on a loaded
+            machine the registration can come first ("nodistribution", seen once with four
+            test workers on 2 cores). And a free port chosen here can be taken by any
+            process before the node binds it ("dist_port_already_used")."""
+            for attempt in range(3):
+                try:
+                    if port is None:
+                        return start_on_a_free_port(make, log)
+                    executor = make(port)
+                    try:
+                        return executor.start()
+                    except ProcessExitedWithError:
+                        executor.close_log()
+                        tail = log.read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"RabbitMQ did not restart:\n{tail}") from None
+                except RuntimeError as error:
+                    if not any(clash in str(error) for clash in CLASHES) or attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+        executor = again(None)
+        server = executor.server
         try:
-            yield executor.server
+            yield server
         finally:
-            executor.stop()
-            executor.close_log()
+            if server.executor is not None:  # the one restart() started, if it was called
+                server.executor.stop()
+                server.executor.close_log()
 
 
 def describe(binary: Path) -> str:

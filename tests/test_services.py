@@ -231,6 +231,63 @@ def test_rabbitmq_boots_from_links_to_only_the_applications_rabbit_needs(tmp_pat
     assert rabbitmq.trimmed_install(elsewhere, tmp_path / "other") == (elsewhere, {})
 
 
+@pytest.mark.timeout(60)  # waiting out the hang guard (600 s) would be the bug
+def test_a_server_whose_launcher_exits_0_before_it_is_ready_fails_at_once(tmp_path):
+    """Debian's rabbitmq-server exits 0 when its node halts (`wait "$pid" || true`); a
+    start must fail then, not wait for a readiness that cannot come."""
+    from mirakuru.exceptions import ProcessExitedWithError
+
+    server = services.ServerProcess(
+        ["sh", "-c", "echo 'node halted'; exit 0"], None, lambda _: False,
+        tmp_path / "log", timeout=600,
+    )  # fmt: skip
+    with pytest.raises(ProcessExitedWithError):
+        server.start()
+    server.close_log()
+    assert "node halted" in (tmp_path / "log").read_text()
+
+
+@pytest.mark.timeout(400)  # two starts and a restart, each guarded by 180 s
+def test_rabbitmq_starts_and_restarts_when_its_distribution_port_was_taken(monkeypatch):
+    """Erlang's distribution port is chosen free, then bound by the node a moment later,
+    and any process may take it in between; a broker killed and restarted must not count
+    on its old one (a CI run's restart failed with dist_port_already_used). Here another
+    socket holds the port on the first start and on the restart: each starts anyway."""
+    import socket
+
+    from services import rabbitmq
+
+    need("rabbitmq")
+    holders: list[socket.socket] = []
+
+    def hold(port: int) -> None:
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        holders.append(holder)
+
+    taken = services.free_port()
+    hold(taken)
+    # the service asks for epmd's port, then the distribution port: that one is taken
+    chosen = iter([services.free_port(), taken])
+    monkeypatch.setattr(rabbitmq, "free_port", lambda: next(chosen, None) or services.free_port())
+    try:
+        with rabbitmq.running_rabbitmq() as server:
+            assert server.executor is not None
+            first = server.executor.envvars
+            assert taken not in (int(first["ERL_EPMD_PORT"]), int(first["RABBITMQ_DIST_PORT"]))
+            server.kill()
+            hold(int(first["RABBITMQ_DIST_PORT"]))  # what another process did in CI
+            server.restart()
+            again = server.executor.envvars
+            assert again["RABBITMQ_DIST_PORT"] != first["RABBITMQ_DIST_PORT"]
+            assert rabbitmq.answers(server.url)
+    finally:
+        for holder in holders:
+            holder.close()
+
+
 def read_until(proc: subprocess.Popen, pattern: str, timeout: float) -> str:
     """What the process printed on stdout until a line matched (or it ended, or timed out).
     Reads the pipe unbuffered: a buffered reader could hold the line select() waits for."""

@@ -224,10 +224,12 @@ class ServerProcess(Executor, Generic[S]):
 
 
 def still_running(process: psutil.Process) -> bool:
-    """Not yet exited: a zombie has finished exiting (its files closed), only its parent
-    has not collected it yet."""
+    """Not yet exited. A zombie whose other threads are gone has finished exiting (its
+    files closed) and waits only for its parent to collect it; but a multi-threaded
+    process is a zombie as soon as its first thread has exited, while the others still
+    hold its files: an Erlang VM's distribution port was still listening then."""
     try:
-        return process.status() != psutil.STATUS_ZOMBIE
+        return process.status() != psutil.STATUS_ZOMBIE or process.num_threads() > 1
     except psutil.NoSuchProcess:
         return False
 

@@ -68,12 +68,13 @@ class RabbitMQ:
         self.executor.crash()
 
     def restart(self) -> None:
-        """Start the broker again on the same AMQP port and data directory. Its Erlang
-        distribution gets fresh ports: the old ones may have been taken since (a hunt's
-        restart found its distribution port in use by another process)."""
+        """Start the broker again on the same data directory and, unless another process
+        has taken it meanwhile, the same AMQP port (read `url` again). Its Erlang
+        distribution gets fresh ports: a CI run's restart found its old one taken."""
         assert self.executor is not None and self._restart is not None
         self.executor.close_log()
         self.executor = self._restart()
+        self.port = self.executor.server.port  # moved only if another process took it
 
 
 def rabbitmq_binary() -> Path:
@@ -204,7 +205,9 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
                         tail = log.read_text(errors="replace")[-2000:]
                         raise RuntimeError(f"RabbitMQ did not restart:\n{tail}") from None
                 except RuntimeError as error:
-                    if not any(clash in str(error) for clash in CLASHES) or attempt == 2:
+                    if "eaddrinuse" in str(error) and port is not None:
+                        port = None  # our AMQP port was taken while the broker was down
+                    elif not any(clash in str(error) for clash in CLASHES) or attempt == 2:
                         raise
             raise AssertionError("unreachable")
 

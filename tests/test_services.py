@@ -247,12 +247,13 @@ def test_a_server_whose_launcher_exits_0_before_it_is_ready_fails_at_once(tmp_pa
     assert "node halted" in (tmp_path / "log").read_text()
 
 
-@pytest.mark.timeout(400)  # two starts and a restart, each guarded by 180 s
-def test_rabbitmq_starts_and_restarts_when_its_distribution_port_was_taken(monkeypatch):
+@pytest.mark.timeout(600)  # two starts, then two for the restart, each guarded by 180 s
+def test_rabbitmq_starts_and_restarts_when_its_ports_were_taken(monkeypatch):
     """Erlang's distribution port is chosen free, then bound by the node a moment later,
     and any process may take it in between; a broker killed and restarted must not count
     on its old one (a CI run's restart failed with dist_port_already_used). Here another
-    socket holds the port on the first start and on the restart: each starts anyway."""
+    socket holds the port on the first start, and it and the AMQP port on a restart:
+    each starts anyway."""
     import socket
 
     from services import rabbitmq
@@ -261,10 +262,9 @@ def test_rabbitmq_starts_and_restarts_when_its_distribution_port_was_taken(monke
     holders: list[socket.socket] = []
 
     def hold(port: int) -> None:
+        """Bound, as an outgoing connection's local port is: no one else may listen on it."""
         holder = socket.socket()
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", port))
-        holder.listen()
         holders.append(holder)
 
     taken = services.free_port()
@@ -277,11 +277,14 @@ def test_rabbitmq_starts_and_restarts_when_its_distribution_port_was_taken(monke
             assert server.executor is not None
             first = server.executor.envvars
             assert taken not in (int(first["ERL_EPMD_PORT"]), int(first["RABBITMQ_DIST_PORT"]))
+            port = server.port
             server.kill()
             hold(int(first["RABBITMQ_DIST_PORT"]))  # what another process did in CI
+            hold(port)  # and its AMQP port, taken while it was down: it moves, says where
             server.restart()
             again = server.executor.envvars
             assert again["RABBITMQ_DIST_PORT"] != first["RABBITMQ_DIST_PORT"]
+            assert server.port != port
             assert rabbitmq.answers(server.url)
     finally:
         for holder in holders:

@@ -140,32 +140,57 @@ def free_cores(seconds: float = 0.2, processes: int = 4) -> float:
     return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / wall
 
 
+def wait_for_free_cores(at_least: float, probes: int = 40) -> float:
+    """free_cores() until it reaches `at_least` or `probes` tries (~10 s) have passed: a
+    quiet VM can lose its second vCPU for seconds (the host's other guests: /proc/stat's
+    steal column was ~33% over one such spell here). The last value."""
+    free = 0.0
+    for _ in range(probes):
+        free = free_cores()
+        if free >= at_least:
+            break
+    return free
+
+
+ATTEMPTS = 5  # measurements whose free cores may fall short before the test gives up
+
+
 @pytest.mark.exclusive  # needs both cores: runs after the parallel phase of `make test`
+@pytest.mark.timeout(600)  # up to ATTEMPTS x (10 s waiting for cores + ~5 s measuring)
 def test_threads_do_not_speed_up_cpu_bound_python_but_processes_do():
     archs = ["thread per connection", "pre-fork (4 processes)"]
-    free_before = free_cores()
-    runs = interleaved(archs, "/cpu", rounds=5, duration=0.25)
-    free = min(free_before, free_cores())
-    threads, processes = runs.values()
-    # The GIL: however many threads, one computes at a time, so at most ~1 core is busy.
-    # Noise budget: thread cores 0.14-0.50 over 10 runs on the shared machine (5 with two
-    # busy-loop processes); more than 1.1 would need two threads computing at once.
-    assert statistics.median(r.cores() for r in threads) < 1.1
-    # Parallel speedup needs a free second core. When other work (other test workers, other
-    # programs) already fills the machine, no server can show it: say so instead of guessing.
-    if free < 1.5:
-        reason = f"only {free:.1f} cores free for 4 busy processes: too busy to show a speedup"
+    seen = []
+    for _attempt in range(ATTEMPTS):
+        free_before = wait_for_free_cores(1.5)
+        runs = interleaved(archs, "/cpu", rounds=5, duration=0.25)
+        free = min(free_before, free_cores())
+        seen.append(round(free, 2))
+        threads, processes = runs.values()
+        # The GIL: however many threads, one computes at a time, so at most ~1 core is
+        # busy, in every attempt whatever the machine had. Noise budget: thread cores
+        # 0.14-0.50 over 10 runs on the shared machine (5 with two busy-loop processes);
+        # more than 1.1 would need two threads computing at once.
+        assert statistics.median(r.cores() for r in threads) < 1.1
+        # Parallel speedup needs a free second core, measured apart from the servers
+        # before and after. When other work fills the machine no server can show it: only
+        # this precondition is measured again, never the claim below.
+        if free >= 1.5:
+            break
+    else:
+        reason = f"cores free for 4 busy processes in {ATTEMPTS} tries: {seen}: too busy"
         if services_required():  # CI runs this alone on an idle machine: it must not skip
             pytest.fail(reason)
         pytest.skip(reason)
     # Processes compute in parallel: on 2 cores, up to ~2x the requests per second.
-    # Noise budget: not measured here — the shared machine never had 1.5 cores free (free
-    # cores 0.08-0.43 over 10 runs), so this part skipped; CI runs it alone, after the
-    # parallel phase (`exclusive`), where it is checked.
+    # Noise budget: alone on the machine (2026-12-02, 8 runs, 1.86-1.93 cores free) pre-fork
+    # over threads was 1.69-2.39; on the busy shared machine (free cores 0.08-0.43 over 10
+    # runs) this part never ran. A CI run failed its gate once (0.9 cores free, a helper
+    # running beside it): hence waiting for free cores and measuring again.
     speedup = statistics.median(
         p.requests_per_second() / t.requests_per_second()
         for p, t in zip(processes, threads, strict=True)
     )
+    print(f"free cores {seen}, pre-fork / threads = {speedup:.2f}")  # read with -rA
     assert speedup > 1.3, f"pre-fork / threads = {speedup:.2f}"
 
 

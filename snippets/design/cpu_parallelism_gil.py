@@ -25,6 +25,7 @@ PURE_N = 200_000  # loop steps of the pure-Python task (~15 ms of CPU here)
 BIG = 32 * 2**20  # bytes hashed or compressed in one call
 SMALL = 1024  # bytes per call for hashlib below its GIL threshold (2047 bytes)
 ROUNDS = 3
+SPEEDUP_N = 2 * PURE_N  # the speedup table's pure-Python call: ~30 ms, like hashing 32 MiB
 
 
 # --8<-- [start:build]
@@ -71,9 +72,13 @@ def data(size: int) -> bytes:
     return _data[size]
 
 
-def sha256_big(size: int = BIG) -> bytes:
-    """One hashlib call on a large buffer: the GIL is released while it hashes."""
-    return hashlib.sha256(data(size)).digest()
+def sha256_big(size: int = BIG, calls: int = 1) -> bytes:
+    """hashlib calls on a large buffer (one by default): the GIL is released while each
+    hashes."""
+    h, buf = hashlib.sha256(), data(size)
+    for _ in range(calls):
+        h.update(buf)
+    return h.digest()
 
 
 def sha256_small(size: int = BIG) -> bytes:
@@ -135,9 +140,25 @@ def timed(work: Callable[[], object]) -> float:
     return time.thread_time() - start
 
 
+def ready() -> tuple[int, int]:
+    """A worker's warm-up, before any clock starts: the hashing buffer made, and which
+    worker this is (process id, thread id)."""
+    data(BIG)
+    time.sleep(0.01)  # keep this worker busy so that the next one gets the next call
+    return os.getpid(), threading.get_ident()
+
+
+def start_workers(pool: Executor, workers: int = 2) -> None:
+    """Return once every worker has answered: a process pool's processes are started
+    (forked or spawned, this module imported) and not started again while timed."""
+    seen: set[tuple[int, int]] = set()
+    while len(seen) < workers:
+        seen |= {f.result() for f in [pool.submit(ready) for _ in range(workers)]}
+
+
 def run_twice(pool: Executor | None, work: Callable[[], object]) -> tuple[float, float]:
-    """Do `work` twice: one after another here (pool None), or on two workers at once.
-    Returns (wall seconds, CPU seconds the two runs used together)."""
+    """Do `work` twice: one after another here (pool None), or on two started workers at
+    once. Returns (wall seconds, CPU seconds the two runs used together)."""
     start = time.perf_counter()
     if pool is None:
         cpu = timed(work) + timed(work)
@@ -146,26 +167,37 @@ def run_twice(pool: Executor | None, work: Callable[[], object]) -> tuple[float,
     return time.perf_counter() - start, cpu
 
 
+def nothing() -> None:
+    """A call that does no work: what run_twice costs on a pool beyond the work."""
+
+
 @dataclass
 class Parallel:
     speedup: float  # median wall time one after another / median wall time this way
     low: float  # the spread: the lowest and highest speedup of one round (that round's
     high: float  # time one after another / its time this way; the ways are interleaved)
     cores: float  # median CPU seconds / median wall seconds: how many cores the work had
+    cpu: float  # median CPU seconds of one call (the two calls' CPU seconds / 2)
 
 
 def speedups(works: dict[str, Callable[[], object]], rounds: int = ROUNDS
-             ) -> dict[str, dict[str, Parallel]]:  # fmt: skip
-    """Interleaved rounds of each work one after another, on 2 threads, on 2 processes."""
+             ) -> tuple[dict[str, float], dict[str, dict[str, Parallel]]]:  # fmt: skip
+    """Interleaved rounds of each work one after another, on 2 threads, on 2 processes,
+    the workers started first. Returns each pool's own cost (median wall seconds of
+    run_twice with `nothing`) and the speedups."""
     ways = ("one after another", "2 threads", "2 processes")
     runs: dict[str, dict[str, list[tuple[float, float]]]] = {
         name: {way: [] for way in ways} for name in works
     }
-    with ThreadPoolExecutor(2) as threads, ProcessPoolExecutor(2) as processes:
+    with ProcessPoolExecutor(2) as processes, ThreadPoolExecutor(2) as threads:
         pools = dict(zip(ways, (None, threads, processes), strict=True))
-        for work in works.values():  # warm up: workers started, buffers made
-            for pool in pools.values():
-                run_twice(pool, work)
+        ready()  # the buffer made here too, for one after another
+        start_workers(processes)  # processes first: forked before this process has threads
+        start_workers(threads)
+        overhead = {
+            way: statistics.median(run_twice(pool, nothing)[0] for _ in range(20))
+            for way, pool in pools.items() if pool is not None
+        }  # fmt: skip
         for _ in range(rounds):
             for name, work in works.items():
                 for way, pool in pools.items():
@@ -180,8 +212,9 @@ def speedups(works: dict[str, Callable[[], object]], rounds: int = ROUNDS
             result[name][way] = Parallel(
                 statistics.median(alone) / statistics.median(walls),
                 min(per_round), max(per_round),
-                statistics.median(cpu for _, cpu in r) / statistics.median(walls))  # fmt: skip
-    return result
+                statistics.median(cpu for _, cpu in r) / statistics.median(walls),
+                statistics.median(cpu for _, cpu in r) / 2)  # fmt: skip
+    return overhead, result
 
 
 # --8<-- [end:speedup]
@@ -207,14 +240,19 @@ def main() -> None:
     ticks = witness_ticks(lambda: pure_python(5 * PURE_N), switch_interval=0.005)
     print(f"  {'pure-Python loop x5, switch interval 5.0 ms':46}{f'~{ticks}':>6}")
     print()
-    print(f"the same call twice, one after another and on 2 workers, {ROUNDS} interleaved rounds:")
-    print(f"  {'':50}{'speedup':>8}{'(rounds)':>13}{'cores busy':>12}")
-    chosen = {"pure-Python loop": pure_python,
-              "hashlib.sha256, 16 MiB at once": partial(sha256_big, BIG // 2)}  # fmt: skip
-    for name, ways in speedups(chosen).items():
+    chosen = {"pure-Python loop": partial(pure_python, SPEEDUP_N),
+              "hashlib.sha256 of 32 MiB": sha256_big}  # fmt: skip
+    overhead, table = speedups(chosen)
+    print(f"the same call twice, one after another and on 2 started workers, {ROUNDS} "
+          "interleaved rounds:")  # fmt: skip
+    print(f"  {'':44}{'speedup':>8}{'(rounds)':>13}{'cores busy':>12}{'CPU/call':>10}")
+    for name, ways in table.items():
         for way, p in ways.items():
             spread = "" if way == "one after another" else f"{p.low:.2f}-{p.high:.2f}"
-            print(f"  {name + ', ' + way:50}{p.speedup:>7.2f}x{spread:>13}{p.cores:>12.2f}")
+            print(f"  {name + ', ' + way:44}{p.speedup:>7.2f}x{spread:>13}{p.cores:>12.2f}"
+                  f"{p.cpu * 1000:>7.1f} ms")  # fmt: skip
+    print("the pools' own cost: the same with a call that does nothing (median of 20):")
+    print("  " + ", ".join(f"{way} {sec * 1000:.2f} ms" for way, sec in overhead.items()))
 
 
 if __name__ == "__main__":

@@ -74,19 +74,30 @@ def physical_cores(cpus: set[int]) -> int:
     return len(cores)
 
 
-def measure_parallel() -> tuple[float, dict[str, dict[str, tuple[float, float]]]]:
+# Each call ~200 ms of CPU (on this 2-core machine, idle), ~250 times the ~0.8 ms a
+# process pool adds to two calls (the snippet prints that cost): what is timed is the work
+# in workers started before the clock, not pickling, pipes or process start-up.
+PURE = partial(gil.pure_python, 14 * gil.PURE_N)  # a pure-Python loop, ~200 ms
+SHA = partial(gil.sha256_big, gil.BIG, 10)  # 10 hashlib calls on 32 MiB, ~220 ms
+ROUNDS = 5
+
+
+def measure_parallel() -> tuple[float, dict[str, dict[str, tuple[float, float, float]]] | None]:
     """Run in a fresh interpreter by the test below. First a calibration, apart from the
-    measurement: how many cores two processes of pure Python got (median of 3). Then the
-    page's measurement: {work: {way: (speedup, cores busy)}}."""
-    pure = partial(gil.pure_python, 3 * gil.PURE_N)  # ~45 ms of CPU per call here
+    measurement: how many cores two started processes of pure Python got (median of 3);
+    the measurement only if that is enough to show parallelism (>= 1.5). Then the page's
+    measurement: {work: {way: (speedup, cores busy, CPU seconds per call)}}."""
     with ProcessPoolExecutor(2) as pool:
-        gil.run_twice(pool, pure)  # warm up: both workers started
+        gil.start_workers(pool)
         calibration = statistics.median(
-            cpu / wall for wall, cpu in (gil.run_twice(pool, pure) for _ in range(3))
+            cpu / wall for wall, cpu in (gil.run_twice(pool, PURE) for _ in range(3))
         )
-    runs = gil.speedups({"pure": pure, "sha": gil.sha256_big}, rounds=3)
+    if calibration < 1.5:
+        return calibration, None
+    _, runs = gil.speedups({"pure": PURE, "sha": SHA}, rounds=ROUNDS)
     return calibration, {
-        name: {way: (p.speedup, p.cores) for way, p in ways.items()} for name, ways in runs.items()
+        name: {way: (p.speedup, p.cores, p.cpu) for way, p in ways.items()}
+        for name, ways in runs.items()
     }
 
 
@@ -94,38 +105,66 @@ def measure_parallel() -> tuple[float, dict[str, dict[str, tuple[float, float]]]
 @pytest.mark.skipif(not GIL_BUILD, reason="states what the GIL does to threads")
 def test_threads_do_not_run_python_in_parallel_but_processes_and_gil_free_calls_do():
     # In a fresh interpreter: this worker's leftover threads must not share the process.
+    # ~10 s on an idle machine (5 rounds of 2 x 200 ms calls, 3 ways, 2 works).
     calibration, runs = in_fresh_process("tests/design/test_cpu_parallelism.py",
                                          "m.measure_parallel()")  # fmt: skip
-    speedup = {name: {way: s for way, (s, _) in ways.items()} for name, ways in runs.items()}
-    cores = {name: {way: c for way, (_, c) in ways.items()} for name, ways in runs.items()}
     # The gate: parallelism needs a free second core. Whether we had one is measured apart
     # from the claims (the calibration) and during the run (the processes' own cores);
     # when other work fills the machine no way can show parallelism: say so instead.
-    free = min(calibration, cores["pure"]["2 processes"])
+    free = calibration if runs is None else min(calibration, runs["pure"]["2 processes"][1])
     if free < 1.5:
         reason = (
             f"2 processes got only {free:.2f} cores (calibration {calibration:.2f}): too "
-            f"busy to show parallelism ({runs})"
+            f"busy to show parallelism ({runs or 'so the measurement did not run'})"
         )
         if services_required():  # CI runs this alone on an idle machine: it must not skip
             pytest.fail(reason)
         pytest.skip(reason)
+    assert runs is not None
+    speedup = {name: {way: s for way, (s, _, _) in ways.items()} for name, ways in runs.items()}
+    cores = {name: {way: c for way, (_, c, _) in ways.items()} for name, ways in runs.items()}
+    # In every message: each way's CPU per call over one after another's. Near 1.0 when
+    # the two CPUs run independently; well above it, the two CPUs slowed each other (two
+    # vCPUs on one host core, a neighbour VM), which lowers processes' speedup below their
+    # cores busy without any start-up or pipe cost in the timing.
+    slowdown = {
+        name: {way: round(c / ways["one after another"][2], 2) for way, (_, _, c) in ways.items()}
+        for name, ways in runs.items()
+    }
+    why = (calibration, runs, slowdown)
+    print(f"calibration {calibration:.2f}, runs {runs}, CPU per call / alone {slowdown}")
     # The claims, each relative to what processes got in the same run:
     # 1. The GIL: two threads of Python bytecode never run at once, so their CPU time
     #    adds up to at most the wall time, while two processes used over 1.5 cores.
-    assert cores["pure"]["2 threads"] < 1.1, (calibration, runs)
+    assert cores["pure"]["2 threads"] < 1.1, why
     # 2. hashlib on a large buffer releases it: two threads hashing were on two CPUs at
     #    once (CPU time over wall time > 1 is possible only then, hyperthreads or not).
-    assert cores["sha"]["2 threads"] > 1.3, (calibration, runs)
+    assert cores["sha"]["2 threads"] > 1.3, why
     # 3. Throughput: on two real cores, GIL-bound threads gain clearly less than processes
     #    and than GIL-free threads. Hyperthreads of one core (a common 2-vCPU VM) give
     #    processes only ~1.1-1.3x, too close to threads' ~1x to compare: not asserted there.
+    #    Inside a VM sysfs shows only the guest's topology: two vCPUs on one host core
+    #    look like two cores here; `slowdown` in the message is what shows them.
     if physical_cores(os.sched_getaffinity(0)) >= 2:
-        assert speedup["pure"]["2 threads"] < 0.8 * speedup["pure"]["2 processes"], runs
-        assert speedup["sha"]["2 threads"] > 1.2 * speedup["pure"]["2 threads"], runs
-    # Noise budget: NOT measured on a quiet machine. While this was written a flake hunt
-    # and other helpers kept both cores busy (2 processes got 0.2-0.6 cores), so this test
-    # skipped there; the lead runs it alone on a quiet machine. The margins from first
-    # principles: past the gate (>= 1.5 cores for processes), processes gain ~1.5-2x and
-    # GIL-bound threads <= ~1x (ratio <= 0.67 < 0.8); GIL-free threads get about what
-    # processes got (>= 1.5 cores, asserted > 1.3; speedup >= ~1.5x vs ~1x: > 1.2x).
+        assert speedup["pure"]["2 threads"] < 0.8 * speedup["pure"]["2 processes"], why
+        assert speedup["sha"]["2 threads"] > 1.2 * speedup["pure"]["2 threads"], why
+    # Noise budget: derived from the mechanism and from busy-machine runs; the margins
+    # are not yet checked against a quiet machine's spread. What is timed: two calls of
+    # ~200 ms of CPU (192-198 ms pure Python, 212-215 ms hashing, one forced run here) in
+    # workers started before the clock; the pool's own cost for two calls, measured with
+    # a no-op, 0.4-0.8 ms (0.07-0.2 ms on threads): under 0.5% of a call, so neither
+    # start-up (outside the clock) nor pipes can move a speedup by more than that. The
+    # earlier version (45 ms calls, 3 rounds, workers also warmed before timing) failed
+    # claim 3 in about one quiet run in eight: threads 1.02x, processes 1.23x with >= 1.5
+    # cores busy, so each call cost >= 1.22x the CPU on processes that it cost alone
+    # (cores / speedup): the two CPUs slowed each other; `slowdown` above prints that.
+    # On the busy machine (load 5-10: a flake hunt and another helper, all niced) the
+    # calibration gave 0.31-0.97 cores over 10 runs: skipped each time (failed under
+    # REQUIRE_SERVICES=1, as meant). The margins from first principles: past the gate
+    # (>= 1.5 cores for processes), processes gain ~1.5-2x and GIL-bound threads <= ~1x
+    # (ratio <= 0.67 < 0.8) unless each call costs more CPU beside the other than alone
+    # (processes' speedup ~ cores busy / that ratio: at 1.9 cores a ratio over ~1.5 fails
+    # claim 3, at 1.5 cores one over ~1.2);
+    # GIL-free threads get about what processes got (>= 1.5 cores, asserted > 1.3;
+    # speedup >= ~1.5x vs ~1x: > 1.2x).
+    # Quiet-machine spread: TO BE MEASURED (10 runs)

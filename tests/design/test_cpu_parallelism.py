@@ -74,9 +74,10 @@ def physical_cores(cpus: set[int]) -> int:
     return len(cores)
 
 
-# Each call ~200 ms of CPU (on this 2-core machine, idle), ~250 times the ~0.8 ms a
-# process pool adds to two calls (the snippet prints that cost): what is timed is the work
-# in workers started before the clock, not pickling, pipes or process start-up.
+# Each call ~200 ms of CPU (191-216 ms measured on this busy 2-core machine), a few
+# hundred times the 0.4-0.8 ms a process pool added to two calls (the snippet prints that
+# cost): what is timed is the work in workers started before the clock, not process
+# start-up, and hardly pickling or pipes.
 PURE = partial(gil.pure_python, 14 * gil.PURE_N)  # a pure-Python loop, ~200 ms
 SHA = partial(gil.sha256_big, gil.BIG, 10)  # 10 hashlib calls on 32 MiB, ~220 ms
 ROUNDS = 5

@@ -81,6 +81,7 @@ def physical_cores(cpus: set[int]) -> int:
 PURE = partial(gil.pure_python, 14 * gil.PURE_N)  # a pure-Python loop, ~200 ms
 SHA = partial(gil.sha256_big, gil.BIG, 10)  # 10 hashlib calls on 32 MiB, ~220 ms
 ROUNDS = 5
+ATTEMPTS = 4  # measurements the gate may refuse before the test gives up (see below)
 
 
 def measure_parallel() -> tuple[float, dict[str, dict[str, tuple[float, float, float]]] | None]:
@@ -122,21 +123,30 @@ def describe(calibration: float, runs: dict[str, dict[str, tuple[float, float, f
 
 
 @pytest.mark.exclusive  # needs both cores: runs alone, after the parallel phase of `make test`
+@pytest.mark.timeout(480)  # up to ATTEMPTS measurements, each a hang guard of 120 s
 @pytest.mark.skipif(not GIL_BUILD, reason="states what the GIL does to threads")
 def test_threads_do_not_run_python_in_parallel_but_processes_and_gil_free_calls_do():
     # In a fresh interpreter: this worker's leftover threads must not share the process.
-    # ~10 s on an idle machine (5 rounds of 2 x 200 ms calls, 3 ways, 2 works).
-    calibration, runs = in_fresh_process("tests/design/test_cpu_parallelism.py",
-                                         "m.measure_parallel()")  # fmt: skip
+    # 11-17 s on an idle machine (5 rounds of 2 x 200 ms calls, 3 ways, 2 works).
     # The gate: parallelism needs a free second core. Whether we had one is measured apart
     # from the claims (the calibration) and during the run (the processes' own cores, for
     # each work: a busy run had 1.65 cores in calibration and 1.52 for pure Python, then
     # 1.07 while hashing, where threads got 1.11); when other work fills the machine no
-    # way can show parallelism: say so instead.
-    free = min([calibration] + [ways["2 processes"][1] for ways in (runs or {}).values()])
-    why = describe(calibration, runs)
-    if free < 1.5:
-        reason = f"2 processes got only {free:.2f} cores: too busy to show parallelism ({why})"
+    # way can show parallelism: say so instead. A quiet VM loses its second vCPU for a few
+    # seconds at times (3 of 16 quiet runs here: 1.28-1.45 cores, the host's other
+    # guests): a closed gate measures again, up to ATTEMPTS times, and never passes a claim.
+    for _attempt in range(ATTEMPTS):
+        calibration, runs = in_fresh_process("tests/design/test_cpu_parallelism.py",
+                                             "m.measure_parallel()")  # fmt: skip
+        free = min([calibration] + [ways["2 processes"][1] for ways in (runs or {}).values()])
+        why = describe(calibration, runs)
+        if free >= 1.5:
+            break
+    else:
+        reason = (
+            f"2 processes got only {free:.2f} cores in {ATTEMPTS} tries: too busy to show"
+            f" parallelism (the last: {why})"
+        )
         if services_required():  # CI runs this alone on an idle machine: it must not skip
             pytest.fail(reason)
         pytest.skip(reason)
@@ -159,8 +169,8 @@ def test_threads_do_not_run_python_in_parallel_but_processes_and_gil_free_calls_
     if physical_cores(os.sched_getaffinity(0)) >= 2:
         assert speedup["pure"]["2 threads"] < 0.8 * speedup["pure"]["2 processes"], why
         assert speedup["sha"]["2 threads"] > 1.2 * speedup["pure"]["2 threads"], why
-    # Noise budget: derived from the mechanism and from busy-machine runs; the margins
-    # are not yet checked against a quiet machine's spread. What is timed: two calls of
+    # Noise budget: derived from the mechanism and from busy-machine runs, then checked
+    # against a quiet machine's spread (the end of this comment). What is timed: two calls of
     # ~200 ms of CPU (191-198 ms pure Python, 212-216 ms hashing, 3 runs here) in
     # workers started before the clock; the pool's own cost for two calls, measured with
     # a no-op, 0.4-0.8 ms (0.07-0.2 ms on threads): under 0.5% of a call, so neither
@@ -182,4 +192,9 @@ def test_threads_do_not_run_python_in_parallel_but_processes_and_gil_free_calls_
     # cores a ratio over ~1.5 fails claim 3, at 1.5 cores one over ~1.2); GIL-free
     # threads get about what processes got (>= 1.5 cores, asserted > 1.3; speedup >=
     # ~1.5x vs ~1x: > 1.2x).
-    # Quiet-machine spread: TO BE MEASURED (10 runs)
+    # Quiet-machine spread (2026-12-02, nothing else running, 16 runs of this test): the
+    # gate closed in 3 (calibration below 1.5 once; processes 1.45 and 1.28 cores), hence
+    # the retries. In the 13 past the gate: pure-Python threads 0.77-1.00 cores (claim 1:
+    # < 1.1); hashing threads 1.77-1.97 cores (claim 2: > 1.3); threads' speedup over
+    # processes' 0.45-0.65 (claim 3: < 0.8); hashing threads over pure-Python threads
+    # 1.81-2.84x (> 1.2); each call's CPU beside the other 0.94-1.23 of alone.

@@ -19,11 +19,17 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 PURE_N = 200_000  # loop steps of the pure-Python task (~15 ms of CPU here)
 BIG = 32 * 2**20  # bytes hashed or compressed in one call
 SMALL = 1024  # bytes per call for hashlib below its GIL threshold (2047 bytes)
-ROUNDS = 3
+# The speedup table: calls of ~70 ms of CPU, median of 4 rounds, ~3 s in all. With calls
+# of 15-22 ms and 3 rounds, four runs on this quiet 2-vCPU VM gave 2 processes of pure
+# Python 0.83x to 2.11x: a few ms lost moved a whole round, and two bad rounds the median.
+LOOPS = 5  # the table's pure-Python call: 5 x PURE_N loop steps
+HASHES = 3  # the table's hashing call: 3 hashlib calls on 32 MiB
+ROUNDS = 4
 
 
 # --8<-- [start:build]
@@ -238,16 +244,16 @@ def main() -> None:
     ticks = witness_ticks(lambda: pure_python(5 * PURE_N), switch_interval=0.005)
     print(f"  {'pure-Python loop x5, switch interval 5.0 ms':46}{f'~{ticks}':>6}")
     print()
-    chosen = {"pure-Python loop": pure_python,
-              "hashlib.sha256 of 32 MiB": sha256_big}  # fmt: skip
+    chosen = {f"pure-Python loop x{LOOPS}": partial(pure_python, LOOPS * PURE_N),
+              f"hashlib.sha256, {HASHES} x 32 MiB": partial(sha256_big, BIG, HASHES)}  # fmt: skip
     overhead, table = speedups(chosen)
     print(f"the same call twice, one after another and on 2 started workers, {ROUNDS} "
           "interleaved rounds:")  # fmt: skip
-    print(f"  {'':44}{'speedup':>8}{'(rounds)':>13}{'cores busy':>12}{'CPU/call':>10}")
+    print(f"  {'':46}{'speedup':>8}{'(rounds)':>13}{'cores busy':>12}{'CPU/call':>10}")
     for name, ways in table.items():
         for way, p in ways.items():
             spread = "" if way == "one after another" else f"{p.low:.2f}-{p.high:.2f}"
-            print(f"  {name + ', ' + way:44}{p.speedup:>7.2f}x{spread:>13}{p.cores:>12.2f}"
+            print(f"  {name + ', ' + way:46}{p.speedup:>7.2f}x{spread:>13}{p.cores:>12.2f}"
                   f"{p.cpu * 1000:>7.1f} ms")  # fmt: skip
     print("the pools' own cost: the same with a call that does nothing (median of 20):")
     print("  " + ", ".join(f"{way} {sec * 1000:.2f} ms" for way, sec in overhead.items()))

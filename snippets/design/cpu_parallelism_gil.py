@@ -24,7 +24,7 @@ from functools import partial
 PURE_N = 200_000  # loop steps of the pure-Python task (~15 ms of CPU here)
 BIG = 32 * 2**20  # bytes hashed or compressed in one call
 SMALL = 1024  # bytes per call for hashlib below its GIL threshold (2047 bytes)
-# The speedup table: calls of ~70 ms of CPU, median of 4 rounds, ~3 s in all. With calls
+# The speedup table: calls of ~65-100 ms of CPU, median of 4 rounds, ~3 s in all. With calls
 # of 15-22 ms and 3 rounds, four runs on this quiet 2-vCPU VM gave 2 processes of pure
 # Python 0.83x to 2.11x: a few ms lost moved a whole round, and two bad rounds the median.
 LOOPS = 5  # the table's pure-Python call: 5 x PURE_N loop steps

@@ -29,7 +29,7 @@ STAMP          := $(VENV)/.installed-all
 COMPILE  := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test flakes bench-snippets bench-pages diagrams build lint format run services notebook outputs lab lock clean
+.PHONY: help serve test flakes bench-snippets bench-pages cpu-map diagrams build lint format run services notebook outputs lab lock clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -76,6 +76,9 @@ flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order,
 
 bench-snippets: $(STAMP)  ## time every snippet alone against its budget (DESIGN.md §6): make bench-snippets [R=3]
 	$(BIN)/python -m pytest -q -p no:randomly -p no:xdist tests/bench_snippets.py --repeats $(or $(R),3) -s
+
+cpu-map: $(STAMP)  ## where a whole `make test`'s CPU goes, by kind of process (root: cgroups): make cpu-map
+	$(BIN)/python -m tests.cpu_map -- $(MAKE) --no-print-directory test
 
 bench-pages: $(STAMP)  ## Lighthouse (mobile, desktop) on home, a topic per chapter, a notebook, a lab: score, TBT, LCP, gzip bytes
 	$(BIN)/python -m tests.bench_pages $(if $(SITE),--site $(SITE))

@@ -13,8 +13,8 @@
  * the browser runs right after it has laid the page out, so the answer costs no layout of its
  * own. (Asking it from a MutationObserver, as this file did, made the browser restyle and lay
  * out the whole page once more at load and after every batch of changes Material made: on a
- * topic page, ~2,800 elements each time, the second largest cause of main-thread blocking on a
- * phone after Material's own start-up; issue 11.)
+ * topic page, ~2,800 elements each time, the second largest cause of main-thread blocking in
+ * Lighthouse's mobile emulation on this host, after Material's own start-up; issue 11.)
  *
  * Material has its own say: when it sets a code block up (with content.lazy, the first time
  * the block scrolls into view, after this file marked it) it takes tabindex off unless the

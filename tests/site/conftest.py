@@ -55,15 +55,18 @@ class Build:
     seconds: float
 
 
-def build(out: Path, topic: str | None = None) -> Build:
+def build(out: Path, topic: str | None = None, config_text: str | None = None) -> Build:
     """`mkdocs build --strict` into `out`, exactly as the Pages workflow runs it; or for
-    `make test T=<page>`, that page alone (tests/topic.py: partial_site_config)."""
+    `make test T=<page>`, that page alone (tests/topic.py: partial_site_config); or with
+    the config `config_text` (read from stdin, so paths stay relative to the repository)."""
     start = time.perf_counter()
-    config = ["--strict"] if topic is None else ["--config-file", "-"]  # "-": from stdin
+    if topic is not None:
+        config_text = partial_site_config(topic)
+    config = ["--strict"] if config_text is None else ["--config-file", "-"]  # "-": stdin
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", *config, "--site-dir", str(out)],
         cwd=ROOT,
-        input=None if topic is None else partial_site_config(topic),
+        input=config_text,
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,

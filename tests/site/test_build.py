@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from html import unescape
+from pathlib import Path
 
 from material.plugins.search.plugin import Parser
 
 from hooks.search_index import HELD, PRE, hold_back_code, put_back_code
-from tests.site.conftest import Build
+from tests.site.conftest import Build, build
+from tests.snippet_output import ROOT
 
 LOADS = re.compile(
     r"<(?:script|img|iframe|source|video|audio)\b[^>]*\bsrc=\"(?P<src>[^\"]+)\""
@@ -97,3 +101,83 @@ def test_holding_code_back_from_the_search_parser_changes_nothing_it_indexes(bui
         assert len(emptied) < len(html) or "<h4" in html
         assert search_sections(emptied) == search_sections(html)
     assert "<h4" in hold_back_code(synthetic[1])[0]  # a <pre> with a heading stays whole
+
+
+# hooks/code_tokens.py drops Pygments' `n` and `w` spans because they draw nothing of their
+# own; these tests fail if that stops being true (a Material upgrade giving names a colour, a
+# rule for `.w`) or if the hook changes the code's text.
+CODE_TEXT = re.compile(r"<pre\b[^>]*>(?:<span></span>)?\s*<code\b[^>]*>(.*?)</code>", re.S)
+HOOK_PAGES = ["protocols/tcp-udp", "formats/xml-entities", "databases/data-models"]  # entities
+
+
+def code_texts(html: str) -> list[str]:
+    """Each code block's text, as a browser's textContent gives it."""
+    return [unescape(re.sub(r"<[^>]*>", "", body)) for body in CODE_TEXT.findall(html)]
+
+
+def test_the_token_hook_keeps_every_code_blocks_text(built_site: Build, tmp_path: Path):
+    """The same pages built without hooks/code_tokens.py: same text in every `pre code`,
+    and the hook did take spans out (the comparison can fail)."""
+    listed = re.search(r"^hooks:\n((?:  - .*\n)+)", (ROOT / "mkdocs.yml").read_text(), re.M)[1]
+    every = re.findall(r"  - (\S+)", listed)
+    hooks = [hook for hook in every if "code_tokens" not in hook]
+    assert len(hooks) == len(every) - 1
+    keep = "".join(f"  !/{page}.md\n" for page in HOOK_PAGES)
+    without = build(
+        tmp_path / "site",
+        config_text="INHERIT: mkdocs.yml\nstrict: false\nexclude_docs: |\n  *.mmd\n"
+        f"  /*.md\n  /*/*.md\n  /*/*.ipynb\n{keep}plugins:\n  - search\n"
+        f"hooks: {json.dumps(hooks)}\n",
+    )
+    assert without.returncode == 0, without.log
+    for page in HOOK_PAGES:
+        hooked = (built_site.directory / page / "index.html").read_text(encoding="utf-8")
+        plain = (without.directory / page / "index.html").read_text(encoding="utf-8")
+        assert plain.count('<span class="n">') > hooked.count('<span class="n">') == 0, page
+        texts = code_texts(hooked)
+        assert texts and texts == code_texts(plain), page
+    assert any("&" in text or "<" in text for text in code_texts(hooked))  # entities checked
+
+
+def css_rules(text: str) -> list[tuple[str, str]]:
+    """(selector, declarations) of each innermost rule of a stylesheet (@media bodies
+    included), split at braces: no regex over the whole minified file."""
+    rules = []
+    for chunk in text.split("}"):
+        selector, _, body = chunk.rpartition("{")
+        rules.append((re.split(r"[;{]", selector)[-1].strip(), body))
+    return rules
+
+
+def test_the_spans_the_hook_drops_draw_nothing_in_either_palette(built_site: Build):
+    """Names are drawn in the code's own colour in both schemes, and no stylesheet the
+    Markdown pages load styles `.w` (JupyterLab's does; the hook leaves notebooks alone)."""
+    sheets = built_site.directory / "assets/stylesheets"
+    css = {path.name: css_rules(path.read_text(encoding="utf-8")) for path in sheets.glob("*.css")}
+    names = {}
+    for rules in css.values():
+        for selector, body in rules:
+            if match := re.search(r"--md-code-hl-name-color:([^;]*)", body):
+                names[selector] = match[1]
+    assert names == {
+        ":root,[data-md-color-scheme=default]": "var(--md-code-fg-color)",
+        "[data-md-color-scheme=slate]": "var(--md-code-fg-color)",
+    }
+    jupyter = [rule for name, rules in css.items() if name.startswith("jupyter") for rule in rules]
+    pages = [
+        rule for name, rules in css.items() if not name.startswith("jupyter") for rule in rules
+    ]
+    n = [body for selector, body in pages if ".highlight .n" in selector.split(",")]
+    assert n == ["color:var(--md-code-hl-name-color)"], n
+    whitespace = re.compile(r"\.w(?![\w-])")
+    assert not [selector for selector, _ in pages if whitespace.search(selector)]
+    assert [selector for selector, _ in jupyter if whitespace.search(selector)]  # can fail
+
+
+def test_the_token_hook_leaves_notebook_pages_alone(built_site: Build):
+    notebooks = sorted((ROOT / "docs").rglob("*.ipynb"))
+    assert notebooks
+    for notebook in notebooks:
+        page = notebook.relative_to(ROOT / "docs").with_suffix("")
+        html = (built_site.directory / page / "index.html").read_text(encoding="utf-8")
+        assert '<span class="n">' in html, page

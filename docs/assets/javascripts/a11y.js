@@ -13,14 +13,23 @@
  * the browser runs right after it has laid the page out, so the answer costs no layout of its
  * own. (Asking it from a MutationObserver, as this file did, made the browser restyle and lay
  * out the whole page once more at load and after every batch of changes Material made: on a
- * topic page, ~2,800 elements each time, the second largest cause of main-thread blocking on a
- * phone after Material's own start-up; issue 11.)
+ * topic page, ~2,800 elements each time, the second largest cause of main-thread blocking in
+ * Lighthouse's mobile emulation on this host, after Material's own start-up; issue 11.)
+ *
+ * Material has its own say: when it sets a code block up (with content.lazy, the first time
+ * the block scrolls into view, after this file marked it) it takes tabindex off unless the
+ * device can hover (components/content/code: `scrollable && hover`), so on a touch screen
+ * with a keyboard the block lost its focus stop, and the size watch above never fires again
+ * for a box whose size did not change. So the boxes found scrolling are remembered, and every
+ * DOM change (Material's set-up inserts the copy button) or tabindex change puts it back,
+ * without reading sizes (tests/site/test_browser.py, the touch-screen test).
  */
 (function () {
   "use strict";
   var SCROLLING = ".md-typeset pre > code, .md-typeset .diagram, .md-typeset__scrollwrap, " +
     ".jupyter-wrapper .jp-OutputArea pre";
   var watched = new Set();
+  var scrolls = new Set();  // boxes the size watch found wider than themselves
   var sizes = new ResizeObserver(function (entries) {
     // All reads first, then the writes: a write between two reads would dirty the layout.
     var scrolling = entries.map(function (entry) {
@@ -28,8 +37,11 @@
       return box.scrollWidth > box.clientWidth;
     });
     entries.forEach(function (entry, i) {
-      if (scrolling[i] && !entry.target.hasAttribute("tabindex")) {
-        entry.target.setAttribute("tabindex", "0");
+      if (scrolling[i]) {
+        scrolls.add(entry.target);
+        if (!entry.target.hasAttribute("tabindex")) entry.target.setAttribute("tabindex", "0");
+      } else {
+        scrolls.delete(entry.target);
       }
     });
   });
@@ -42,7 +54,11 @@
       if (!box.isConnected) {
         sizes.unobserve(box);
         watched.delete(box);
+        scrolls.delete(box);
       }
+    });
+    scrolls.forEach(function (box) {
+      if (!box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0");
     });
     document.querySelectorAll(SCROLLING).forEach(function (box) {
       if (!watched.has(box)) {
@@ -51,6 +67,8 @@
       }
     });
   }
-  new MutationObserver(fix).observe(document.documentElement, { childList: true, subtree: true });
+  new MutationObserver(fix).observe(document.documentElement, {
+    childList: true, subtree: true, attributes: true, attributeFilter: ["tabindex"]
+  });
   fix();
 })();

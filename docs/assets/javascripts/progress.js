@@ -7,8 +7,9 @@
  * Everything is kept in localStorage under one versioned key; nothing is sent anywhere
  * (export is a Blob URL made in the page). The questions stay plain Markdown: a question
  * is known by a hash of its text as the page shows it, never by text in this file.
- * Material's instant navigation swaps pages without a reload: setup() runs on every
- * document$ emission (the first page included) and adds its controls to the new page.
+ * The first page is set up by a direct call at the end of this file; Material's instant
+ * navigation swaps pages without a reload, and setup() runs on every document$ emission to
+ * add the controls to the new page (the first page's emission finds it done: bfReady).
  *
  * Which page is which comes from its URL under the site root: "" is home, "paths/…/" a
  * learning path, "<chapter>/" a chapter index, "<chapter>/<page>/" a topic, lab or notebook.
@@ -257,10 +258,12 @@
 
   addEventListener("storage", function (e) { if (e.key === KEY) { state = load(); update(); } });
   // This script runs before Material's bundle (overrides/main.html), so the first page gets
-  // its controls before the browser first styles it. Added after (as before issue 11), they
-  // cost a second styling of the whole article: with Material's `table:not([class])` rules
-  // an element inserted among the article's children makes the browser restyle all of it
-  // (~1,700 elements on a topic page). Pages swapped in by instant navigation come through
+  // its controls early: before the browser first styles it when the page arrives fast (on
+  // loopback, as measured; over a slow network the browser may style what it has first).
+  // Added after (as before issue 11), they cost a second styling of the whole article: with
+  // Material's `table:not([class])` rules an element inserted among the article's children
+  // makes the browser restyle all of it (~1,700 elements on a topic page, in one Lighthouse
+  // trace of its mobile emulation on this host). Pages swapped in by instant navigation come through
   // Material's document$, which the bundle defines; for this first page setup() has run.
   setup();
   function follow() { if (window.document$) window.document$.subscribe(setup); }

@@ -61,7 +61,8 @@ def test_the_page_reports_the_build_it_ran_on():
     info = gil.build()
     assert info["free-threaded build"] is (not GIL_BUILD)
     usable, total = gil.cores()
-    assert 1 <= usable <= (total or usable)
+    assert usable >= 1
+    assert total is None or usable <= total  # os.cpu_count() may not know
 
 
 def physical_cores(cpus: set[int]) -> int:

@@ -234,12 +234,15 @@ def still_running(process: psutil.Process) -> bool:
         return False
 
 
-def start_on_a_free_port(make: Callable[[int], E], log: Path, attempts: int = 5) -> E:
-    """Start `make(port)` on a free loopback port. A port taken between choosing and binding
-    it ("Address already in use" in the server's log) is retried with another one."""
+def start_on_a_free_port(
+    make: Callable[[int], E], log: Path, attempts: int = 5, first: int | None = None
+) -> E:
+    """Start `make(port)` on a free loopback port (`first`, if given, is tried first: a
+    restart's old port). A port taken before the server binds it ("Address already in use",
+    Erlang's `eaddrinuse`, in the server's log) is retried with another one."""
     for attempt in range(attempts):
         logged = log.stat().st_size if log.exists() else 0
-        executor = make(free_port())
+        executor = make(first if first is not None and attempt == 0 else free_port())
         try:
             executor.start()
             return executor
@@ -250,7 +253,7 @@ def start_on_a_free_port(make: Callable[[int], E], log: Path, attempts: int = 5)
             with log.open(errors="replace") as file:
                 file.seek(logged)
                 text = file.read()
-            if "in use" in text and attempt < attempts - 1:
+            if ("in use" in text or "eaddrinuse" in text) and attempt < attempts - 1:
                 continue
             raise RuntimeError(
                 f"{executor.command_parts[0]} did not start:\n{text[-2000:]}"

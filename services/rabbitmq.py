@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirakuru.exceptions import ProcessExitedWithError
-
 from services import (
     Install,
     ServerProcess,
@@ -188,26 +186,17 @@ def running_rabbitmq() -> Iterator[RabbitMQ]:
             return executor
 
         def again(port: int | None) -> ServerProcess[RabbitMQ]:
-            """Start on `port` (None: a free one), each attempt on fresh distribution ports.
+            """Start on `port` (None, or taken meanwhile: a free one), each attempt on fresh
+            distribution ports.
             Erlang starts its port mapper (epmd) and registers with it at once; on a loaded
             machine the registration can come first ("nodistribution", seen once with four
             test workers on 2 cores). And a free port chosen here can be taken by any
             process before the node binds it ("dist_port_already_used")."""
             for attempt in range(3):
                 try:
-                    if port is None:
-                        return start_on_a_free_port(make, log)
-                    executor = make(port)
-                    try:
-                        return executor.start()
-                    except ProcessExitedWithError:
-                        executor.close_log()
-                        tail = log.read_text(errors="replace")[-2000:]
-                        raise RuntimeError(f"RabbitMQ did not restart:\n{tail}") from None
+                    return start_on_a_free_port(make, log, first=port)
                 except RuntimeError as error:
-                    if "eaddrinuse" in str(error) and port is not None:
-                        port = None  # our AMQP port was taken while the broker was down
-                    elif not any(clash in str(error) for clash in CLASHES) or attempt == 2:
+                    if not any(clash in str(error) for clash in CLASHES) or attempt == 2:
                         raise
             raise AssertionError("unreachable")
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.site.conftest import Build, SiteStyles, Visit
 from tests.site.cover import ALL_BUT_COLOUR, ONE_OF_EACH_KIND, ONLY_COLOUR, SCHEMES, styled_keys
-from tests.site.test_pages import AXE, PAGES, switch_scheme
+from tests.site.test_pages import AXE, DIAGRAMS, PAGES, check_shown_diagrams, switch_scheme
 
 
 def test_every_page_is_built_and_its_styled_elements_are_in_the_cover(
@@ -31,8 +33,10 @@ def test_every_page_is_built_and_its_styled_elements_are_in_the_cover(
     assert len(everything) > 100
     cover = len(site_styles.cover)
     assert cover > 1 and cover < len(PAGES) / 2, site_styles.cover
-    # Code tokens, admonitions, tables and notebook cells are kinds in the cover.
-    for kind in ("highlight.language-python>span.k", "div.admonition.", ">table.", "ipynb:"):
+    # Code tokens, admonitions, tables, notebook cells and diagram images (whose scheme
+    # the cover pages check) are kinds in the cover.
+    kinds = ("highlight.language-python>span.k", "div.admonition.", ">table.", "ipynb:")
+    for kind in (*kinds, "diagram>img."):
         assert any(kind in key for key in keys), kind
 
 
@@ -76,3 +80,18 @@ def test_one_of_each_kind_still_shows_the_colour_rules_a_faded_code_token(visit:
         targets = [str(node["target"]) for rule in faded.response["violations"]
                    for node in rule["nodes"] if rule["id"] == "color-contrast"]  # fmt: skip
         assert targets and all(re.search(r"\.k(?![\w-])", t) for t in targets), (scheme, targets)
+
+
+def test_the_scheme_check_of_diagrams_catches_an_image_shown_in_the_wrong_scheme(visit: Visit):
+    """check_shown_diagrams, which the cover pages run in both schemes, fails when the
+    theme's CSS shows the dark image in the light scheme (or hides the light one)."""
+    visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="load")
+    count = visit.page.locator(DIAGRAMS).count()
+    assert count >= 2
+    check_shown_diagrams(visit, "light", count)
+    visit.page.add_style_tag(content='img[src$="#only-dark"] { display: inline !important; }')
+    with pytest.raises(AssertionError):
+        check_shown_diagrams(visit, "light", count)
+    visit.page.add_style_tag(content='img[src$="#only-light"] { display: none !important; }')
+    with pytest.raises(AssertionError):  # now only the dark images show, in light
+        check_shown_diagrams(visit, "light", count)

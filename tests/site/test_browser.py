@@ -51,19 +51,29 @@ def test_search_puts_the_pages_that_explain_a_term_first_and_previews_prose(visi
     clean(visit)
 
 
-def test_the_search_index_loads_only_when_the_reader_starts_a_search(visit: Visit):
-    """search-on-demand.js holds back the index (128 KB gzip) until the search box takes
-    focus, or the page was opened from a result (?h= highlights need it)."""
+def search_requests(visit: Visit) -> tuple[list[str], list[str]]:
+    """The requests for the search index and for the search worker's script so far."""
+    index = [u for u in visit.requests if u.endswith("search/search_index.json")]
+    worker = [u for u in visit.requests if "/javascripts/workers/search." in u]
+    return index, worker
+
+
+def test_the_search_index_and_worker_load_only_when_the_reader_starts_a_search(visit: Visit):
+    """search-on-demand.js holds back the index (128 KB gzip) and Material's search worker
+    until the search box takes focus, or the page was opened from a result (?h= highlights
+    need them); then search works as before (the other search tests type a query)."""
     visit.page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
-    assert not [u for u in visit.requests if "search_index" in u]
+    assert search_requests(visit) == ([], [])
     visit.page.locator("input.md-search__input").click()
     visit.page.wait_for_function(
         "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
     )
-    assert [u for u in visit.requests if u.endswith("search/search_index.json")]
+    index, worker = search_requests(visit)
+    assert len(index) == 1 and len(worker) == 1, visit.requests
     visit.requests.clear()
     visit.page.goto(visit.base + "protocols/tcp-udp/?h=handshake", wait_until="networkidle")
-    assert [u for u in visit.requests if u.endswith("search/search_index.json")]
+    index, worker = search_requests(visit)
+    assert len(index) == 1 and len(worker) == 1, visit.requests
     visit.page.locator("article mark", has_text="handshake").first.wait_for()
     clean(visit)
 

@@ -17,6 +17,7 @@ scheme with the tab's request and error logs emptied.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -133,9 +134,15 @@ def check_shown_diagrams(visit: Visit, scheme: str, count: int) -> None:
     assert all(src.endswith(f".{scheme}.svg#only-{scheme}") for src in shown), shown
 
 
+# axe-core in every document the tab opens, as an init script; as a string evaluated only
+# on a page of the site, so about:blank (where each test leaves the tab) does not parse its
+# 560 KB: 0.12 CPU-s less per page (3 of 3 interleaved pairs, 12 pages each, 4-5% lower).
+AXE_ON_SITE_PAGES = f"if (location.protocol !== 'about:') (0, eval)({json.dumps(AXE.axe_script)});"
+
+
 @pytest.fixture(scope="module")
 def tab(browser, site_url: str) -> Iterator[Visit]:
-    with open_tab(browser, site_url, AXE.axe_script) as tab:
+    with open_tab(browser, site_url, AXE_ON_SITE_PAGES) as tab:
         yield tab
 
 

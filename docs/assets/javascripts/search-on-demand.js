@@ -10,13 +10,17 @@
  * the index). Material's own code is unchanged: it gets its index when the held request
  * is sent, and shows "Initializing search" until then, as it does on a slow network.
  *
- * It holds back Material's search worker the same way. Material starts it at load (a Web
- * Worker: a JavaScript engine of its own that parses lunr, ~0.27 s of CPU per page load
- * measured in Chromium here) although it has nothing to do before the index arrives. Until
- * the reader shows intent, `new Worker(<the search worker>)` returns a stand-in that keeps
- * Material's listeners and queues what Material posts; on intent the real worker starts,
- * gets the queued messages in order, and its messages and errors reach the same listeners.
- * Material only posts to the worker and listens for its "message" events (rxjs fromEvent).
+ * It holds back Material's search worker too, until that intent (highlighting `?h=` terms
+ * needs the index, not the worker). Material starts the worker at load (a Web Worker: a
+ * JavaScript engine of its own that parses lunr: Chromium's CPU per page load, 12 loads a
+ * run, was 1.31 -> 1.04 and 1.50 -> 1.22 CPU-s in two interleaved pairs of runs with and
+ * without it) although it has nothing to do before the index arrives. Until the reader
+ * shows intent, `new Worker(<the search worker>)` returns a stand-in that keeps Material's
+ * listeners and queues what Material posts; on intent the real worker starts and gets the
+ * queued messages in order, and its "message" events reach the same listeners. Material
+ * 9.8 only posts to the worker and listens for "message" (rxjs fromEvent); the stand-in
+ * does no more than that (no transfer list, no "messageerror"; an error is passed on as a
+ * plain ErrorEvent with its message).
  *
  * It must run before Material's bundle, which opens the request and the worker at once:
  * overrides/main.html puts it first in the scripts block.
@@ -25,12 +29,15 @@
   "use strict";
   var INDEX = /\/search\/search_index\.json$/;
   var WORKER = /\/assets\/javascripts\/workers\/search\.[^/]*\.js$/;
-  var held = [];
-  var wanted = /[?&]h=/.test(location.search);
+  var held = [];  // the index request, then the worker, each sent or started on intent
+  var intent = false;
+  var highlight = /[?&]h=/.test(location.search);
 
   function release() {
-    wanted = true;
-    held.splice(0).forEach(function (send) { send(); });
+    intent = true;
+    held.splice(0).forEach(function (start) {
+      try { start(); } catch (error) { console.warn("search:", error); }  // the rest still go
+    });
   }
 
   var open = XMLHttpRequest.prototype.open;
@@ -41,7 +48,7 @@
   };
   XMLHttpRequest.prototype.send = function () {
     var request = this, args = arguments;
-    if (request.searchIndexRequest && !wanted) {
+    if (request.searchIndexRequest && !intent && !highlight) {
       held.push(function () { send.apply(request, args); });
       return;
     }
@@ -51,7 +58,7 @@
   var RealWorker = window.Worker;
   function LazyWorker(url, options) {
     var path = new URL(String(url), location.href).pathname;
-    if (wanted || !RealWorker || !WORKER.test(path)) {
+    if (intent || !WORKER.test(path)) {
       return new RealWorker(url, options);
     }
     var standIn = new EventTarget();
@@ -67,7 +74,12 @@
     };
     held.push(function () {
       if (ended) { return; }
-      real = new RealWorker(url, options);
+      try {
+        real = new RealWorker(url, options);
+      } catch (error) {  // e.g. no workers from file://: say so to Material's listeners
+        standIn.dispatchEvent(new ErrorEvent("error", { message: String(error) }));
+        throw error;
+      }
       real.addEventListener("message", function (event) {
         standIn.dispatchEvent(new MessageEvent("message", { data: event.data }));
       });
@@ -78,7 +90,10 @@
     });
     return standIn;
   }
-  if (RealWorker) { window.Worker = LazyWorker; }
+  if (RealWorker) {
+    LazyWorker.prototype = RealWorker.prototype;
+    window.Worker = LazyWorker;
+  }
 
   function onIntent(event) {
     var target = event.target;

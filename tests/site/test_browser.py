@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from playwright.sync_api import Locator
+
 from tests.site.conftest import Visit
 from tests.site.test_pages import clean
 
@@ -14,14 +16,25 @@ DIAGRAM_SHOWN = """() => [...document.querySelectorAll(".diagram img")]
   .some(i => i.getClientRects().length && i.complete && i.naturalWidth > 0)"""
 
 
-def search(visit: Visit, term: str) -> list[str]:
-    """Type a term into the site's search; the result links, best first."""
-    visit.page.goto(visit.base, wait_until="networkidle")
+SEARCH_READY = (
+    "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
+)
+
+
+def open_search(visit: Visit) -> Locator:
+    """Click the search box (the reader's intent) and wait until search is ready."""
     box = visit.page.locator("input.md-search__input")
     box.click()
-    visit.page.wait_for_function(
-        "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
-    )
+    visit.page.wait_for_function(SEARCH_READY)
+    return box
+
+
+def search(visit: Visit, term: str, *, home: bool = True) -> list[str]:
+    """Type a term into the site's search (on the home page, or on the page the tab is
+    on); the result links, best first."""
+    if home:
+        visit.page.goto(visit.base, wait_until="networkidle")
+    box = open_search(visit)
     # One query for the whole term (typing it key by key ran one per key, and the results
     # of a shorter query could be read before the last one replaced them).
     box.fill(term)
@@ -58,11 +71,6 @@ def search_requests(visit: Visit) -> tuple[list[str], list[str]]:
     return index, worker
 
 
-SEARCH_READY = (
-    "() => !/Initializing/.test(document.querySelector('.md-search-result__meta').textContent)"
-)
-
-
 def test_the_search_index_and_worker_load_only_when_the_reader_starts_a_search(visit: Visit):
     """search-on-demand.js holds back the index (128 KB gzip) and Material's search worker
     until the search box takes focus; a page opened from a result (?h=) gets the index at
@@ -72,8 +80,7 @@ def test_the_search_index_and_worker_load_only_when_the_reader_starts_a_search(v
     page = visit.page
     page.goto(visit.base + "protocols/tcp-udp/", wait_until="networkidle")
     assert search_requests(visit) == ([], [])
-    page.locator("input.md-search__input").click()
-    page.wait_for_function(SEARCH_READY)
+    open_search(visit)
     assert tuple(map(len, search_requests(visit))) == (1, 1), visit.requests
     visit.requests.clear()
 
@@ -90,12 +97,9 @@ def test_the_search_index_and_worker_load_only_when_the_reader_starts_a_search(v
     page.wait_for_function("() => document.title.startsWith('TCP')")
     assert page.evaluate("() => window.samePage === true"), "not instant navigation"
     assert search_requests(visit) == ([], [])
-    page.locator("input.md-search__input").click()
-    page.wait_for_function(SEARCH_READY)
+    hrefs = search(visit, "handshake", home=False)
+    assert any("tcp-udp" in href for href in hrefs), hrefs
     assert tuple(map(len, search_requests(visit))) == (1, 1), visit.requests
-    page.locator("input.md-search__input").fill("handshake")
-    page.locator("input.md-search__input").dispatch_event("keyup")
-    page.locator(".md-search-result__item > a[href*='tcp-udp']").first.wait_for()
     clean(visit)
 
 

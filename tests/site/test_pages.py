@@ -199,11 +199,12 @@ def test_page_renders_shows_its_diagrams_and_passes_axe(
 def check_code_and_colours(visit: Visit) -> None:
     """Every rule on the code blocks; the colour rules on the whole page in light and
     dark, seeing one element of each kind (cover.ONE_OF_EACH_KIND); and, before that
-    pruning leaves one image of the two per diagram, the images each scheme shows."""
+    pruning leaves one image of the two per diagram, the images the dark scheme shows
+    (check_diagrams has checked the light scheme's, on every page)."""
     diagrams = visit.page.locator(DIAGRAMS).count()
-    for scheme, palette in SCHEMES if diagrams else ():
-        switch_scheme(visit, scheme, palette)
-        check_shown_diagrams(visit, scheme, diagrams)
+    if diagrams:
+        switch_scheme(visit, *SCHEMES[1])
+        check_shown_diagrams(visit, SCHEMES[1][0], diagrams)
     pruned = visit.page.evaluate(ONE_OF_EACH_KIND, None)
     assert pruned["after"] == pruned["before"], "a kind of element was lost"
     if visit.page.locator("pre").count():  # axe refuses an include that matches nothing

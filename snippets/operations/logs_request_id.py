@@ -29,7 +29,7 @@ from structlog.contextvars import (
 )
 from structlog.processors import JSONRenderer, TimeStamper, add_log_level
 
-HEADER = "X-Request-ID"  # a convention (Heroku, NGINX's $request_id), not a standard field
+HEADER = "X-Request-ID"  # a convention (Rails, Heroku), not a field any RFC defines
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what we accept; anything else: a new id
 MAX_HEAD = 8 * 1024  # bytes of request line and headers; more gets 431 (RFC 6585 section 5)
 READ_LIMIT = 1.0  # seconds a client has to send its whole head; then 408
@@ -90,7 +90,7 @@ class Service:
         event.setdefault("request_id", self.request_id())
         return event
 
-    async def handle(self, method: str, target: str) -> tuple[int, bytes]:
+    async def handle(self, target: str) -> tuple[int, bytes]:
         kind, _, number = target.rpartition("/")
         if not number.isascii() or not number.isdecimal() or len(number) > 9:
             return 404, b"no such item\n"
@@ -132,13 +132,19 @@ async def on_connection(service: Service, reader, writer) -> None:
     """One request per connection (we answer `Connection: close`): parse with h11, bind the
     request id, answer; a malformed head gets 400, an oversized one 431, a slow one 408."""
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-    request, status = None, 0
+    request, status, received = None, 0, 0
     try:
         async with asyncio.timeout(READ_LIMIT):  # for the whole head, not per read
             while (event := parser.next_event()) is h11.NEED_DATA:
-                parser.receive_data(await reader.read(65536))  # b"" at EOF: h11 judges it
+                data = await reader.read(65536)  # b"" at EOF: h11 judges what that means
+                received += len(data)
+                parser.receive_data(data)
         if isinstance(event, h11.ConnectionClosed):
             return writer.close()  # connected and left without a request: nothing to answer
+        # h11's limit applies to a head still arriving; one that came whole in one read
+        # passes it, so measure: what we received, less what h11 has not parsed yet.
+        if received - len(parser.trailing_data[0]) > MAX_HEAD:
+            raise h11.RemoteProtocolError("head too large", error_status_hint=431)
         request = event
     except h11.RemoteProtocolError as bad:
         status = bad.error_status_hint  # 400, or 431 when the head outgrew MAX_HEAD
@@ -158,7 +164,7 @@ async def on_connection(service: Service, reader, writer) -> None:
     elif request.method not in (b"GET", b"HEAD"):
         status, body = 405, b"GET or HEAD only\n"
     else:
-        status, body = await service.handle("GET", request.target.decode("ascii", "replace"))
+        status, body = await service.handle(request.target.decode("ascii", "replace"))
     head = (f"HTTP/1.1 {status} {REASONS[status]}\r\nDate: {formatdate(usegmt=True)}\r\n"
             f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
             f"{HEADER}: {request_id}\r\nConnection: close\r\n")  # fmt: skip

@@ -162,6 +162,7 @@ async def on_connection(service: Service, reader, writer) -> None:
         service.log.warning("bad request", status=status)
         body = f"{REASONS[status]}\n".encode()
     elif request.method not in (b"GET", b"HEAD"):
+        service.log.warning("method not allowed", method=request.method.decode("latin-1"))
         status, body = 405, b"GET or HEAD only\n"
     else:
         status, body = await service.handle(request.target.decode("ascii", "replace"))

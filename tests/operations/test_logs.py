@@ -77,8 +77,8 @@ def test_a_request_without_an_id_gets_a_new_one_and_the_answer_says_which():
 
 # --- Hostile ids, sent over a real socket: refused, logged inside one JSON string.
 async def send_raw(port: int, data: bytes, pace: float = 0.0, timeout: float = 3.0) -> bytes:
-    """Send `data` (a byte at a time every `pace` s if pace), then read until the server
-    closes; b"" if it closed without answering."""
+    """Send `data` (a byte at a time every `pace` s if pace; if empty, just close our side),
+    then read until the server closes; b"" if it closed without answering."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -91,8 +91,10 @@ async def send_raw(port: int, data: bytes, pace: float = 0.0, timeout: float = 3
                         )
                     except TimeoutError:
                         continue
-            else:
+            elif data:
                 writer.write(data)
+            else:  # connect, send nothing, close our side
+                writer.write_eof()
             return await reader.read()
         except ConnectionResetError:
             return b""
@@ -177,6 +179,7 @@ def test_malformed_oversized_and_wrong_method_get_400_431_405_and_the_service_ke
     bad = [line for line in lines if line["event"] == "bad request"]
     assert [line["status"] for line in bad] == [400, 400, 400, 431]
     assert all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in bad)
+    assert [line["method"] for line in lines if line["event"] == "method not allowed"] == ["POST"]
 
 
 def test_a_client_too_slow_to_send_its_head_gets_408_and_others_are_served_meanwhile():
@@ -250,3 +253,12 @@ def test_break_it_match_instead_of_fullmatch_lets_hostile_ids_through():
     anchored = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
     assert anchored.match("req-1\n") and not rid.REQUEST_ID.fullmatch("req-1\n")
     assert forgery.text_line("req-1\n").count("\n") == 1  # one record, two lines of text
+
+
+def test_two_request_id_fields_are_one_list_and_refused():
+    # RFC 9110 5.3: repeated field lines combine into one comma-separated value; a comma is
+    # not in our rule, so two ids (which did the client mean?) get a new one.
+    (answer,), lines = against_b((request(b"X-Request-ID: req-1", b"X-Request-ID: req-2"), 0))
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert lines[0]["event"] == "request id refused" and lines[0]["refused"] == "req-1,req-2"
+    assert lines[1]["request_id"] not in ("req-1", "req-2")

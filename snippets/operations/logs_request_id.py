@@ -33,7 +33,6 @@ HEADER = "X-Request-ID"  # a convention (Rails, Heroku), not a field any RFC def
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what we accept; anything else: a new id
 MAX_HEAD = 8 * 1024  # bytes of request line and headers; more gets 431 (RFC 6585 section 5)
 READ_LIMIT = 2.0  # seconds a client has to send its whole head; then 408
-LINGER = 1.0  # seconds to read and drop what a client still sends after an error answer
 CALL_TIMEOUT = 10.0  # A's for B, the load generator's for A: a hang guard (a busy machine is slow)
 MODES = ("contextvars", "global", "threading.local")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -176,11 +175,6 @@ async def on_connection(service: Service, reader, writer) -> None:
     writer.write(head.encode() + b"\r\n" + (b"" if is_head else body))
     with contextlib.suppress(OSError, TimeoutError):
         await asyncio.wait_for(writer.drain(), CALL_TIMEOUT)
-        if status >= 400:  # we may not have read all it sent: closing now would send a reset
-            writer.write_eof()  # that can destroy our answer in transit; so FIN after it, and
-            async with asyncio.timeout(LINGER):  # read and drop what comes (NGINX: lingering
-                while await reader.read(65536):  # close) until the client closes, or LINGER
-                    pass
     writer.close()
 
 

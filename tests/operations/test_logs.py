@@ -78,26 +78,25 @@ def test_a_request_without_an_id_gets_a_new_one_and_the_answer_says_which():
 # --- Hostile ids, sent over a real socket: refused, logged inside one JSON string.
 async def send_raw(port: int, data: bytes, pace: float = 0.0, timeout: float = 10.0) -> bytes:
     """Send `data` (a byte at a time every `pace` s if pace; if empty, just close our side),
-    then read until the server closes; b"" if it closed without answering."""
+    then read until the server closes. b"" if it closed without answering, b"<reset>" if
+    the connection was reset."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            if pace:
+            if pace:  # one read, kept across the bytes: never cancelled half-way
+                first = asyncio.ensure_future(reader.read(65536))
                 for byte in data:
                     writer.write(bytes([byte]))
-                    try:
-                        return (
-                            await asyncio.wait_for(reader.read(65536), pace) + await reader.read()
-                        )
-                    except TimeoutError:
-                        continue
-            elif data:
+                    if (await asyncio.wait({first}, timeout=pace))[0]:
+                        break
+                return await first + await reader.read()
+            if data:
                 writer.write(data)
             else:  # connect, send nothing, close our side
                 writer.write_eof()
             return await reader.read()
         except ConnectionResetError:
-            return b""
+            return b"<reset>"
         finally:
             writer.close()
 

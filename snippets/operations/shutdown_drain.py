@@ -98,6 +98,7 @@ class App:
         self.linger_over = asyncio.Event()  # idle connections are closed now
         self.busy: dict[asyncio.Task, bool] = {}  # connection task -> is a request in it?
         self.ready_503 = 0  # /ready checks answered 503
+        self.drained = 0  # connections that ended during the drain, not cut by the deadline
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -125,6 +126,7 @@ class App:
             pass  # the client went away; nothing to answer
         finally:
             del self.busy[task]
+            self.drained += self.draining and not task.cancelling()
             writer.close()
 
     async def read_head(
@@ -141,7 +143,8 @@ class App:
                 self.busy[task] = True  # a request has started: the drain waits for it
                 deadline = asyncio.get_running_loop().time() + HEAD_TIMEOUT
             else:
-                assert deadline is not None
+                if deadline is None:  # a pipelined request's first bytes came with the last
+                    deadline = asyncio.get_running_loop().time() + HEAD_TIMEOUT
                 try:
                     async with asyncio.timeout_at(deadline):  # the whole head, not each read
                         chunk = await reader.read(65536)
@@ -229,13 +232,14 @@ class App:
             f" {in_flight} requests in flight")  # fmt: skip
         loop = asyncio.get_running_loop()
         loop.call_later(LINGER, self.linger_over.set)  # then idle connections close
-        connections = set(self.busy)
-        if not connections:
-            return 0
-        done, left = await asyncio.wait(connections, timeout=self.deadline)
+        end = loop.time() + self.deadline
+        await asyncio.sleep(0)  # a connection accepted just before the close starts its task
+        while self.busy and loop.time() < end:  # wait for every connection, up to the end
+            await asyncio.wait(set(self.busy), timeout=end - loop.time())
+        left = list(self.busy)
         for task in left:  # the deadline: a slow client cannot hold the exit forever
             task.cancel()
-        say(f"drained {len(done)} connections, abandoned {len(left)}")
+        say(f"drained {self.drained} connections, abandoned {len(left)}")
         return 1 if left else 0
 
     # --8<-- [end:shutdown]

@@ -54,6 +54,12 @@ backend app
 """
 # --8<-- [end:config]
 
+# Break it: retry a failed connection on the other server (see the page)
+RETRYING = CONFIG.replace(
+    "    retries 0            # no retries: every failed request reaches a client, counted",
+    "    retries 3\n    option redispatch 1   # a retry may go to the other server",
+)
+
 # What each kind of instance does on SIGTERM: (mode, delay before it stops accepting)
 VARIANTS = {
     "graceful": ("graceful", 0.3),  # /ready 503, serve 0.3 s more, stop accepting, drain
@@ -233,6 +239,7 @@ class App:
         self.linger_over = asyncio.Event()  # idle connections are closed now
         self.busy: dict[asyncio.Task, bool] = {}  # connection task -> is a request in it?
         self.ready_503 = 0  # /ready checks answered 503
+        self.drained = 0  # connections that ended during the drain, not cut by the deadline
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -260,6 +267,7 @@ class App:
             pass  # the client went away; nothing to answer
         finally:
             del self.busy[task]
+            self.drained += self.draining and not task.cancelling()
             writer.close()
 
     async def read_head(
@@ -276,7 +284,8 @@ class App:
                 self.busy[task] = True  # a request has started: the drain waits for it
                 deadline = asyncio.get_running_loop().time() + HEAD_TIMEOUT
             else:
-                assert deadline is not None
+                if deadline is None:  # a pipelined request's first bytes came with the last
+                    deadline = asyncio.get_running_loop().time() + HEAD_TIMEOUT
                 try:
                     async with asyncio.timeout_at(deadline):  # the whole head, not each read
                         chunk = await reader.read(65536)
@@ -364,13 +373,14 @@ class App:
             f" {in_flight} requests in flight")  # fmt: skip
         loop = asyncio.get_running_loop()
         loop.call_later(LINGER, self.linger_over.set)  # then idle connections close
-        connections = set(self.busy)
-        if not connections:
-            return 0
-        done, left = await asyncio.wait(connections, timeout=self.deadline)
+        end = loop.time() + self.deadline
+        await asyncio.sleep(0)  # a connection accepted just before the close starts its task
+        while self.busy and loop.time() < end:  # wait for every connection, up to the end
+            await asyncio.wait(set(self.busy), timeout=end - loop.time())
+        left = list(self.busy)
         for task in left:  # the deadline: a slow client cannot hold the exit forever
             task.cancel()
-        say(f"drained {len(done)} connections, abandoned {len(left)}")
+        say(f"drained {self.drained} connections, abandoned {len(left)}")
         return 1 if left else 0
 
     # --8<-- [end:shutdown]
@@ -540,7 +550,7 @@ class Restart:
     ready_503: int  # /ready checks it answered 503 before it stopped accepting (-1: none said)
 
 
-def rolling_restart(variant: str) -> tuple[Counter[str], list[Restart]]:
+def rolling_restart(variant: str, config: str = CONFIG) -> tuple[Counter[str], list[Restart]]:
     """Two instances behind HAProxy under load; restart s1, then s2: SIGTERM (once a
     request is in flight there), wait for the exit, start a new instance on a new port,
     point HAProxy's server at it (the runtime API's `set server ... addr`), and wait until
@@ -556,7 +566,7 @@ def rolling_restart(variant: str) -> tuple[Counter[str], list[Restart]]:
     try:
         instances = {name: start() for name in ("s1", "s2")}  # both start at once
         ports = {name: instance.ready().port for name, instance in instances.items()}
-        with running_haproxy(CONFIG, **ports) as haproxy:
+        with running_haproxy(config, **ports) as haproxy:
             for name in instances:
                 haproxy.wait_for(name, "UP")
             load = Load(haproxy.port)

@@ -477,13 +477,13 @@ def probes_while_draining(delay: float = 0.5) -> list[tuple[str, dict[str, str]]
 def main() -> None:
     print("8 closed-loop clients, each on its own keep-alive connection; each request")
     print("waits 50 ms in the server. SIGTERM is sent once all 8 are in flight.")
-    print(f"{'server':9} {'exit status':24} {'answered':>9} {'failed':>7}  told to close")
+    print(f"{'server':9} {'exit status':24} {'answered':>9} {'failed':>7}  got Connection: close")
     labels = {"kill": "default", "exit": "sys.exit", "graceful": "graceful"}
     for mode in ("kill", "exit", "graceful"):
         r = sigterm_under_load(mode)
         status = f"{r.status}, after {r.seconds:.2f} s"
         if r.status < 0:
-            status = f"{r.status} ({signal.Signals(-r.status).name})"
+            status = f"{r.status} (killed by {signal.Signals(-r.status).name})"
         print(f"{labels[mode]:9} {status:24} {'~' + str(r.answered):>9} "
               f"{sum(r.failed.values()):>7}  {r.told_to_close}")  # fmt: skip
     print("A connection in the accept queue when the listener closes (Linux):")
@@ -496,6 +496,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        mode, port, delay, deadline = sys.argv[2], *sys.argv[3:6]
+        # serve [mode [port [delay [deadline]]]], e.g. `serve graceful 8080 5 30`
+        args = sys.argv[2:] + ["graceful", "0", "0", "2"][len(sys.argv[2:]) :]
+        mode, port, delay, deadline = args[:4]
         sys.exit(asyncio.run(serve(mode, int(port), float(delay), float(deadline))))
     main()

@@ -627,6 +627,8 @@ VARIANT_TEXT = {
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        mode, port, delay, deadline = sys.argv[2], *sys.argv[3:6]
+        # serve [mode [port [delay [deadline]]]], e.g. `serve graceful 8080 5 30`
+        args = sys.argv[2:] + ["graceful", "0", "0", "2"][len(sys.argv[2:]) :]
+        mode, port, delay, deadline = args[:4]
         sys.exit(asyncio.run(serve(mode, int(port), float(delay), float(deadline))))
     main()

@@ -133,24 +133,34 @@ def test_without_a_drain_a_trickling_client_gets_408_and_others_are_served():
 
 
 # --- bad input to the server we built ---------------------------------------------------------
-BAD = {
-    b"GARBAGE\r\n\r\n": b"400",
-    b"GET /live HTTP/1.1\r\nHost x\r\n\r\n": b"400",  # no colon
-    b"GET /live HTTP/1.1\r\nHost : x\r\n\r\n": b"400",  # space before the colon
-    b"GET /live HTTP/1.1\r\n\r\n": b"400",  # HTTP/1.1 without Host
-    b"GET /live HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n": b"400",
-    b"GET /live HTTP/1.1\r\nHost: \xff\r\n\r\n": b"400",  # not ASCII
-    b"GET /live HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n": b"400",  # obs-fold
-    b"GET live HTTP/1.1\r\nHost: x\r\n\r\n": b"400",
-    b"GET /live HTTP/2.0\r\nHost: x\r\n\r\n": b"505",
-    b"GET /live HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n": b"431",
-    b"GET /live HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100_000: b"431",  # never ends
-    b"POST /work HTTP/1.1\r\nHost: x\r\n\r\n": b"405",
-    b"GET /live HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello": b"413",
-    b"GET /live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n": b"413",
-    b"GET /work?ms=abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n": b"400",
-    b"GET /work?ms=99999 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n": b"400",
-    b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n": b"404",
+BAD = {  # what it is: (the bytes sent, the status expected)
+    "not HTTP": (b"GARBAGE\r\n\r\n", b"400"),
+    "no colon": (b"GET /live HTTP/1.1\r\nHost x\r\n\r\n", b"400"),
+    "space before colon": (b"GET /live HTTP/1.1\r\nHost : x\r\n\r\n", b"400"),  # RFC 9112 5.1
+    "1.1 without Host": (b"GET /live HTTP/1.1\r\n\r\n", b"400"),  # RFC 9112 3.2
+    "Host twice": (b"GET /live HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", b"400"),
+    "not ASCII": (b"GET /live HTTP/1.1\r\nHost: \xff\r\n\r\n", b"400"),
+    "obs-fold": (b"GET /live HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", b"400"),
+    "bare LF": (b"GET /live HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", b"400"),
+    "relative target": (b"GET live HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+    "HTTP/2.0": (b"GET /live HTTP/2.0\r\nHost: x\r\n\r\n", b"505"),
+    "9 KB header": (b"GET /live HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+    "100 KB, no end": (b"GET /live HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100_000, b"431"),
+    "POST": (b"POST /work HTTP/1.1\r\nHost: x\r\n\r\n", b"405"),
+    "a body": (b"GET /live HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", b"413"),
+    "chunked": (
+        b"GET /live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"413",
+    ),
+    "ms not a number": (
+        b"GET /work?ms=abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"400",
+    ),
+    "ms too large": (
+        b"GET /work?ms=99999 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"400",
+    ),
+    "no such path": (b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"404"),
 }
 
 
@@ -161,12 +171,13 @@ def server():
     instance.stop()
 
 
-@pytest.mark.parametrize("request_bytes", list(BAD), ids=lambda b: repr(b[:30]))
-def test_bad_input_gets_a_clear_error_and_the_connection_closes(server, request_bytes):
+@pytest.mark.parametrize("what", list(BAD))
+def test_bad_input_gets_a_clear_error_and_the_connection_closes(server, what):
+    request_bytes, status = BAD[what]
     with connect(server.port) as sock:
         sock.sendall(request_bytes)
         reply = read_all(sock)
-    assert reply.startswith(b"HTTP/1.1 " + BAD[request_bytes]), reply[:80]
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:80]
     assert b"\r\nDate: " in reply and b"\r\nConnection: close\r\n" in reply
     if reply.startswith(b"HTTP/1.1 405"):
         assert b"\r\nAllow: GET, HEAD\r\n" in reply  # RFC 9110 15.5.6: a MUST
@@ -240,10 +251,13 @@ def test_break_it_retries_hide_the_missing_delay_but_not_the_missing_drain(
     # retries 3 + option redispatch 1: a refused connection is retried on the other
     # instance (HAProxy's default retry-on is conn-failure); a request that reached an
     # instance that then died is not retried (that would need retry-on empty-response).
+    # Observed: no delay with retries failed 0 in 3 runs of 3; naive with retries failed
+    # 5-8 per run, none of them 503 (connections closed with no response, the odd 502).
     monkeypatch.setenv("HAPROXY_BIN", haproxy_bin)
     for variant in ("no delay", "naive"):
         results, restarts = rolling.rolling_restart(variant, rolling.RETRYING)
+        assert results["503"] == 0, results  # nothing refused reached a client
         if variant == "no delay":
-            assert results["503"] == 0, results
-        else:
+            assert rolling.failures(results) == 0, results
+        else:  # what was in flight in a process that died is not retried
             assert rolling.failures(results) > 0, results

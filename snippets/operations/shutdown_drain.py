@@ -274,7 +274,7 @@ class Instance:
 
     mode: str  # "kill" (default SIGTERM action), "exit" (sys.exit in a handler), "graceful"
     delay: float = 0.0
-    deadline: float = 2.0
+    deadline: float = 5.0
     port: int = 0
     lines: list[str] = field(default_factory=list)
 
@@ -318,7 +318,7 @@ class Instance:
             self.lines.append("EOF")
             self.changed.notify_all()
 
-    def wait(self, test, seconds: float = 5.0) -> None:
+    def wait(self, test, seconds: float = 20.0) -> None:
         with self.changed:
             if not self.changed.wait_for(test, seconds):
                 raise TimeoutError(f"{self.mode} server: {self.lines[-3:]}")
@@ -332,7 +332,7 @@ class Instance:
     def sigterm(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
 
-    def exit_status(self, seconds: float = 5.0) -> int:
+    def exit_status(self, seconds: float = 20.0) -> int:
         status = self.proc.wait(seconds)
         self.wait(lambda: self.lines[-1] == "EOF")
         return status
@@ -367,7 +367,7 @@ class Load:
             thread.start()
 
     def client(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
         try:
             while True:
                 try:
@@ -402,7 +402,7 @@ class Outcome:
     failed: Counter[str]
 
 
-def sigterm_under_load(mode: str, clients: int = 8, deadline: float = 2.0) -> Outcome:
+def sigterm_under_load(mode: str, clients: int = 8, deadline: float = 5.0) -> Outcome:
     server = Instance(mode, deadline=deadline).ready()
     try:
         load = Load(server.port, clients)
@@ -444,7 +444,7 @@ def queued_connection_when_the_listener_closes() -> str:
 # --8<-- [start:probes]
 def probe(port: int, path: str) -> str:
     """One GET on a new connection: its status, or why there was none."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     try:
         conn.request("GET", path)
         return str(conn.getresponse().status)
@@ -497,7 +497,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         # serve [mode [port [delay [deadline]]]], e.g. `serve graceful 8080 5 30`
-        args = sys.argv[2:] + ["graceful", "0", "0", "2"][len(sys.argv[2:]) :]
+        args = sys.argv[2:] + ["graceful", "0", "0", "5"][len(sys.argv[2:]) :]
         mode, port, delay, deadline = args[:4]
         sys.exit(asyncio.run(serve(mode, int(port), float(delay), float(deadline))))
     main()

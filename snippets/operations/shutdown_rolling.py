@@ -38,14 +38,15 @@ global
 defaults
     mode http
     timeout connect 1s
-    timeout client 5s
-    timeout server 5s
+    timeout client 15s
+    timeout server 15s
     timeout check 1s
     retries 0            # no retries: every failed request reaches a client, counted
 frontend entry
     bind 127.0.0.1:{port}
     default_backend app
 backend app
+    option http-server-close   # a new connection to the server for every request
     option httpchk GET /ready
     http-check expect status 200
     default-server check inter 50ms fall 2 rise 2   # DOWN after 2 failed checks, UP after 2
@@ -113,7 +114,7 @@ class Haproxy:
         rows = csv.DictReader(ask(self.admin, "show stat").removeprefix("# ").splitlines())
         return next(r["status"] for r in rows if (r["pxname"], r["svname"]) == ("app", server))
 
-    def wait_for(self, server: str, status: str, seconds: float = 5) -> None:
+    def wait_for(self, server: str, status: str, seconds: float = 20) -> None:
         deadline = time.monotonic() + seconds
         while (now := self.status(server)) != status:
             if time.monotonic() > deadline:
@@ -142,7 +143,7 @@ def running_haproxy(config: str, **values: object) -> Iterator[Haproxy]:
                 text=True,
             )
             try:
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20  # a bound for a hang, not a wait
                 while not answers(admin):
                     if proc.poll() is not None or time.monotonic() > deadline:
                         break
@@ -415,7 +416,7 @@ class Instance:
 
     mode: str  # "kill" (default SIGTERM action), "exit" (sys.exit in a handler), "graceful"
     delay: float = 0.0
-    deadline: float = 2.0
+    deadline: float = 5.0
     port: int = 0
     lines: list[str] = field(default_factory=list)
 
@@ -459,7 +460,7 @@ class Instance:
             self.lines.append("EOF")
             self.changed.notify_all()
 
-    def wait(self, test, seconds: float = 5.0) -> None:
+    def wait(self, test, seconds: float = 20.0) -> None:
         with self.changed:
             if not self.changed.wait_for(test, seconds):
                 raise TimeoutError(f"{self.mode} server: {self.lines[-3:]}")
@@ -473,7 +474,7 @@ class Instance:
     def sigterm(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
 
-    def exit_status(self, seconds: float = 5.0) -> int:
+    def exit_status(self, seconds: float = 20.0) -> int:
         status = self.proc.wait(seconds)
         self.wait(lambda: self.lines[-1] == "EOF")
         return status
@@ -507,7 +508,7 @@ class Load:
             thread.start()
 
     def client(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
         while not self.stop.is_set():
             try:
                 conn.request("GET", f"/work?ms={self.ms}")
@@ -525,7 +526,7 @@ class Load:
         with self.lock:
             return sum(self.results.values())
 
-    def wait_for(self, n: int, seconds: float = 5) -> None:
+    def wait_for(self, n: int, seconds: float = 20) -> None:
         deadline = time.monotonic() + seconds
         while self.total() < n:
             if time.monotonic() > deadline:
@@ -628,7 +629,7 @@ VARIANT_TEXT = {
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         # serve [mode [port [delay [deadline]]]], e.g. `serve graceful 8080 5 30`
-        args = sys.argv[2:] + ["graceful", "0", "0", "2"][len(sys.argv[2:]) :]
+        args = sys.argv[2:] + ["graceful", "0", "0", "5"][len(sys.argv[2:]) :]
         mode, port, delay, deadline = args[:4]
         sys.exit(asyncio.run(serve(mode, int(port), float(delay), float(deadline))))
     main()

@@ -60,7 +60,7 @@ def test_ready_turns_503_at_sigterm_while_live_and_work_stay_200():
 
 # --- the drain deadline ----------------------------------------------------------------------
 def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=5)
+    return socket.create_connection(("127.0.0.1", port), timeout=15)
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -82,12 +82,13 @@ def test_the_drain_deadline_cuts_a_request_that_would_take_10_s():
             server.wait(lambda: server.in_flight() == 1)
             start = time.monotonic()
             server.sigterm()
-            status = server.exit_status(seconds=8)
+            status = server.exit_status(seconds=20)
             took = time.monotonic() - start
             assert read_all(sock) == b""  # closed with no response: abandoned
         assert status == 1 and "drained 0 connections, abandoned 1" in server.lines, server.lines
-        # the request needed 10 s; the deadline is 0.5 s. 5 s leaves 4.5 s for a stall.
-        assert took < 5, took
+        # The request needed 10 s; the deadline is 0.5 s. 8 s leaves 7.5 s for a stalled
+        # machine (with the load average at 19, starting a Python process took over 5 s).
+        assert took < 8, took
     finally:
         server.stop()
 
@@ -225,10 +226,14 @@ def test_a_rolling_restart_fails_nothing_only_when_readiness_goes_first(haproxy_
     # Counts, not times. What could make the graceful run fail: HAProxy not yet seeing the
     # instance DOWN when it stops accepting, 0.3 s after SIGTERM. It needs 2 failed checks
     # at 50 ms intervals (~0.1 s); each instance reports how many checks it had answered
-    # 503 when it closed its listener: 5 or 6 in every run on a quiet machine, and >= 2
-    # means HAProxy had marked it DOWN. The controls fail by construction: "no delay"
-    # closes while HAProxy still sends to it (refused: 503 with retries 0); "naive" dies
-    # with a request in flight. Interleaved; the graceful variant twice.
+    # 503 when it closed its listener: 4 to 6 in every run, also with the load average at
+    # 10-19 and 4 workers; >= 2 means HAProxy had marked it DOWN. The controls: "no delay"
+    # closes while HAProxy still counts it UP, and every request HAProxy sends it until two
+    # checks fail needs a new connection (option http-server-close), refused: 503 with
+    # retries 0 (10-20 per run). With HAProxy's pooled keep-alive connections instead, the
+    # pool absorbed the window once in ~10 runs at load 15 and the control passed by luck:
+    # hence http-server-close. "naive" dies with a request in flight (22-30 failed).
+    # Interleaved; the graceful variant twice.
     monkeypatch.setenv("HAPROXY_BIN", haproxy_bin)
     for variant in ("graceful", "no delay", "naive", "graceful"):
         results, restarts = rolling.rolling_restart(variant)
@@ -249,15 +254,14 @@ def test_break_it_retries_hide_the_missing_delay_but_not_the_missing_drain(
     haproxy_bin, monkeypatch
 ):
     # retries 3 + option redispatch 1: a refused connection is retried on the other
-    # instance (HAProxy's default retry-on is conn-failure); a request that reached an
-    # instance that then died is not retried (that would need retry-on empty-response).
-    # Observed: no delay with retries failed 0 in 3 runs of 3; naive with retries failed
-    # 5-8 per run, none of them 503 (connections closed with no response, the odd 502).
+    # instance (HAProxy's default retry-on is conn-failure); a request that was sent and
+    # then lost is not (that would need retry-on empty-response). Observed, at load 8-19:
+    # no delay failed 10-20 without retries and 0 with them in 9 runs of 10 (1 connection
+    # closed with no response in the other); naive with retries failed 4-8, never a 503.
     monkeypatch.setenv("HAPROXY_BIN", haproxy_bin)
-    for variant in ("no delay", "naive"):
-        results, restarts = rolling.rolling_restart(variant, rolling.RETRYING)
-        assert results["503"] == 0, results  # nothing refused reached a client
-        if variant == "no delay":
-            assert rolling.failures(results) == 0, results
-        else:  # what was in flight in a process that died is not retried
-            assert rolling.failures(results) > 0, results
+    plain, _ = rolling.rolling_restart("no delay")
+    retried, _ = rolling.rolling_restart("no delay", rolling.RETRYING)
+    assert retried["503"] == 0, retried  # nothing refused reached a client
+    assert rolling.failures(retried) < rolling.failures(plain), (plain, retried)
+    naive, _ = rolling.rolling_restart("naive", rolling.RETRYING)
+    assert naive["503"] == 0 and rolling.failures(naive) > 0, naive  # in flight: lost

@@ -602,7 +602,8 @@ def failures(results: Counter[str]) -> int:
 
 def main() -> None:
     print("HAProxy in front of two instances; 4 closed-loop clients, 20 ms of work per")
-    print("request; HAProxy checks GET /ready every 50 ms (fall 2, rise 2); retries 0.")
+    print("request; HAProxy checks GET /ready every 50 ms (fall 2, rise 2), opens a new")
+    print("connection to an instance for every request, and does not retry (retries 0).")
     print("Rolling restart of s1, then s2: SIGTERM, exit, a new instance, wait until UP.")
     for variant in ("graceful", "no delay"):
         results, restarts = rolling_restart(variant)

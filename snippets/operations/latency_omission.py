@@ -54,14 +54,18 @@ class LineHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        sock.settimeout(self.server.idle_timeout)  # a silent or slow client is dropped
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
+        buf, deadline = b"", 0.0
         with contextlib.suppress(OSError):  # the client went away: nothing to answer
             while True:
                 if b"\n" not in buf:
                     if len(buf) > MAX_LINE:
                         return refuse(sock, b"ERR line too long\n")
+                    if not buf:  # a new line: it must arrive whole within idle_timeout
+                        deadline = time.monotonic() + self.server.idle_timeout
+                    if (left := deadline - time.monotonic()) <= 0:
+                        return refuse(sock, b"ERR idle timeout\n")
+                    sock.settimeout(left)  # a silent or a trickling client is dropped
                     try:
                         chunk = sock.recv(4096)
                     except TimeoutError:
@@ -80,13 +84,17 @@ class LineHandler(socketserver.BaseRequestHandler):
 
 
 def refuse(sock: socket.socket, message: bytes) -> None:
-    """Say why, then close gently: stop sending and read (at most 64 KiB, within the idle
-    timeout) until the client closes, so that closing with its bytes unread does not make
-    the kernel reset the connection and lose the message on its way (a lingering close)."""
+    """Say why, then close gently: stop sending and read what the client still sends (at
+    most 64 KiB, for at most a second) until it closes, so that closing with its bytes
+    unread does not make the kernel reset the connection and lose the message."""
     sock.sendall(message)
     sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 1.0
     with contextlib.suppress(OSError):
         for _ in range(16):
+            if (left := deadline - time.monotonic()) <= 0:
+                break
+            sock.settimeout(left)
             if not sock.recv(4096):
                 break
 
@@ -108,6 +116,7 @@ def running(period: float = PERIOD, stall: float = STALL, idle_timeout: float = 
 # --8<-- [end:server]
 
 
+# --8<-- [start:generators]
 @contextlib.contextmanager
 def connection(address: tuple[str, int]) -> Iterator[tuple[socket.socket, object]]:
     sock = socket.create_connection(address, timeout=5)
@@ -124,7 +133,6 @@ def ping(sock: socket.socket, reader) -> None:
         raise RuntimeError(f"unexpected reply {reply!r}")
 
 
-# --8<-- [start:generators]
 @dataclass
 class Sample:
     due: float  # when the schedule meant to send it (closed loop: when it was sent)
@@ -186,6 +194,7 @@ def percentiles_ms(h: HdrHistogram) -> dict[float, float]:
 # --8<-- [end:hdr]
 
 
+# --8<-- [start:measure]
 @dataclass
 class Measured:
     closed: HdrHistogram  # closed loop, from send
@@ -211,6 +220,9 @@ def measure(period: float = PERIOD, stall: float = STALL, duration: float = DURA
         corrected=histogram([s.done - s.sent for s in closed], expected_interval=interval),
         expected_interval=interval,
     )
+
+
+# --8<-- [end:measure]
 
 
 def row(name: str, h: HdrHistogram, approximate: bool) -> str:

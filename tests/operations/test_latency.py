@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import load_snippet
+from tests.conftest import load_snippet, trickle
 
 omission = load_snippet("operations/latency_omission")
 merge = load_snippet("operations/latency_merge")
@@ -165,6 +165,21 @@ def test_the_server_drops_a_slow_client_after_its_idle_timeout():
         assert reply == b"ERR idle timeout\n"
         # Ordering only: the server's 0.2 s, not exchange()'s own 2 s read timeout, ended it.
         assert waited < 1.8, waited
+
+
+def test_the_server_drops_a_client_that_trickles_a_line_slower_than_its_timeout():
+    # A slowloris client: one byte every 0.05 s, each well within 0.3 s of the last, never a
+    # newline. The line as a whole must arrive within the idle timeout, so the server gives
+    # up after ~0.3 s (about 6 bytes) instead of holding a thread for as long as it trickles.
+    with (
+        omission.running(period=10.0, stall=0.0, idle_timeout=0.3) as server,
+        socket.create_connection(server.server_address, timeout=5) as sock,
+    ):
+        start = time.perf_counter()
+        reply, seen = trickle(sock, 0.05)
+        assert reply == b"ERR idle timeout\n", reply
+        # Ordering only: answered before the 48-byte trickle (2.4 s) was through.
+        assert seen - start < 2.0, seen - start
 
 
 def test_a_request_during_a_freeze_waits_for_its_end():

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-PERIOD = 0.5  # the server freezes at the start of every PERIOD seconds ...
-STALL = 0.05  # ... for STALL seconds: 10% of the time, as "1 s in every 10", scaled down
-DURATION = 1.0  # seconds each generator runs: two periods, two stalls
+PERIOD = 1.0  # the server freezes at the start of every PERIOD seconds ...
+STALL = 0.1  # ... for STALL seconds: 10% of the time, "1 s in every 10" scaled down 10x
+DURATION = 1.0  # seconds each generator runs: one whole period, so 10% of it frozen
 RATE = 2000  # the fixed schedule's requests per second: 2,000 requests in DURATION
 MAX_LINE = 64  # the longest request line the server reads
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)

@@ -35,26 +35,35 @@ def measured() -> list:
     return [omission.measure() for _ in range(3)]
 
 
+def least_disturbed(runs: list, what: str, q: float) -> float:
+    """The lowest of the repeats' percentile q: the repeats are the same work, and a stall of
+    the machine can only make a request later, so the lowest is the one it touched least."""
+    return min(p(getattr(m, what), q) for m in runs)
+
+
 def test_the_schedule_timed_from_due_sees_the_stalls_the_closed_loop_hides(measured):
-    # The arithmetic: the server is frozen 10% of the time (0.05 s in every 0.5 s), and the
-    # schedule runs two whole periods, so 10% of its 2,000 requests (200) are due during a
-    # freeze and wait for its end: a request due when a freeze has x s to go waits >= x. The
-    # slowest 1% (20) are those due in the first tenth of each freeze: p99 >= 0.9 x 50 ms =
-    # 45 ms, whatever the machine does (a stall of the machine only adds). The closed loop
-    # sends one request into each freeze and ~10,000 outside: its p99 is a round trip.
-    # Noise budget: over 6 runs at load average 5.5-6.5 (other helpers' tests on the 2-core
-    # machine), the closed loop's p99 was 0.12-1.7 ms, the schedule's p99 from due 45-107
-    # ms: ratios 26x-780x. A busy machine raises the closed loop's p99 only if it delays
-    # 1% of its requests (~100 separate hiccups in a second); the margin 10x is the page's
-    # claim, 2.6x below the lowest ratio seen, asserted on medians of 3 repeats.
-    closed = statistics.median(p(m.closed, 99.0) for m in measured)
-    due = statistics.median(p(m.from_due, 99.0) for m in measured)
+    # The arithmetic: the server is frozen 10% of the time (0.1 s in every 1 s) and each
+    # generator runs one whole period, so 10% of the schedule's 2,000 requests (200) are
+    # due during a freeze and wait for its end: one due when a freeze has x s to go waits
+    # >= x. The slowest 1% (20) are those due in its first tenth: p99 >= 0.9 x 100 ms = 90
+    # ms, whatever the machine does (a stall of the machine only adds). The closed loop
+    # sends one request into the freeze and ~10,000 outside it: its p99 is a round trip.
+    # Noise budget: with a 50 ms freeze in every 0.5 s, over 18 runs at load average 2.5-8
+    # (other helpers' test suites on the 2-core machine) the closed loop's p99 was 0.07-1.7
+    # ms, and the schedule's p99 from due 45-220 ms (a generator kept off the CPU is late
+    # itself, which only adds): single-run ratios 26x-1,012x. At load average 25 (four
+    # workers of this module beside other suites) one run's closed-loop p99 reached 12.7
+    # ms: a machine that busy delays 1% of a closed loop's requests by a timeslice. Hence
+    # the freeze of 100 ms (the margin's floor doubled, 90 ms from due) and the least
+    # disturbed of 3 repeats for the closed loop; the margin 10x is the page's claim.
+    closed = least_disturbed(measured, "closed", 99.0)
+    due = least_disturbed(measured, "from_due", 99.0)
     assert due > 10 * closed, (due, closed)
     for m in measured:
         # Arithmetic, not noise: 1% of the schedule's requests waited for >= 90% of a freeze
         # (0.8: HDR's 0.1% rounding and a run that starts inside a freeze, with room).
         assert p(m.from_due, 99.0) >= 0.8 * STALL * 1e3, p(m.from_due, 99.0)
-        # The closed loop met the freezes too (omission, not absence): its max is one.
+        # The closed loop met the freeze too (omission, not absence): its max is one.
         assert p(m.closed, 100.0) >= 0.8 * STALL * 1e3, p(m.closed, 100.0)
         # Sanity: the schedule sent exactly its 2,000 requests; the closed loop sent more.
         assert m.from_due.get_total_count() == omission.RATE * omission.DURATION
@@ -65,40 +74,49 @@ def test_the_same_schedule_timed_from_the_actual_send_hides_them_again(measured)
     # The counterfactual in the same runs: the schedule's samples timed from when each was
     # really sent. While the one connection waits out a freeze, the requests due meanwhile
     # are not sent; afterwards each goes out late and is answered at once, so only one per
-    # freeze is slow, as in the closed loop. Noise budget: from send, p99 0.4-3.5 ms over
-    # the 6 runs above, against 45-107 ms from due: the margin 5x (medians of 3) is 3x below
-    # the lowest ratio seen; the arithmetic (>= 45 ms from due) does not depend on load.
-    sent = statistics.median(p(m.from_sent, 99.0) for m in measured)
-    due = statistics.median(p(m.from_due, 99.0) for m in measured)
+    # freeze is slow, as in the closed loop. Noise budget: from send, p99 0.14-3.5 ms over
+    # 15 runs of the 50 ms freeze at load average 2.5-8 (from due 45-220 ms: the lowest
+    # single-run ratio 24x); the freeze is now 100 ms (>= 90 ms from due, by arithmetic)
+    # and the margin 5x is taken on the least disturbed of 3 repeats.
+    sent = least_disturbed(measured, "from_sent", 99.0)
+    due = least_disturbed(measured, "from_due", 99.0)
     assert due > 5 * sent, (due, sent)
 
 
 def test_hdr_correction_brings_the_closed_loop_p99_back_into_the_stall(measured):
     # record_corrected_value(v, interval) also records v - interval, v - 2 x interval, ...
-    # down to the interval: each ~50 ms freeze sample becomes ~50 ms / (its median gap,
-    # ~0.04-0.1 ms) values spread evenly over (0, 50 ms]: ~10% of the corrected count,
-    # as the freezes are 10% of the time, so the corrected p99 lands near 0.9 x 50 ms as
-    # the schedule's does. It is arithmetic on recorded numbers (a busy machine's hiccups
-    # are corrected too, which can only raise it): >= 0.5 x the stall, and far above raw.
+    # down to the interval: the ~100 ms freeze sample becomes ~100 ms / (its median gap,
+    # ~0.04-0.1 ms) values spread evenly over (0, 100 ms]: as many as the requests the loop
+    # would have sent during the freeze at its own pace, a tenth of all it would have sent,
+    # so the corrected p99 lands near 0.9 x 100 ms as the schedule's does. Arithmetic on
+    # recorded numbers (a busy machine's hiccups are corrected too, which can only raise
+    # it): with the 50 ms freeze, 44.7-48.8 ms over 14 runs at load average 2.5-8. Each run
+    # asserts >= 0.5 x the freeze; against the raw p99, the least disturbed repeats (the
+    # raw p99 reached 12.7 ms, the corrected 80 ms, in one run at load average 25).
     for m in measured:
-        corrected = p(m.corrected, 99.0)
-        assert corrected >= 0.5 * STALL * 1e3, corrected
-        assert corrected > 10 * p(m.closed, 99.0), (corrected, p(m.closed, 99.0))
+        assert p(m.corrected, 99.0) >= 0.5 * STALL * 1e3, p(m.corrected, 99.0)
         assert m.corrected.get_total_count() > m.closed.get_total_count()
+    corrected = least_disturbed(measured, "corrected", 99.0)
+    raw = least_disturbed(measured, "closed", 99.0)
+    assert corrected > 10 * raw, (corrected, raw)
 
 
 def test_break_it_a_freeze_twice_as_long_reaches_the_p90_and_the_closed_loop_never_sees_it():
-    # Break it (the page): STALL = 0.1 s in every 0.5 s, 20% of the time. Now 20% of the
-    # schedule's requests are due in a freeze, so its p90 is the median of their waits,
-    # ~0.5 x 100 ms, and its p99 ~0.95 x 100 ms; noise only adds to those (lower bounds
-    # 0.35 and 0.8 of the stall). The closed loop still sends one request per freeze
-    # among ~10,000: its p99 stays a round trip (0.12-1.7 ms under load average 5.5-6.5
-    # above; the bound, 10% of the stall = 10 ms, is 6x that, on the median of 2 runs).
-    runs = [omission.measure(stall=0.1) for _ in range(2)]
+    # Break it (the page): STALL = 0.2 s in every 1 s, 20% of the time. Now 20% of the
+    # schedule's requests are due in the freeze, so its p90 is the median of their waits,
+    # ~0.5 x 200 ms, and its p99 ~0.95 x 200 ms; noise only adds to those (lower bounds
+    # 0.35 and 0.8 of the freeze). The closed loop still sends one request into it among
+    # ~10,000: its p99 stays a round trip. Noise budget: with 0.1 s in every 0.5 s (the
+    # same 20%), over 6 runs at load average 3.7-8, p90 from due was 0.54-1.98 x 100 ms,
+    # p99 0.95-2.45 x 100 ms, and the closed loop's p99 0.08-0.43 ms; its bound here, 10%
+    # of the freeze = 20 ms, is above the 12.7 ms seen at load average 25 (least disturbed
+    # of 2).
+    stall = 2 * STALL
+    runs = [omission.measure(stall=stall) for _ in range(2)]
     for m in runs:
-        assert p(m.from_due, 90.0) >= 0.35 * 100, p(m.from_due, 90.0)
-        assert p(m.from_due, 99.0) >= 0.8 * 100, p(m.from_due, 99.0)
-    assert statistics.median(p(m.closed, 99.0) for m in runs) < 10.0, runs
+        assert p(m.from_due, 90.0) >= 0.35 * stall * 1e3, p(m.from_due, 90.0)
+        assert p(m.from_due, 99.0) >= 0.8 * stall * 1e3, p(m.from_due, 99.0)
+    assert least_disturbed(runs, "closed", 99.0) < 0.1 * stall * 1e3, runs
 
 
 def test_record_corrected_value_fills_in_the_missing_samples_exactly():

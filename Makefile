@@ -19,6 +19,8 @@ EXCLUSIVE = $(shell grep -rl --include='test_*.py' 'mark.exclusive' tests)
 # that page (tests/topic.py), since collecting the whole suite costs each worker seconds.
 PATHS = $(if $(T),$(shell $(BIN)/python -m tests.topic $(T)),tests docs)
 EXCLUSIVE_PATHS = $(if $(T),$(filter $(EXCLUSIVE),$(PATHS)),$(EXCLUSIVE))
+# xdist workers: one more than the cores (tests/workers.py says why); WORKERS=n overrides it.
+WORKERS ?= $(shell $(BIN)/python -m tests.workers)
 # Tests and snippets find the venv's tools (python, mkdocs) first.
 export PATH := $(abspath $(BIN)):$(PATH)
 # The locks, and a stamp per lock once installed.
@@ -68,7 +70,7 @@ test: $(STAMP)  ## everything CI runs (make test T=protocols/tcp-udp: only what 
 	@test -z "$(T)" -o -n "$(strip $(PATHS))" || exit 2  # T= names no page (said above)
 	@start=$$($(CLOCK) 0); $(MAKE) --no-print-directory lint || exit 1; \
 	export LINT_SECONDS=$$($(CLOCK) $$start); \
-	set -x; $(BIN)/python -m pytest -p no:randomly -n auto --dist load --codeblocks $(PATHS) -m "not exclusive" $(TOPIC) $(ARGS)
+	set -x; $(BIN)/python -m pytest -p no:randomly -n $(WORKERS) --dist load --codeblocks $(PATHS) -m "not exclusive" $(TOPIC) $(ARGS)
 	$(if $(EXCLUSIVE_PATHS),$(BIN)/python -m pytest -p no:randomly -p no:xdist $(EXCLUSIVE_PATHS) -m exclusive $(TOPIC) $(ARGS) || test $$? -eq 5  # 5: T or ARGS selected none,@echo "no exclusive test about $(T)")
 
 flakes: $(STAMP)  ## hunt flaky tests: the parallel phase N times, random order, some runs with 2x workers: make flakes N=10

@@ -3,8 +3,9 @@
     make flakes N=10            # or: .venv/bin/python -m tests.flake_hunt --runs 10
 
 Every run uses a new random test order (pytest-randomly; its seed is printed, and
-`--randomly-seed=SEED` replays it), and every third run uses twice as many workers as
-the machine has cores, which is what a busy CI machine looks like. After each run it
+`--randomly-seed=SEED` replays it). Runs use `make test`'s workers (one more than the
+cores, tests/workers.py), and every third run twice as many, which is what a busy CI
+machine looks like. After each run it
 looks for processes the run left behind: the hunt is the subreaper of everything the
 run starts, so a server that outlived its fixture is among its descendants even when it
 left pytest's process group and rewrote its environment (and other work on the machine
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.snippet_output import ROOT, marked_processes
+from tests.workers import default_workers
 
 # The parallel phase of `make test`, without `-p no:randomly`: order is what we vary.
 PARALLEL_PHASE = ["--codeblocks", "tests", "docs", "-m", "not exclusive", "--dist", "load"]
@@ -195,7 +197,7 @@ def table(results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--busy-every", type=int, default=3, help="every Nth run: 2x workers")
     parser.add_argument("--seed", type=int, help="seed of the first run (then +1 each)")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")

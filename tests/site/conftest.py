@@ -139,7 +139,7 @@ def site_url(built_site: Build) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: Path) -> Iterator[object]:
+def browser(site_chromium: Path) -> Iterator[object]:
     """Chromium for one test module. Not for the session: Playwright's sync API keeps an
     asyncio event loop running in this thread while it is open, so every later test on
     the same worker that calls asyncio.run() failed with "cannot be called from a running
@@ -148,7 +148,9 @@ def browser(chromium: Path) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(site_chromium), args=CHROMIUM_FLAGS
+        )
         try:
             yield browser
         finally:

@@ -57,7 +57,8 @@ def structlog_line(request_id: str) -> str:  # structlog's JSONRenderer: json.du
 
 
 def parse_text(line: str) -> dict:
-    """How a log pipeline reads key=value text: split like a shell, last key wins."""
+    """One way to read key=value text: split like a shell, last key wins (logfmt readers
+    differ on repeated keys; this is the kind the forgery works on)."""
     return dict(word.split("=", 1) for word in shlex.split(line) if "=" in word)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import threading
+import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -31,12 +32,16 @@ from structlog.processors import JSONRenderer, TimeStamper, add_log_level
 
 HEADER = "X-Request-ID"  # a convention (Rails, Heroku), not a field any RFC defines
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what we accept; anything else: a new id
-MAX_HEAD = 8 * 1024  # bytes of request line and headers; more gets 431 (RFC 6585 section 5)
+MAX_LINE = 8 * 1024  # request-line bytes; more gets 414 (RFC 9112 section 3: 8000 RECOMMENDED)
+MAX_FIELDS = 8 * 1024  # header-field bytes after it; more gets 431 (RFC 6585 section 5)
 READ_LIMIT = 2.0  # seconds a client has to send its whole head; then 408
 CALL_TIMEOUT = 10.0  # A's for B, the load generator's for A: a hang guard (a busy machine is slow)
+ALLOWED = (b"GET", b"HEAD")  # what our resources serve; other methods RFC 9110 defines: 405
+DEFINED = (*ALLOWED, b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE")  # else: 501
 MODES = ("contextvars", "global", "threading.local")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 431: "Request Header Fields Too Large"}  # fmt: skip
+           408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+           501: "Not Implemented", 502: "Bad Gateway", 504: "Gateway Timeout"}  # fmt: skip
 
 
 # --8<-- [start:validate]
@@ -58,8 +63,9 @@ class Service:
     """A (orders: calls B for each) or B (stock). `mode` is where the request id is kept."""
 
     def __init__(self, name: str, mode: str = "contextvars", downstream: int = 0,
-                 forward: bool = True) -> None:  # fmt: skip
+                 forward: bool = True, call_timeout: float = CALL_TIMEOUT) -> None:  # fmt: skip
         self.name, self.mode, self.downstream, self.forward = name, mode, downstream, forward
+        self.call_timeout = call_timeout  # how long A waits for B's whole answer
         self.file = StringIO()  # stands for stdout: one JSON object per line
         self.current: str | None = None  # "global": one slot for every request of the service
         self.local = threading.local()  # "threading.local": one slot per thread (we have one)
@@ -90,8 +96,8 @@ class Service:
         event.setdefault("request_id", self.request_id())
         return event
 
-    async def handle(self, target: str) -> tuple[int, bytes]:
-        kind, _, number = target.rpartition("/")
+    async def handle(self, path: str) -> tuple[int, bytes]:
+        kind, _, number = path.rpartition("/")
         if not number.isascii() or not number.isdecimal() or len(number) > 9:
             return 404, b"no such item\n"
         item = int(number)
@@ -105,16 +111,27 @@ class Service:
             async with asyncio.TaskGroup() as tasks:  # each task starts with a copy of our context
                 stock = tasks.create_task(self.check_stock(item))
                 tasks.create_task(self.write_audit(item))
-            self.log.info("order answered", item=item, in_stock=stock.result())
+            if stock.result() in (502, 504):  # no usable answer from B: say so, with the id
+                return stock.result(), b"stock service failed\n"
+            self.log.info("order answered", item=item, in_stock=stock.result() == 200)
             return 200, b"ordered\n"
         return 404, b"no such path\n"
 
-    async def check_stock(self, item: int) -> bool:
+    async def check_stock(self, item: int) -> int:
+        """B's status; 502 if B refused, closed or sent what is not HTTP, 504 if too slow."""
         headers = {HEADER: self.request_id()} if self.forward else {}  # pass the id on
         self.log.info("calling stock service", item=item)
-        status, _, _ = await get(self.downstream, f"/stock/{item}", headers)
+        try:
+            status, _, _ = await get(self.downstream, f"/stock/{item}", headers, self.call_timeout)
+        except TimeoutError:  # RFC 9110 15.6.5: no timely response from upstream
+            self.log.error("stock service failed", item=item, error="timeout", status=504)
+            return 504
+        except (OSError, h11.ProtocolError) as error:  # 15.6.3: refused, reset or invalid
+            self.log.error("stock service failed", item=item, error=type(error).__name__,
+                           status=502)  # fmt: skip
+            return 502
         self.log.info("stock answered", item=item, status=status)
-        return status == 200
+        return status
 
     async def write_audit(self, item: int) -> None:
         await asyncio.sleep(0)  # stands for a write to an audit store
@@ -128,26 +145,48 @@ class Service:
 
 
 # --8<-- [start:http]
+def too_large(start: bytes, head: int) -> int:
+    """414 if the request line is over MAX_LINE (`start`: the head's first MAX_LINE + 1
+    bytes), 431 if the `head` bytes hold over MAX_FIELDS of fields after it, else 0."""
+    end = start.find(b"\n")  # h11 ends a line at LF, with or without a CR before it
+    if end == -1:
+        return 414 if len(start) > MAX_LINE else 0
+    return 431 if head - (end + 1) > MAX_FIELDS else 0
+
+
+def path_of(target: str) -> str | None:
+    """The path of an origin-form (/p?q) or absolute-form (http://host/p?q) target, else None.
+    RFC 9112 3.2.2: a server MUST accept the absolute form (and use its host, not Host's;
+    each service here serves one host, so neither host is used)."""
+    if target.startswith("/"):
+        return target.partition("?")[0]
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return parts.path or "/"
+    return None
+
+
 async def on_connection(service: Service, reader, writer) -> None:
     """One request per connection (we answer `Connection: close`): parse with h11, bind the
-    request id, answer; a malformed head gets 400, an oversized one 431, a slow one 408."""
-    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-    request, status, received = None, 0, 0
+    request id, answer; a malformed head gets 400, a long target 414, long fields 431, a
+    slow head 408."""
+    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_LINE + MAX_FIELDS)
+    request, status, received, start = None, 0, 0, b""
     try:
         async with asyncio.timeout(READ_LIMIT):  # for the whole head, not per read
             while (event := parser.next_event()) is h11.NEED_DATA:
                 data = await reader.read(65536)  # b"" at EOF: h11 judges what that means
                 received += len(data)
+                start += data[: MAX_LINE + 1 - len(start)]
                 parser.receive_data(data)
         if isinstance(event, h11.ConnectionClosed):
             return writer.close()  # connected and left without a request: nothing to answer
         # h11's limit applies to a head still arriving; one that came whole in one read
         # passes it, so measure: what we received, less what h11 has not parsed yet.
-        if received - len(parser.trailing_data[0]) > MAX_HEAD:
-            raise h11.RemoteProtocolError("head too large", error_status_hint=431)
-        request = event
-    except h11.RemoteProtocolError as bad:
-        status = bad.error_status_hint  # 400, or 431 when the head outgrew MAX_HEAD
+        status = too_large(start, received - len(parser.trailing_data[0]))
+        request = None if status else event
+    except h11.RemoteProtocolError as bad:  # 400, or 431: over h11's limit, line or fields?
+        status = (too_large(start, received) or 431) if bad.error_status_hint == 431 else 400
     except TimeoutError:
         status = 408
     raw = None
@@ -158,14 +197,21 @@ async def on_connection(service: Service, reader, writer) -> None:
     service.bind_request_id(request_id)
     if refused is not None:  # JSON keeps even a hostile value inside one string
         service.log.warning("request id refused", refused=refused[:100], length=len(refused))
+    path = request and path_of(request.target.decode("ascii", "replace"))
     if request is None:
         service.log.warning("bad request", status=status)
         body = f"{REASONS[status]}\n".encode()
-    elif request.method not in (b"GET", b"HEAD"):
+    elif request.method not in DEFINED:  # RFC 9110 9.1: unrecognized, SHOULD be 501
+        service.log.warning("method not implemented", method=request.method.decode("latin-1"))
+        status, body = 501, b"GET or HEAD only\n"
+    elif request.method not in ALLOWED:  # a method we know, on resources that lack it
         service.log.warning("method not allowed", method=request.method.decode("latin-1"))
         status, body = 405, b"GET or HEAD only\n"
+    elif path is None:  # neither origin-form nor absolute-form (RFC 9112 3.2)
+        service.log.warning("bad request target", status=400)
+        status, body = 400, b"Bad Request\n"
     else:
-        status, body = await service.handle(request.target.decode("ascii", "replace"))
+        status, body = await service.handle(path)
     head = (f"HTTP/1.1 {status} {REASONS[status]}\r\nDate: {formatdate(usegmt=True)}\r\n"
             f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
             f"{HEADER}: {request_id}\r\nConnection: close\r\n")  # fmt: skip
@@ -178,10 +224,12 @@ async def on_connection(service: Service, reader, writer) -> None:
     writer.close()
 
 
-async def get(port: int, target: str, headers: dict[str, str]) -> tuple[int, dict, bytes]:
-    """GET http://127.0.0.1:<port><target>, one request per connection, within CALL_TIMEOUT."""
+async def get(port: int, target: str, headers: dict[str, str],
+              timeout: float = CALL_TIMEOUT) -> tuple[int, dict, bytes]:  # fmt: skip
+    """GET http://127.0.0.1:<port><target>, one request per connection, within `timeout`;
+    raises OSError, TimeoutError, or h11.RemoteProtocolError for an answer that is not HTTP."""
     client = h11.Connection(h11.CLIENT)
-    async with asyncio.timeout(CALL_TIMEOUT):
+    async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             fields = [("Host", f"127.0.0.1:{port}"), *headers.items()]

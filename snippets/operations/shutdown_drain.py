@@ -28,9 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 MAX_HEAD = 8 * 1024  # request line + headers; more is 431
 HEAD_TIMEOUT = 1.0  # a request's head must arrive within 1 s of its first byte (else 408)
 IDLE_TIMEOUT = 5.0  # a keep-alive connection with no request for 5 s is closed
-LINGER = 0.1  # draining: an idle keep-alive connection may still send one request
+LINGER = 0.5  # draining: an idle keep-alive connection may still send one request
 MAX_WORK_MS = 10_000
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
+# RFC 9112 3.2.2 absolute-form (a server MUST accept it): scheme://authority then the path
+ABSOLUTE = re.compile(r"https?://[^/?#\s]*(?P<rest>[/?].*)?", re.IGNORECASE)
+# RFC 9112 3.2: Host = uri-host [ ":" port ] (RFC 3986 3.2.2: IP-literal, IPv4 or reg-name)
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 413: "Content Too Large",
            431: "Request Header Fields Too Large", 503: "Service Unavailable",
@@ -59,6 +63,9 @@ def parse(head: bytes) -> Request:
         raise HttpError(400, "not ASCII") from None
     line, *fields = text.split("\r\n")
     parts = line.split(" ")
+    if len(parts) == 3 and (absolute := ABSOLUTE.fullmatch(parts[1])):
+        rest = absolute["rest"] or ""  # we route on the path; the authority is ours
+        parts[1] = rest if rest.startswith("/") else "/" + rest
     if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not parts[1].startswith("/"):
         raise HttpError(400, "bad request line")
     method, target, version = parts
@@ -71,27 +78,42 @@ def parse(head: bytes) -> Request:
         name, colon, value = field_line.partition(":")
         if not colon or not TOKEN.fullmatch(name) or re.search(r"[\x00-\x08\x0a-\x1f]", value):
             raise HttpError(400, "bad header line")  # also: space before the colon (RFC 9112 5.1)
-        name = name.lower()
+        name, value = name.lower(), value.strip(" \t")
         if name in headers and name in ("host", "content-length"):
             raise HttpError(400, f"{name} twice")
-        headers[name] = value.strip(" \t")
+        # other repeated fields are one comma-separated list (RFC 9110 5.3)
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
     if version == "HTTP/1.1" and "host" not in headers:
         raise HttpError(400, "no Host")  # RFC 9112 3.2: a MUST
-    if "transfer-encoding" in headers or headers.get("content-length", "0") != "0":
+    if "host" in headers and not HOST.fullmatch(headers["host"]):
+        raise HttpError(400, "bad Host")  # RFC 9112 3.2: also a MUST
+    if "transfer-encoding" in headers:  # RFC 9112 6.3: chunked must be the final coding
+        codings = [c.strip().lower() for c in headers["transfer-encoding"].split(",")]
+        if codings[-1] != "chunked":
+            raise HttpError(400, "chunked is not the final transfer coding")
+        raise HttpError(413, "this server takes no request body")
+    if not re.fullmatch(r"[0-9]+", headers.get("content-length", "0")):
+        raise HttpError(400, "bad Content-Length")  # RFC 9112 6.3: a MUST
+    if int(headers.get("content-length", "0")):
         raise HttpError(413, "this server takes no request body")
     if method not in ("GET", "HEAD"):
         raise HttpError(405, method)
     url = urlsplit(target)
-    wants_close = "close" in headers.get("connection", "").lower()
-    return Request(method, url.path, parse_qs(url.query), wants_close or version == "HTTP/1.0")
+    options = {o.strip().lower() for o in headers.get("connection", "").split(",")}
+    close = "close" in options or version == "HTTP/1.0"  # RFC 9112 9.3, 9.6
+    return Request(method, url.path, parse_qs(url.query), close)
 
 
 class App:
     """The HTTP server's state: is it ready, is it draining, which connections are busy."""
 
-    def __init__(self, delay: float, deadline: float) -> None:
+    def __init__(
+        self, delay: float, deadline: float, announce: bool = True, head_timeout: float = 1.0
+    ) -> None:
         self.delay = delay  # SIGTERM -> stop accepting: time for the LB to see /ready fail
         self.deadline = deadline  # the longest the drain may take
+        self.announce = announce  # False: /ready stays 200 after SIGTERM (a control)
+        self.head_timeout = head_timeout  # HEAD_TIMEOUT unless a test sets it
         self.sigterm = asyncio.Event()
         self.ready = True  # what GET /ready says
         self.draining = False  # every response now says Connection: close
@@ -141,10 +163,10 @@ class App:
                 if not chunk:
                     return None
                 self.busy[task] = True  # a request has started: the drain waits for it
-                deadline = asyncio.get_running_loop().time() + HEAD_TIMEOUT
+                deadline = asyncio.get_running_loop().time() + self.head_timeout
             else:
                 if deadline is None:  # a pipelined request's first bytes came with the last
-                    deadline = asyncio.get_running_loop().time() + HEAD_TIMEOUT
+                    deadline = asyncio.get_running_loop().time() + self.head_timeout
                 try:
                     async with asyncio.timeout_at(deadline):  # the whole head, not each read
                         chunk = await reader.read(65536)
@@ -222,8 +244,8 @@ class App:
     async def shutdown(self, server: asyncio.Server) -> int:
         """After SIGTERM: not ready; wait `delay`; stop accepting; drain; the exit status."""
         await self.sigterm.wait()
-        self.ready = False  # GET /ready now answers 503; GET /live still 200
-        say("SIGTERM: /ready is 503")
+        self.ready = not self.announce  # GET /ready now answers 503; GET /live still 200
+        say(f"SIGTERM: /ready is {503 if self.announce else 200}")
         await asyncio.sleep(self.delay)  # still serving while the LB notices
         server.close()  # stop accepting: the listening socket is closed
         self.draining = True  # every response from now on says Connection: close
@@ -250,10 +272,13 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-async def serve(mode: str, port: int, delay: float, deadline: float) -> int:
-    app = App(delay, deadline)
+async def serve(
+    mode: str, port: int, delay: float, deadline: float, head_timeout: float = HEAD_TIMEOUT
+) -> int:
+    # "unannounced": the graceful sequence, but /ready keeps saying 200 (the control)
+    app = App(delay, deadline, announce=mode != "unannounced", head_timeout=head_timeout)
     server = await asyncio.start_server(app.handle, "127.0.0.1", port, backlog=128)
-    if mode == "graceful":
+    if mode in ("graceful", "unannounced"):  # loop.add_signal_handler: Unix only
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, app.sigterm.set)
     elif mode == "exit":  # a common handler: exit at once (SystemExit in the main thread)
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -276,13 +301,14 @@ class Instance:
     delay: float = 0.0
     deadline: float = 5.0
     port: int = 0
+    head_timeout: float = HEAD_TIMEOUT
     lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition()
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "serve", self.mode, str(self.port), str(self.delay),
-             str(self.deadline)],
+             str(self.deadline), str(self.head_timeout)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.errors: list[str] = []  # its stderr (sys.exit in a handler makes tracebacks)
@@ -496,8 +522,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        # serve [mode [port [delay [deadline]]]], e.g. `serve graceful 8080 5 30`
-        args = sys.argv[2:] + ["graceful", "0", "0", "5"][len(sys.argv[2:]) :]
-        mode, port, delay, deadline = args[:4]
-        sys.exit(asyncio.run(serve(mode, int(port), float(delay), float(deadline))))
+        # serve [mode [port [delay [deadline [head timeout]]]]], e.g. `serve graceful 8080 5 30`
+        args = sys.argv[2:] + ["graceful", "0", "0", "5", str(HEAD_TIMEOUT)][len(sys.argv[2:]) :]
+        mode, port, delay, deadline, head = args[:5]
+        sys.exit(asyncio.run(serve(mode, int(port), float(delay), float(deadline), float(head))))
     main()

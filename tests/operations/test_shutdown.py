@@ -304,7 +304,7 @@ def test_a_rolling_restart_fails_nothing_only_when_readiness_goes_first(haproxy_
     # 10-19 and 4 workers; >= 2 means HAProxy had marked it DOWN. The controls: "no delay"
     # closes while HAProxy still counts it UP, and every request HAProxy sends it until two
     # checks fail needs a new connection (option http-server-close), refused: 503 with
-    # retries 0 (10-20 per run). With HAProxy's pooled keep-alive connections instead, the
+    # retries 0 (10-25 per run). With HAProxy's pooled keep-alive connections instead, the
     # pool absorbed the window once in ~10 runs at load 15 and the control passed by luck:
     # hence http-server-close. "naive" dies with a request in flight (22-30 failed).
     # "delay, no readiness" isolates the 503 on /ready: the same 0.3 s delay, but /ready
@@ -334,7 +334,7 @@ def test_break_it_retries_hide_the_missing_delay_but_not_the_missing_drain(
     # retries 3 + option redispatch 1: a refused connection is retried on the other
     # instance (HAProxy's default retry-on is conn-failure); a request that was sent and
     # then lost is not (that would need retry-on empty-response). Observed, at load 8-19:
-    # no delay failed 10-20 without retries and 0 with them in 9 runs of 10 (1 connection
+    # no delay failed 10-25 without retries and 0 with them in 9 runs of 10 (1 connection
     # closed with no response in the other); naive with retries failed 4-8, never a 503.
     monkeypatch.setenv("HAPROXY_BIN", haproxy_bin)
     plain, _ = rolling.rolling_restart("no delay")

@@ -37,6 +37,8 @@ EVENTS = (
 def binomial(rng: random.Random, n: int, p: float) -> int:
     """Failures among n requests that each fail with probability p (inverting the CDF;
     Python 3.12+ has random.binomialvariate)."""
+    if p <= 0.0 or p >= 1.0:  # none fail, or all do (a complete outage)
+        return n if p >= 1.0 else 0
     u, k = rng.random(), 0
     term = cdf = (1 - p) ** n
     while u > cdf and k < n:

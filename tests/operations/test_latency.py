@@ -30,9 +30,10 @@ def p(h, q: float) -> float:
 # --- Coordinated omission: measured, a real server on 127.0.0.1.
 @pytest.fixture(scope="module")
 def measured() -> list:
-    """Three repeats of both generators against a fresh server each (each repeat runs the
-    closed loop, then the schedule: 2 s of runs)."""
-    return [omission.measure() for _ in range(3)]
+    """Three repeats of both generators against a fresh server each, interleaved: the
+    closed loop first in the first and third, the schedule first in the second (about 2 s
+    of runs each)."""
+    return [omission.measure(closed_first=i != 1) for i in range(3)]
 
 
 def least_disturbed(runs: list, what: str, q: float) -> float:
@@ -65,11 +66,19 @@ def test_the_schedule_timed_from_due_sees_the_stalls_the_closed_loop_hides(measu
         # Arithmetic, not noise: 1% of the schedule's requests waited for >= 90% of a freeze
         # (0.8: HDR's 0.1% rounding and a run that starts inside a freeze, with room).
         assert p(m.from_due, 99.0) >= 0.8 * STALL * 1e3, p(m.from_due, 99.0)
-        # The closed loop met the freeze too (omission, not absence): its max is one.
-        assert p(m.closed, 100.0) >= 0.8 * STALL * 1e3, p(m.closed, 100.0)
         # Sanity: the schedule sent exactly its 2,000 requests; the closed loop sent more.
         assert m.from_due.get_total_count() == omission.RATE * omission.DURATION
         assert m.closed.get_total_count() > m.from_due.get_total_count()
+
+
+def test_each_generator_meets_exactly_one_freeze(measured):
+    # Each starts outside a freeze and runs one period, so it meets one whole freeze,
+    # never a part of one at each end: the closed loop sends exactly one request into it (and
+    # waits it out); the schedule has 10% of its requests due in it. Noise budget: a stall
+    # of the machine of 80 ms could add a second slow closed-loop sample in one run, so
+    # "exactly one" is asserted on the least disturbed run and "at least one" on each.
+    slow = [sum(x >= 0.8 * STALL for x in m.closed_latencies) for m in measured]
+    assert min(slow) == 1 and all(n >= 1 for n in slow), slow
 
 
 def test_the_same_schedule_timed_from_the_actual_send_hides_them_again(measured):
@@ -87,11 +96,13 @@ def test_the_same_schedule_timed_from_the_actual_send_hides_them_again(measured)
 
 
 def test_hdr_correction_brings_the_closed_loop_p99_back_into_the_stall(measured):
-    # record_corrected_value(v, interval) also records v - interval, v - 2 x interval, ...
-    # down to the interval: the ~100 ms freeze sample becomes ~100 ms / (its median gap,
+    # The correction also records v - interval, v - 2 x interval, ... while that is at
+    # least the interval: the one ~100 ms freeze sample becomes ~100 ms / (its median gap,
     # ~0.04-0.1 ms) values spread evenly over (0, 100 ms]: as many as the requests the loop
-    # would have sent during the freeze at its own pace, a tenth of all it would have sent,
-    # so the corrected p99 lands near 0.9 x 100 ms as the schedule's does. Arithmetic on
+    # would have sent during the freeze at its own pace, about a tenth of all it would have
+    # sent, so the corrected p99 lands near 0.9 x 100 ms as the schedule's does, and its
+    # p90 at the freeze's lower edge (the added values are 9-11% of all: p90 is a few ms
+    # at most; asserted < 20% of the freeze). Arithmetic on
     # recorded numbers (a busy machine's hiccups are corrected too, which can only raise
     # it): with the 50 ms freeze, 44.7-48.8 ms over 14 runs at load average 2.5-8; with
     # the 100 ms one, 88.8-108.5 ms over 6 runs at load average 9-14. Each run
@@ -100,6 +111,7 @@ def test_hdr_correction_brings_the_closed_loop_p99_back_into_the_stall(measured)
     for m in measured:
         assert p(m.corrected, 99.0) >= 0.5 * STALL * 1e3, p(m.corrected, 99.0)
         assert m.corrected.get_total_count() > m.closed.get_total_count()
+    assert least_disturbed(measured, "corrected", 90.0) < 0.2 * STALL * 1e3, measured
     corrected = least_disturbed(measured, "corrected", 99.0)
     raw = least_disturbed(measured, "closed", 99.0)
     assert corrected > 10 * raw, (corrected, raw)
@@ -115,9 +127,9 @@ def test_break_it_a_freeze_twice_as_long_reaches_the_p90_and_the_closed_loop_nev
     # p99 0.95-2.45 x 100 ms, and the closed loop's p99 0.08-0.43 ms; its bound here, 10%
     # of the freeze = 20 ms, is above the 12.7 ms seen at load average 25 (least disturbed
     # of 2). At this scale, over 3 runs at load average 9-14: p90 111-185 ms, p99 191-211
-    # ms, closed-loop p99 1.6-3.0 ms.
+    # ms, closed-loop p99 1.6-3.0 ms. Three repeats, interleaved, as the main runs.
     stall = 2 * STALL
-    runs = [omission.measure(stall=stall) for _ in range(2)]
+    runs = [omission.measure(stall=stall, closed_first=i != 1) for i in range(3)]
     for m in runs:
         assert p(m.from_due, 90.0) >= 0.35 * stall * 1e3, p(m.from_due, 90.0)
         assert p(m.from_due, 99.0) >= 0.8 * stall * 1e3, p(m.from_due, 99.0)
@@ -135,6 +147,20 @@ def test_record_corrected_value_fills_in_the_missing_samples_exactly():
     # Values at or below the interval are recorded once, as record_value would.
     same = omission.histogram([0.001] * 100, expected_interval=0.002)
     assert same.get_total_count() == 100
+
+
+def test_the_correction_follows_hdrhistogram_not_the_python_ports_variant():
+    # HdrHistogram's README: the added values decrease "down to the last value that would
+    # still be higher than expectedIntervalBetweenValueSamples"; Java's loop runs while
+    # missing >= interval. 1.5 ms at a 1 ms interval adds nothing; 2.5 ms adds 1.5 ms.
+    ours = omission.histogram([0.0015, 0.0025], expected_interval=0.001)
+    assert ours.get_total_count() == 3
+    # The control: the Python port's record_corrected_value keeps going below the
+    # interval (1.5 -> 0.5 ms; 2.5 -> 1.5 -> 0.5 ms), so it records 5 values.
+    port = omission.HdrHistogram(1, 60_000_000, 3)
+    for us in (1500, 2500):
+        port.record_corrected_value(us, 1000)
+    assert port.get_total_count() == 5
 
 
 def test_values_outside_the_histogram_are_an_error_not_a_silent_drop():
@@ -203,6 +229,25 @@ def test_the_server_drops_a_client_that_trickles_a_line_slower_than_its_timeout(
         assert reply == b"ERR idle timeout\n", reply
         # Ordering only: answered before the 48-byte trickle (2.4 s) was through.
         assert seen - start < 2.0, seen - start
+
+
+def test_a_partial_line_after_a_complete_one_gets_a_fresh_idle_timeout():
+    # "P" at 0 s, "ING\nPI" at 1.5 s, "NG\n" at 2.5 s, idle timeout 2 s: the second line
+    # began at 1.5 s, so its deadline is 3.5 s; a deadline carried over from the first
+    # line (2 s) would refuse it. The sleeps pace the client (not a readiness wait); the
+    # margin is 0.5 s on the early side and 1 s on the late side of each step.
+    with (
+        omission.running(period=100.0, stall=0.0, idle_timeout=2.0) as server,
+        socket.create_connection(server.server_address, timeout=5) as sock,
+        sock.makefile("rb") as reader,
+    ):
+        sock.sendall(b"P")
+        time.sleep(1.5)
+        sock.sendall(b"ING\nPI")
+        assert reader.readline() == b"PONG\n"
+        time.sleep(1.0)
+        sock.sendall(b"NG\n")
+        assert reader.readline() == b"PONG\n"
 
 
 def test_a_request_during_a_freeze_waits_for_its_end():
@@ -335,3 +380,5 @@ def test_the_binomial_sampler_matches_its_mean():
         draws = [burn.binomial(rng, 1000, p_) for _ in range(2000)]
         sd = (1000 * p_ * (1 - p_) / 2000) ** 0.5
         assert abs(statistics.mean(draws) - 1000 * p_) < 3 * sd + 1e-9, (p_, statistics.mean(draws))
+    # The edges: nothing fails at 0, everything at 1 (a complete outage), no division by 0.
+    assert burn.binomial(rng, 1000, 0.0) == 0 and burn.binomial(rng, 1000, 1.0) == 1000

@@ -100,9 +100,10 @@ def test_hdr_correction_brings_the_closed_loop_p99_back_into_the_stall(measured)
     # least the interval: the one ~100 ms freeze sample becomes ~100 ms / (its median gap,
     # ~0.04-0.1 ms) values spread evenly over (0, 100 ms]: as many as the requests the loop
     # would have sent during the freeze at its own pace, about a tenth of all it would have
-    # sent, so the corrected p99 lands near 0.9 x 100 ms as the schedule's does, and its
-    # p90 at the freeze's lower edge (the added values are 9-11% of all: p90 is a few ms
-    # at most; asserted < 20% of the freeze). Arithmetic on
+    # sent, so the corrected p99 lands near 0.9 x 100 ms as the schedule's does. (Its p90
+    # is not asserted: a few ms on a quiet machine, but 35 ms in one run of 6 workers on
+    # 2 cores, where the loop's hiccups made its median gap far shorter than its mean, so
+    # the freeze added more than a tenth of the values.) Arithmetic on
     # recorded numbers (a busy machine's hiccups are corrected too, which can only raise
     # it): with the 50 ms freeze, 44.7-48.8 ms over 14 runs at load average 2.5-8; with
     # the 100 ms one, 88.8-108.5 ms over 6 runs at load average 9-14. Each run
@@ -111,7 +112,6 @@ def test_hdr_correction_brings_the_closed_loop_p99_back_into_the_stall(measured)
     for m in measured:
         assert p(m.corrected, 99.0) >= 0.5 * STALL * 1e3, p(m.corrected, 99.0)
         assert m.corrected.get_total_count() > m.closed.get_total_count()
-    assert least_disturbed(measured, "corrected", 90.0) < 0.2 * STALL * 1e3, measured
     corrected = least_disturbed(measured, "corrected", 99.0)
     raw = least_disturbed(measured, "closed", 99.0)
     assert corrected > 10 * raw, (corrected, raw)

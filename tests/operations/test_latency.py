@@ -102,8 +102,9 @@ def test_hdr_correction_brings_the_closed_loop_p99_back_into_the_stall(measured)
     # would have sent during the freeze at its own pace, about a tenth of all it would have
     # sent, so the corrected p99 lands near 0.9 x 100 ms as the schedule's does. (Its p90
     # is not asserted: a few ms on a quiet machine, but 35 ms in one run of 6 workers on
-    # 2 cores, where the loop's hiccups made its median gap far shorter than its mean, so
-    # the freeze added more than a tenth of the values.) Arithmetic on
+    # 2 cores, most likely because the loop's hiccups (corrected too) and a median gap much
+    # shorter than its mean gap (the interval was 0.039 ms) credited the freeze with more
+    # than a tenth of the values.) Arithmetic on
     # recorded numbers (a busy machine's hiccups are corrected too, which can only raise
     # it): with the 50 ms freeze, 44.7-48.8 ms over 14 runs at load average 2.5-8; with
     # the 100 ms one, 88.8-108.5 ms over 6 runs at load average 9-14. Each run

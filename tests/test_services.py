@@ -41,6 +41,8 @@ ONE_PER_SERVICE = {
     "nats": "messaging/queues_log_replay",
     "node": "formats/json_pitfalls",
     "nftables": "security/firewall_netns",  # root on Linux only: skips elsewhere
+    "prometheus": "operations/metrics_red",
+    "promtool": "operations/metrics_rules",
 }
 
 

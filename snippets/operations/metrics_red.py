@@ -298,14 +298,14 @@ def main() -> None:
               f" {r.errors[name]} answered 500")  # fmt: skip
     print(f"error ratio (PromQL): {100 * r.error_ratio:.2f}% of all requests")
     print("p99 of request duration, in seconds:")
-    print(f"  exact, from all {sum(r.requests.values()):,} durations:  {r.exact_p99:.3f}"
+    print(f"  exact, from all {sum(r.requests.values()):,} durations:   {r.exact_p99:.3f}"
           f"  (bucket {bucket_of(r.exact_p99)})")  # fmt: skip
     print(f"  histogram_quantile, buckets summed: {r.fleet_p99:.3f}"
           f"  (bucket {bucket_of(r.fleet_p99)})")  # fmt: skip
     each = ", ".join(f"{n} {v:.3f}" for n, v in sorted(r.each_p99.items()))
     print(f"  each instance's p99:                {each}")
     print(f"  average of the instances' p99s:     {r.average_of_p99s:.3f}"
-          f"  ({100 * (r.average_of_p99s / r.exact_p99 - 1):+.0f}% off)")  # fmt: skip
+          f"  ({100 * (1 - r.average_of_p99s / r.exact_p99):.0f}% below the exact)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def main() -> None:
           " two services, each scraped by Prometheus")  # fmt: skip
     for c in count_series(prometheus, targets, [route_template, raw_path], paths):
         print(f"  route label = {c.label + ':':16} {c.series:>6,} series in Prometheus,"
-              f" /metrics {c.exposition_bytes:>9,} bytes")  # fmt: skip
+              f" /metrics {c.exposition_bytes / 1024:7.1f} KiB")  # the sums vary: 1 decimal
 
 
 if __name__ == "__main__":

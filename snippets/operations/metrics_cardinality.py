@@ -186,8 +186,10 @@ def main() -> None:
     print(f"{len(paths):,} requests, {len({raw_path(p) for p in paths}):,} distinct paths;"
           " two services, each scraped by Prometheus")  # fmt: skip
     for c in count_series(prometheus, targets, [route_template, raw_path], paths):
-        print(f"  route label = {c.label + ':':16} {c.series:>6,} series in Prometheus,"
-              f" /metrics {c.exposition_bytes / 1024:7.1f} KiB")  # the sums vary: 1 decimal
+        print(
+            f"  route label = {c.label + ':':16} {c.series:>6,} series in Prometheus,"
+            f" /metrics {c.exposition_bytes / 1024:7.1f} KiB"
+        )  # the sums vary: 1 decimal
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ ONE_PER_SERVICE = {
     "nats": "messaging/queues_log_replay",
     "node": "formats/json_pitfalls",
     "nftables": "security/firewall_netns",  # root on Linux only: skips elsewhere
+    "containers": "operations/containers_namespaces",  # root on Linux only: skips elsewhere
 }
 
 

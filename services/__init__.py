@@ -72,7 +72,7 @@ def _kill_what_this_process_started() -> None:
 # one module per service, in this package
 MODULES = (
     "postgresql", "redis", "nginx", "apache", "haproxy", "tinyproxy", "rabbitmq", "nats", "node",
-    "nftables", "prometheus", "promtool",
+    "nftables", "prometheus", "promtool", "containers",
 )  # fmt: skip
 SBIN = "/usr/sbin:/usr/local/sbin:/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin"
 

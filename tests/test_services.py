@@ -43,6 +43,7 @@ ONE_PER_SERVICE = {
     "nftables": "security/firewall_netns",  # root on Linux only: skips elsewhere
     "prometheus": "operations/metrics_red",
     "promtool": "operations/metrics_rules",
+    "containers": "operations/containers_namespaces",  # root on Linux only: skips elsewhere
 }
 
 

@@ -35,7 +35,8 @@ SNIPPETS = all_snippets()
 FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", flags=re.S | re.M)
 INCLUDE_LINE = re.compile(r'\s*--8<-- "[^":]+(:[A-Za-z_][\w-]*)?"\s*')
 EXPOSURE = {
-    r"0\.0\.0\.0|\(\(\s*[\"']{2}\s*,|[\"']::[\"']": "bind 127.0.0.1, never every interface",
+    # (0.0.0.0/0 is a CIDR block, "every IPv4 address", in a policy, not a bind address)
+    r"0\.0\.0\.0(?!/\d)|\(\(\s*[\"']{2}\s*,|[\"']::[\"']": "bind 127.0.0.1, never every interface",
     r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False": "TLS verification stays on",
 }
 # The firewall page binds every interface on purpose, but only inside network namespaces

@@ -192,10 +192,23 @@ Route = Callable[[str], Answer]  # GET path -> answer
 
 class Handler(BaseHTTPRequestHandler):
     """GET only; http.server answers a malformed request line 400, an over-long one 414,
-    an over-long or 101st header line 431, and other methods 501."""
+    an over-long or 101st header line 431, and other methods 501; we add 400 for an
+    HTTP/1.1 request without exactly one Host, and for HTTP/0.9's two-word form."""
 
     timeout = TIMEOUT  # a client that sends nothing for this long is dropped
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # not 0.9: an error answer gets a status line
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if len(self.requestline.split()) != 3:  # HTTP/0.9's "GET /path": not served here
+            self.send_error(400, None, "HTTP/0.9 requests are not served")
+            return False
+        if self.request_version == "HTTP/1.1" and len(self.headers.get_all("Host", [])) != 1:
+            self.send_error(400, None, "Host missing or repeated")  # RFC 9112 §3.2: a MUST
+            return False
+        return True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         status, body = self.server.route(self.path)  # type: ignore[attr-defined]

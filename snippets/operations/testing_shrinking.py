@@ -98,7 +98,9 @@ class Search:
     error: str = ""
 
 
-def check_round_trip(encode: Callable[[bytes, int], bytes], max_examples: int = 300) -> Search:
+def check_round_trip(
+    encode: Callable[[bytes, int], bytes], max_examples: int = 300, max_chunk: int = 64
+) -> Search:
     search = Search()
 
     @settings(
@@ -109,7 +111,7 @@ def check_round_trip(encode: Callable[[bytes, int], bytes], max_examples: int = 
         report_multiple_bugs=False,  # one failure, the smallest, not one per exception type
         suppress_health_check=[HealthCheck.too_slow],
     )
-    @given(body=st.binary(max_size=300), chunk_size=st.integers(1, 64))
+    @given(body=st.binary(max_size=300), chunk_size=st.integers(1, max_chunk))
     def round_trip(body: bytes, chunk_size: int) -> None:
         search.examples += 1
         try:

@@ -12,7 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Protocol
 
 import psycopg
@@ -29,7 +29,7 @@ CREATE TABLE orders (id bigserial PRIMARY KEY,
 
 # --8<-- [start:repos]
 class Repository(Protocol):
-    def transaction(self) -> contextmanager: ...
+    def transaction(self) -> AbstractContextManager: ...
     def add_customer(self, email: str) -> int: ...
     def add_order(self, customer_id: int, total_cents: int) -> int: ...
     def customer_exists(self, customer_id: int) -> bool: ...
@@ -45,7 +45,7 @@ class FakeRepository:
         self.customers: dict[int, str] = {}
         self.orders: dict[int, tuple[int, int]] = {}  # id -> (customer_id, total_cents)
 
-    def transaction(self):
+    def transaction(self) -> AbstractContextManager:
         return nullcontext()  # nothing to roll back: one more thing a fake leaves out
 
     def add_customer(self, email: str) -> int:
@@ -75,7 +75,7 @@ class PostgresRepository:
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn  # autocommit; transaction() groups statements
 
-    def transaction(self):
+    def transaction(self) -> AbstractContextManager:
         return self.conn.transaction()
 
     def add_customer(self, email: str) -> int:

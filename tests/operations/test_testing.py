@@ -237,7 +237,10 @@ def one_shot_server(answer: bytes | None) -> tuple[socket.socket, threading.Thre
         (None, "no answer (TimeoutError"),
     ],
 )
-def test_verification_reports_a_broken_provider_and_does_not_crash_or_hang(answer, problem):
+def test_verification_reports_a_broken_provider_and_does_not_crash_or_hang(
+    answer, problem, monkeypatch
+):
+    monkeypatch.setattr(contract, "TIMEOUT", 0.5)  # the hung provider: half a second each
     listener, thread = one_shot_server(answer)
     try:
         problems = contract.verify(contract.CONTRACT, listener.getsockname()[1], lambda state: None)

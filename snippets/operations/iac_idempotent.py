@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +35,16 @@ def desired(state: State, root: Path) -> dict[str, dict]:
             state, files.put, src=io.StringIO(CONFIG), dest=str(app / "app.conf"), mode="640"
         ),
         "limits line": add_op(
-            state, files.line, path=str(app / "limits.conf"), line="nofile 65536"
-        ),
+            state, files.line, path=str(app / "limits.conf"), line="^nofile 65536$"
+        ),  # anchored: pyinfra matches `line` as a regex, and unanchored "# nofile 65536" matches
         "limits mode": add_op(state, files.file, path=str(app / "limits.conf"), mode="600"),
     }
 
 
 def appended(state: State, root: Path) -> dict[str, dict]:
     """The imperative way, for contrast: a command that appends every time it runs."""
-    command = f"mkdir -p {root}/app && echo 'nofile 65536' >> {root}/app/limits.conf"
+    app = shlex.quote(str(root / "app"))
+    command = f"mkdir -p {app} && echo 'nofile 65536' >> {app}/limits.conf"
     return {"append limits": add_op(state, server.shell, commands=[command])}
 
 

@@ -69,7 +69,9 @@ def schema_errors(manifest: dict) -> list[str]:
 
 
 def policy_problems(manifest: dict) -> list[str]:
-    """What a reviewer asks of every Deployment; the schema allows all of these missing."""
+    """What a reviewer asks of every Deployment; the schema allows all of these missing. The
+    container-level part of the restricted Pod Security Standard, plus probes, a memory limit
+    and a pinned image (settings at pod level are not read here: a sketch, not a tool)."""
     if manifest.get("kind") != "Deployment":
         return []
     found = []
@@ -85,6 +87,13 @@ def policy_problems(manifest: dict) -> list[str]:
             found.append(f"{name}: allowPrivilegeEscalation not false")
         if not sc.get("readOnlyRootFilesystem"):
             found.append(f"{name}: writable root filesystem")
+        if sc.get("privileged"):
+            found.append(f"{name}: privileged (every device and capability of the host)")
+        capabilities = sc.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []) or capabilities.get("add"):
+            found.append(f"{name}: capabilities not dropped to none (drop [ALL], add nothing)")
+        if sc.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: no seccomp profile (RuntimeDefault)")
         if ":" not in c["image"].rsplit("/", 1)[-1] or c["image"].endswith(":latest"):
             found.append(f"{name}: image {c['image']!r} is not pinned to a version")
     return found

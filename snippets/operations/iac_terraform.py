@@ -78,11 +78,24 @@ OPEN = {"0.0.0.0/0", "::/0"}
 
 
 def ssh_open_to_the_internet(parsed: dict) -> Iterator[str]:
+    """An inline ingress rule reaching port 22 from anywhere (IPv4 or IPv6). Protocol "-1"
+    is every protocol and port, whatever from_port/to_port say; a port from a variable
+    cannot be checked offline, so it is reported too. (Standalone rule resources,
+    aws_vpc_security_group_ingress_rule, are not read: a sketch, not a tool.)"""
     for name, body in resources(parsed, "aws_security_group"):
         for rule in body.get("ingress", []):
-            cidrs = {unquote(c) for c in rule.get("cidr_blocks", [])}
-            if rule.get("from_port", 0) <= 22 <= rule.get("to_port", 0) and cidrs & OPEN:
-                yield f"{name}: port 22 open to {', '.join(sorted(cidrs & OPEN))}"
+            cidrs = {unquote(c) for key in ("cidr_blocks", "ipv6_cidr_blocks")
+                     for c in rule.get(key, [])} & OPEN  # fmt: skip
+            low, high = rule.get("from_port", 0), rule.get("to_port", 0)
+            to = ", ".join(sorted(cidrs))
+            if not cidrs:
+                continue
+            if unquote(rule.get("protocol")) in ("-1", "all"):
+                yield f"{name}: all traffic open to {to}"
+            elif not (isinstance(low, int) and isinstance(high, int)):
+                yield f"{name}: ports {low}-{high} unknown offline, open to {to}"
+            elif low <= 22 <= high:
+                yield f"{name}: port 22 open to {to}"
 
 
 def database_not_encrypted(parsed: dict) -> Iterator[str]:

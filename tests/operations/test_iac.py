@@ -67,7 +67,7 @@ def test_the_manifests_pass_schema_and_policy_and_each_variant_fails_where_it_sh
     errors, _ = results["replicas: '2'"]
     assert len(errors) == 1 and "is not of type 'integer'" in errors[0]
     errors, problems = results["bare"]
-    assert errors == [] and len(problems) == 6  # valid by the schema, fails every policy
+    assert errors == [] and len(problems) == 8  # valid by the schema, fails every policy
 
 
 def test_control_without_strict_the_schema_accepts_the_typo():
@@ -96,7 +96,12 @@ def test_the_risky_config_has_four_findings_and_the_fixed_one_none():
     ("old", "new", "caught"),
     [
         ("[var.admin_cidr]", '["0.0.0.0/0"]', "port 22 open"),
-        ("[var.admin_cidr]", '["::/0"]', "port 22 open"),
+        ("cidr_blocks = [var.admin_cidr]", 'ipv6_cidr_blocks = ["::/0"]', "port 22 open"),
+        (
+            'protocol    = "tcp"\n    cidr_blocks = [var.admin_cidr]',
+            'protocol    = "-1"\n    cidr_blocks = ["0.0.0.0/0"]',
+            "all traffic",
+        ),  # ports 22..22
         ("storage_encrypted           = true", "storage_encrypted = false", "storage_encrypted"),
         ("manage_master_user_password = true", 'password = "hunter2"', "password written"),
         ("publicly_accessible         = false", "publicly_accessible = true", "publicly"),
@@ -106,6 +111,13 @@ def test_each_single_risk_added_to_the_fixed_config_is_caught(old, new, caught):
     assert old in tf.FIXED
     found = tf.check(tf.FIXED.replace(old, new, 1))
     assert len(found) == 1 and caught in found[0], found
+
+
+def test_a_port_from_a_variable_cannot_be_checked_offline_and_is_reported():
+    config = tf.FIXED.replace("from_port   = 22", "from_port   = var.low", 1)
+    config = config.replace("[var.admin_cidr]", '["0.0.0.0/0"]', 1)
+    found = tf.check(config)
+    assert len(found) == 1 and "unknown offline" in found[0], found
 
 
 def test_a_password_from_a_variable_is_not_flagged():
@@ -137,6 +149,25 @@ def test_drift_is_found_by_a_plan_and_repaired_by_the_next_run(tmp_path: Path):
     assert infra.apply(infra.desired, tmp_path).changed == ["config file", "limits mode"]
     assert infra.plan(infra.desired, tmp_path).changed == []
     assert (tmp_path / "app" / "app.conf").read_text() == infra.CONFIG
+
+
+def test_a_commented_out_line_is_drift_too(tmp_path: Path):
+    """pyinfra matches `line` as a regex: unanchored, "# nofile 65536" would match it."""
+    infra.apply(infra.desired, tmp_path)
+    (tmp_path / "app" / "limits.conf").write_text("# nofile 65536\n")
+    assert infra.plan(infra.desired, tmp_path).changed == ["limits line"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"privileged": True}, {"capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}},
+     {"seccompProfile": {"type": "Unconfined"}}],
+)  # fmt: skip
+def test_a_privileged_or_capable_container_fails_the_policy(extra):
+    documents = k8s.variants()["as written"]
+    documents[0]["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(extra)
+    errors, problems = k8s.check(documents)
+    assert errors == [] and len(problems) == 1, problems
 
 
 def test_control_a_shell_append_changes_every_run_and_duplicates_the_line(tmp_path: Path):

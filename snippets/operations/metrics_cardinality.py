@@ -166,7 +166,7 @@ def user_paths(requests: int, users: int, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
     paths = [f"/users/{rng.randrange(users)}" for _ in range(requests)]
     for i in range(0, requests, 100):
-        paths[i] = f"/wp-login.php?probe={i}"  # scanners: 404s, each a new raw path too
+        paths[i] = f"/wp-login.php?probe={i}"  # scanners: 404s (one raw path: no query)
     return paths
 
 

@@ -190,10 +190,14 @@ Answer = tuple[int, dict | None]  # status, JSON body
 Route = Callable[[str], Answer]  # GET path -> answer
 
 
+HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 class Handler(BaseHTTPRequestHandler):
     """GET only; http.server answers a malformed request line 400, an over-long one 414,
     an over-long or 101st header line 431, and other methods 501; we add 400 for an
-    HTTP/1.1 request without exactly one Host, and for HTTP/0.9's two-word form."""
+    HTTP/1.1 request without Host, any request with two or an invalid one, and for
+    HTTP/0.9's two-word form."""
 
     timeout = TIMEOUT  # a client that sends nothing for this long is dropped
     protocol_version = "HTTP/1.1"
@@ -205,8 +209,14 @@ class Handler(BaseHTTPRequestHandler):
         if len(self.requestline.split()) != 3:  # HTTP/0.9's "GET /path": not served here
             self.send_error(400, None, "HTTP/0.9 requests are not served")
             return False
-        if self.request_version == "HTTP/1.1" and len(self.headers.get_all("Host", [])) != 1:
-            self.send_error(400, None, "Host missing or repeated")  # RFC 9112 §3.2: a MUST
+        hosts = self.headers.get_all("Host", [])
+        # RFC 9112 §3.2 MUSTs: 400 for an HTTP/1.1 request without Host, and for any request
+        # with more than one Host line or an invalid value (checked here as host[:port])
+        if (self.request_version == "HTTP/1.1" and not hosts) or len(hosts) > 1:
+            self.send_error(400, None, "Host missing or repeated")
+            return False
+        if hosts and not HOST.fullmatch(hosts[0].strip()):
+            self.send_error(400, None, "invalid Host")
             return False
         return True
 

@@ -49,12 +49,14 @@ class FakeRepository:
         return nullcontext()  # nothing to roll back: one more thing a fake leaves out
 
     def add_customer(self, email: str) -> int:
-        self.customers[len(self.customers) + 1] = email
-        return len(self.customers)
+        new_id = max(self.customers, default=0) + 1  # never reuses a live row's id
+        self.customers[new_id] = email
+        return new_id
 
     def add_order(self, customer_id: int, total_cents: int) -> int:
-        self.orders[len(self.orders) + 1] = (customer_id, total_cents)
-        return len(self.orders)
+        new_id = max(self.orders, default=0) + 1
+        self.orders[new_id] = (customer_id, total_cents)
+        return new_id
 
     def customer_exists(self, customer_id: int) -> bool:
         return customer_id in self.customers

@@ -171,6 +171,9 @@ def raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         (b"GET /users/7 HTTP/1.1\r\n\r\n", 400),  # no Host: RFC 9112 3.2 says 400
         (b"GET /users/7 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET /users/7 HTTP/1.0\r\n\r\n", 200),  # HTTP/1.0 needs no Host
+        (b"GET /users/7 HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),  # but never two
+        (b"GET /users/7 HTTP/1.1\r\nHost: a b/c\r\n\r\n", 400),  # an invalid value
+        (b"GET /users/7 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200),  # an IPv6 literal
         (b"GET /users/7 HTTP/1.1\r\nHost: x\r\n\r\n", 200),  # the control
         (b"GET /users/" + b"7" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
         (b"GET /users/7 HTTP/1.1\r\nX-Big: " + b"z" * 70_000 + b"\r\n\r\n", 431),

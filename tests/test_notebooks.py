@@ -14,6 +14,15 @@ from nbclient import NotebookClient
 from tests.snippet_output import ROOT, normalise
 
 NOTEBOOKS = sorted((ROOT / "docs").rglob("*.ipynb"))
+# Notebooks whose measurement needs a quiet machine: the latency lab times a schedule from
+# when each request was due, so a generator starved by the parallel phase (3 workers on 2
+# cores) records its own lateness: a CI run measured a p99 of 49 ms with no freeze at all.
+# They run in `make test`'s exclusive phase, alone (pytest.mark.exclusive).
+NEEDS_A_QUIET_MACHINE = {"latency-lab.ipynb"}
+PARAMS = [
+    pytest.param(p, marks=pytest.mark.exclusive) if p.name in NEEDS_A_QUIET_MACHINE else p
+    for p in NOTEBOOKS
+]
 
 
 def printed(notebook: nbformat.NotebookNode) -> list[str]:
@@ -41,7 +50,7 @@ def errors(notebook: nbformat.NotebookNode) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_notebook_runs_top_to_bottom_and_prints_what_the_site_shows(path, request):
     committed = nbformat.read(path, as_version=4)
     assert not errors(committed), "an error output is committed"

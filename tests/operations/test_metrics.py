@@ -145,18 +145,8 @@ def test_a_typo_in_a_range_fails_the_check_before_any_test(promtool_bin):
     assert not checked.passed and "parse error" in checked.output
 
 
-RESOLVES = """\
-rule_files: [rules.yml]
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'http_requests_total{job="api",code="200"}'
-        values: '0+1000x180'
-      - series: 'http_requests_total{job="api",code="500"}'
-        values: '0x60 50+50x59 3000x60'
-    alert_rule_test:
-"""
+# The snippet's own test file up to its expectations: the same rules and input series.
+RESOLVES = rules.TESTS[: rules.TESTS.index("    alert_rule_test:\n")] + "    alert_rule_test:\n"
 
 
 @pytest.mark.parametrize(
